@@ -1,0 +1,350 @@
+/**
+ * appliance.yaml: the one schema. Everything a user can write is declared here with its default,
+ * so the JSON Schema that editors use and the validation the CLI does can never disagree.
+ * Cross-field rules (folder paths inside the drive, device references) live in the final refine.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import * as v from './validators.js';
+
+/**
+ * Folder that relative file references in the config resolve against. Set by the loader for the
+ * duration of one parse; zod transforms have no other way to receive it.
+ */
+let referenceDir = process.cwd();
+export function withReferenceDir<T>(dir: string, fn: () => T): T {
+  const prev = referenceDir;
+  referenceDir = dir;
+  try {
+    return fn();
+  } finally {
+    referenceDir = prev;
+  }
+}
+
+export function resolveLocalPath(p: string): string {
+  if (p === '~' || p.startsWith('~/')) return resolve(homedir(), p.slice(2));
+  return resolve(referenceDir, p);
+}
+
+function shaped(check: (s: string) => string | null, opts: { max?: number } = {}) {
+  return z
+    .string()
+    .max(opts.max ?? 4096)
+    .superRefine((s, ctx) => {
+      const problem = check(s);
+      if (problem) ctx.addIssue({ code: 'custom', message: `expected ${problem}`, input: s });
+    });
+}
+
+/** Free text that ends up inside generated files: one line, no control characters. */
+const label = (max = 128) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .superRefine((s, ctx) => {
+      if (v.hasControlChars(s)) ctx.addIssue({ code: 'custom', message: 'expected one line of text without control characters', input: s });
+    });
+
+const targetPath = (opts: { allowSpaces?: boolean } = {}) => shaped((s) => v.checkTargetPath(s, opts));
+
+/** Where a secret comes from: never a plaintext value that would sit in a shared YAML file. */
+const secretRef = z.union([
+  z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').describe('Read the secret from this environment variable.') }),
+  z.strictObject({ file: label(1024).describe('Read the secret from this file (relative to the config file); trailing newline ignored.') }),
+]);
+
+const passwordRef = z.union([
+  z.strictObject({
+    bcrypt: z
+      .string()
+      .regex(/^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/, 'expected a bcrypt hash ($2a$/$2b$/$2y$, cost 04–31, 53 characters after it)')
+      .describe('A bcrypt hash of the panel password (e.g. from `syncpi hash-password`).'),
+  }),
+  ...secretRef.options,
+]);
+
+/** A public key file on the machine running syncpi; read at load time so errors point at the entry. */
+const sshKeyFile = z
+  .strictObject({ file: label(1024).describe('Public key file (~ and paths relative to the config file work).') })
+  .transform((ref, ctx) => {
+    const path = resolveLocalPath(ref.file);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: `expected a readable public key file; ${path}: ${(e as NodeJS.ErrnoException).code ?? e}`, input: ref.file });
+      return z.NEVER;
+    }
+    const keys = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    for (const k of keys) {
+      const problem = v.checkSshPublicKey(k);
+      if (problem) {
+        ctx.addIssue({ code: 'custom', message: `expected ${problem} in ${path}`, input: ref.file });
+        return z.NEVER;
+      }
+    }
+    if (keys.length === 0) {
+      ctx.addIssue({ code: 'custom', message: `expected at least one key in ${path}`, input: ref.file });
+      return z.NEVER;
+    }
+    return keys;
+  });
+
+export const BaseSchema = z
+  .union([
+    z.strictObject({
+      debian: z
+        .strictObject({
+          suite: z.enum(['trixie', 'bookworm']).default('trixie').describe('Debian release to build from.'),
+          arch: z.enum(['arm64', 'armhf']).default('arm64').describe('arm64 for Pi 3/4/5 and Zero 2; armhf for 32-bit.'),
+          mirror: z.url({ protocol: /^https?$/ }).optional().describe('Debian mirror URL; default: the build machine\'s apt sources.'),
+        })
+        .default({ suite: 'trixie', arch: 'arm64' }),
+    }),
+    z.strictObject({
+      image: z.strictObject({
+        source: label(2048).describe('Path or http(s) URL of a Raspberry Pi OS Lite image (.img, .img.xz or .zip).'),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits').describe('SHA-256 of the file named by source.'),
+        arch: z.enum(['arm64', 'armhf']).default('arm64'),
+      }),
+    }),
+  ])
+  .describe('What the image starts from: Debian packages (default) or a stock Raspberry Pi OS Lite image.');
+
+const SystemSchema = z.strictObject({
+  hostname: shaped(v.checkHostname).default('syncpi'),
+  timezone: shaped(v.checkTimezone).default('UTC'),
+  locale: shaped(v.checkLocale).default('en_US.UTF-8'),
+  keyboard: z
+    .string()
+    .regex(/^[a-z]{2,8}(\([a-z0-9_]{1,32}\))?$/, 'expected an XKB layout such as us, de, gb or fr(bepo)')
+    .default('us'),
+  user: z.strictObject({
+    name: shaped(v.checkUserName).default('pi'),
+    ssh_keys: z
+      .array(z.union([shaped(v.checkSshPublicKey, { max: 16384 }), sshKeyFile]))
+      .min(1, 'expected at least one SSH public key: SSH is key-only')
+      .max(64)
+      .transform((keys) => keys.flat())
+      .describe('Public keys: a key line, or {file: ~/.ssh/id_ed25519.pub}.'),
+    sudo: z.boolean().default(true),
+  }),
+  wifi: z
+    .strictObject({
+      country: shaped(v.checkCountry),
+      networks: z
+        .array(
+          z.strictObject({
+            ssid: label(32).refine((s) => Buffer.byteLength(s) <= 32, 'expected an SSID of at most 32 bytes'),
+            psk: secretRef.optional().describe('WPA2/WPA3 passphrase; omit for an open network.'),
+            hidden: z.boolean().default(false),
+          }),
+        )
+        .max(16)
+        .default([]),
+    })
+    .optional(),
+});
+
+export const STRIP_PROFILES = ['headless', 'none'] as const;
+
+const PackagesSchema = z
+  .strictObject({
+    profile: z.enum(STRIP_PROFILES).default('headless').describe('headless: remove desktop, X11, GUI applications and the like.'),
+    remove: z.array(shaped(v.checkPackageName)).max(500).default([]),
+    keep: z.array(shaped(v.checkPackageName)).max(500).default([]),
+    install: z.array(shaped((s) => (s.includes('*') || s.includes('?') ? 'a package name without globs' : v.checkPackageName(s)))).max(500).default([]),
+  })
+  .default({ profile: 'headless', remove: [], keep: [], install: [] });
+
+const FolderSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a folder ID of letters, digits and . _ - (the same ID on every device)'),
+  label: label(64).optional(),
+  path: label(1024).describe('Absolute path on the drive, or relative to drive.mount.'),
+  type: z.enum(['sendreceive', 'sendonly', 'receiveonly']).default('sendreceive'),
+  devices: z.array(label(64)).max(64).default([]).describe('Names (or IDs) of devices from sync.devices to share with.'),
+  rescan_interval: z.number().int().min(0).max(86400 * 7).default(3600),
+  watch: z.boolean().default(true),
+});
+
+const DeviceSchema = z.strictObject({
+  id: shaped(v.checkDeviceId),
+  name: z.string().regex(/^[A-Za-z0-9._ -]{1,64}$/, 'expected a device name of letters, digits, spaces and . _ -'),
+  addresses: z
+    .array(z.string().regex(/^(dynamic|(tcp|tcp4|tcp6|quic|quic4|quic6):\/\/[A-Za-z0-9.:\[\]-]+(:\d{1,5})?)$/, 'expected "dynamic" or tcp://HOST:PORT / quic://HOST:PORT'))
+    .min(1)
+    .max(16)
+    .default(['dynamic']),
+  introducer: z.boolean().default(false),
+});
+
+const SyncSchema = z.strictObject({
+  daemon: z.literal('syncthing').default('syncthing'),
+  private: z.boolean().default(true).describe('No global discovery, relays, NAT traversal, usage reporting or auto-upgrade.'),
+  listen: z
+    .array(z.string().regex(/^(tcp|tcp4|tcp6|quic|quic4|quic6):\/\/(0\.0\.0\.0|\[::\]|[0-9.]+|\[[0-9a-fA-F:]+\]):\d{1,5}$/, 'expected tcp://ADDRESS:PORT or quic://ADDRESS:PORT, e.g. tcp://0.0.0.0:22000'))
+    .min(1)
+    .max(8)
+    .default(['tcp://0.0.0.0:22000', 'quic://0.0.0.0:22000']),
+  local_discovery: z.boolean().default(true).describe('Announce on the LAN so devices find the Pi without addresses.'),
+  devices: z.array(DeviceSchema).max(256).default([]),
+  folders: z.array(FolderSchema).max(256).default([]),
+  max_user_watches: z.number().int().min(8192).max(16_777_216).default(524288),
+  accept_vulnerable_gui: z.boolean().default(false).describe('Allow a panel beyond loopback with a Syncthing older than 1.23.5.'),
+});
+
+const PanelSchema = z
+  .strictObject({
+    listen: shaped(v.checkListen).default('0.0.0.0:8384'),
+    tls: z
+      .union([
+        z.literal('generate').describe('Syncthing makes a per-device certificate on first boot.'),
+        z.strictObject({ cert: label(1024), key: label(1024) }).describe('PEM files (relative to the config file) to install.'),
+      ])
+      .default('generate'),
+    user: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'expected a user name of letters, digits and . _ -').default('admin'),
+    password: passwordRef.optional().describe('Omitted: one is generated, shown once, and kept in the secrets file.'),
+    allowed_networks: z.array(shaped(v.checkCidr)).max(64).default([]).describe('Networks that may reach the panel; empty: none beyond loopback.'),
+    tunnel_only: z.boolean().default(false).describe('Keep the panel on loopback; reach it with `syncpi panel HOST`.'),
+  })
+  .default({ listen: '0.0.0.0:8384', tls: 'generate', user: 'admin', allowed_networks: [], tunnel_only: false });
+
+export const DRIVE_FS = ['ext4', 'btrfs', 'xfs', 'exfat', 'vfat', 'ntfs'] as const;
+
+const DriveSchema = z
+  .strictObject({
+    uuid: shaped(v.checkUuidOrFsId).optional(),
+    label: shaped(v.checkFsLabel).optional(),
+    mount: targetPath().default('/srv/sync'),
+    fs: z.enum(DRIVE_FS).default('ext4'),
+    options: z.array(z.string().regex(/^[A-Za-z0-9_.=-]{1,64}$/, 'expected a mount option like noatime or commit=60')).max(32).default([]),
+    timeout: z.number().int().min(1).max(600).default(10).describe('Seconds to wait for the drive at boot before giving up (boot continues).'),
+    spin_down: z.number().int().min(0).max(86400).default(0).describe('Spin the disk down after this many idle seconds (0: never).'),
+  })
+  .superRefine((d, ctx) => {
+    if ((d.uuid === undefined) === (d.label === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'expected exactly one of uuid or label to identify the drive', input: d });
+    }
+  });
+
+const ServiceSchema = z.strictObject({
+  description: label(200),
+  template: z.string().regex(/^[a-z0-9][a-z0-9-]{0,47}$/, 'expected a template name (a file templates/services/NAME.service.hbs)').default('command'),
+  exec: z.array(label(4096)).min(1).max(256).optional().describe('Command and arguments (argv); the first is an absolute path.'),
+  values: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/), z.union([z.string().max(4096), z.number(), z.boolean()])).default({}),
+  type: z.enum(['oneshot', 'simple']).default('oneshot').describe('oneshot: runs to completion (stays "active" at boot); simple: a long-running daemon, restarted on failure.'),
+  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).default('syncthing'),
+  schedule: shaped(v.checkSystemdCalendar).optional().describe('systemd OnCalendar= expression; adds a timer.'),
+  uses_drive: z.boolean().default(false).describe('Order after the drive\'s mount and require it.'),
+  enabled: z.boolean().default(true),
+});
+
+const HardeningSchema = z
+  .strictObject({
+    ssh: z
+      .strictObject({
+        port: z.number().int().min(1).max(65535).default(22),
+        allow_from: z.array(shaped(v.checkCidr)).max(64).default([]).describe('Networks allowed to reach SSH; empty: any.'),
+      })
+      .default({ port: 22, allow_from: [] }),
+    firewall: z.enum(['deny', 'off']).default('deny').describe('deny: inbound default deny, except SSH, sync and the panel from allowed networks.'),
+    unattended_upgrades: z.boolean().default(true),
+    fail2ban: z.boolean().default(false),
+  })
+  .default({ ssh: { port: 22, allow_from: [] }, firewall: 'deny', unattended_upgrades: true, fail2ban: false });
+
+export const ConfigSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected an image name of lowercase letters, digits and . _ -').optional().describe('Image name; default: the hostname.'),
+    base: BaseSchema.default({ debian: { suite: 'trixie', arch: 'arm64' } }),
+    templates_dir: label(1024).optional().describe('A folder of templates that override the built-in ones (relative to the config file).'),
+    system: SystemSchema,
+    packages: PackagesSchema,
+    sync: SyncSchema.default({
+      daemon: 'syncthing', private: true, listen: ['tcp://0.0.0.0:22000', 'quic://0.0.0.0:22000'], local_discovery: true,
+      devices: [], folders: [], max_user_watches: 524288, accept_vulnerable_gui: false,
+    }),
+    panel: PanelSchema,
+    drive: DriveSchema.optional(),
+    services: z
+      .record(shaped(v.checkServiceName), ServiceSchema)
+      .default({})
+      .refine((r) => Object.keys(r).length <= 64, 'expected at most 64 services'),
+    hardening: HardeningSchema,
+  })
+  .superRefine((c, ctx) => {
+    const deviceNames = new Set<string>();
+    const deviceIds = new Set<string>();
+    c.sync.devices.forEach((d, i) => {
+      if (deviceNames.has(d.name)) ctx.addIssue({ code: 'custom', path: ['sync', 'devices', i, 'name'], message: `expected a unique device name; "${d.name}" is used twice`, input: d.name });
+      if (deviceIds.has(d.id)) ctx.addIssue({ code: 'custom', path: ['sync', 'devices', i, 'id'], message: 'expected a unique device ID; this one is listed twice', input: d.id });
+      deviceNames.add(d.name);
+      deviceIds.add(d.id);
+    });
+    const folderIds = new Set<string>();
+    c.sync.folders.forEach((f, i) => {
+      if (folderIds.has(f.id)) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'id'], message: `expected a unique folder ID; "${f.id}" is used twice`, input: f.id });
+      folderIds.add(f.id);
+      f.devices.forEach((ref, j) => {
+        if (!deviceNames.has(ref) && !deviceIds.has(ref)) {
+          const hint = v.didYouMean(ref, [...deviceNames]);
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sync', 'folders', i, 'devices', j],
+            message: `expected the name or ID of a device listed under sync.devices${hint ? ` (did you mean "${hint}"?)` : deviceNames.size ? ` (one of: ${[...deviceNames].join(', ')})` : ' (none are listed)'}`,
+            input: ref,
+          });
+        }
+      });
+      const path = f.path.startsWith('/') ? f.path : `${c.drive?.mount ?? '/srv/sync'}/${f.path}`;
+      const problem = v.checkTargetPath(path, { allowSpaces: true });
+      if (problem) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected ${problem}`, input: f.path });
+      } else if (c.drive && !v.isPathInside(path, c.drive.mount)) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path on the drive, inside ${c.drive.mount} (a folder off the drive would fill the SD card)`, input: f.path });
+      } else if (c.drive && path === c.drive.mount) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a sub-folder of ${c.drive.mount}, not the mount point itself (the folder marker must live on the drive)`, input: f.path });
+      }
+    });
+    for (const [name, s] of Object.entries(c.services)) {
+      if (s.template === 'command' && !s.exec) {
+        ctx.addIssue({ code: 'custom', path: ['services', name, 'exec'], message: 'expected exec: the command template needs a command line, e.g. exec: [/usr/bin/du, -sh, /srv/sync]', input: undefined });
+      }
+      if (s.exec && !s.exec[0]!.startsWith('/')) {
+        ctx.addIssue({ code: 'custom', path: ['services', name, 'exec', 0], message: 'expected an absolute path to the program, e.g. /usr/bin/rsync', input: s.exec[0] });
+      }
+      if (s.schedule && s.type === 'simple') {
+        ctx.addIssue({ code: 'custom', path: ['services', name, 'type'], message: 'expected oneshot for a scheduled service (a timer starts it, it runs to completion)', input: s.type });
+      }
+      if (s.uses_drive && !c.drive) {
+        ctx.addIssue({ code: 'custom', path: ['services', name, 'uses_drive'], message: 'expected a drive section: this service uses the drive but none is configured', input: true });
+      }
+    }
+    if (c.panel.tunnel_only && c.panel.allowed_networks.length > 0) {
+      ctx.addIssue({ code: 'custom', path: ['panel', 'allowed_networks'], message: 'expected no allowed_networks with tunnel_only: true (the panel stays on loopback)', input: c.panel.allowed_networks });
+    }
+    const names = new Set([c.system.user.name]);
+    if (c.services && Object.values(c.services).some((s) => s.user !== 'syncthing' && s.user !== 'root' && !names.has(s.user))) {
+      const bad = Object.entries(c.services).find(([, s]) => s.user !== 'syncthing' && s.user !== 'root' && !names.has(s.user))!;
+      ctx.addIssue({ code: 'custom', path: ['services', bad[0], 'user'], message: `expected syncthing, root or ${c.system.user.name} (users the appliance creates)`, input: bad[1].user });
+    }
+  });
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type DriveConfig = NonNullable<Config['drive']>;
+export type ServiceConfig = Config['services'][string];
+
+export function jsonSchema(): unknown {
+  const js = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'urn:syncpi:appliance',
+    title: 'syncpi appliance.yaml',
+    ...js,
+  };
+}

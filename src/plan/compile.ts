@@ -1,0 +1,119 @@
+/**
+ * Config + inputs + templates → Plan. Pure: reads only template files, touches no system, and
+ * the same input gives the same bytes (everything is sorted; nothing depends on time or order
+ * of object keys in the YAML).
+ */
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
+import type { Config } from '../config/schema.js';
+import type { ResolvedInputs } from '../config/secrets.js';
+import { templatesDir } from '../util/paths.js';
+import { makeContext, type Contribution, type Feature } from './context.js';
+import { drive } from './features/drive.js';
+import { hardening } from './features/hardening.js';
+import { filterPurge, packages } from './features/packages.js';
+import { panel } from './features/panel.js';
+import { services } from './features/services.js';
+import { sync } from './features/sync.js';
+import { system } from './features/system.js';
+import type { Plan, PlanHandler } from './types.js';
+
+export const FEATURES: Feature[] = [system, packages, sync, panel, drive, services, hardening];
+
+const DAEMON_RELOAD: PlanHandler = { name: 'daemon-reload', action: 'daemon-reload', liveOnly: true };
+const SYSCTL: PlanHandler = { name: 'sysctl', action: 'sysctl', liveOnly: true };
+
+/** Canonical JSON: keys sorted at every level, so hashes do not depend on YAML key order. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+export interface CompileOptions {
+  /** The config file's folder: templates_dir resolves against it. */
+  configDir: string;
+}
+
+export function compilePlan(config: Config, inputs: ResolvedInputs, opts: CompileOptions): Plan {
+  const templates = {
+    builtin: templatesDir(),
+    ...(config.templates_dir ? { override: resolve(opts.configDir, config.templates_dir) } : {}),
+  };
+  const ctx = makeContext(config, inputs, templates);
+  const plan: Plan = {
+    format: 1,
+    name: config.name ?? config.system.hostname,
+    hostname: config.system.hostname,
+    base: 'debian' in config.base
+      ? { kind: 'debian', suite: config.base.debian.suite, arch: config.base.debian.arch, ...(config.base.debian.mirror ? { mirror: config.base.debian.mirror } : {}) }
+      : { kind: 'image', arch: config.base.image.arch, source: config.base.image.source, sha256: config.base.image.sha256 },
+    configHash: createHash('sha256').update(canonicalJson(config)).digest('hex'),
+    packages: { install: [], purge: [], keep: [...config.packages.keep].sort() },
+    users: [],
+    dirs: [],
+    files: [],
+    units: { enable: [], disable: [], mask: [] },
+    sysctls: {},
+    handlers: [],
+    checks: [],
+    notes: [],
+  };
+  const owners = new Map<string, string>();
+  const install = new Set<string>();
+  const purge: string[] = [];
+  const handlers = new Map<string, PlanHandler>();
+  for (const feature of FEATURES) {
+    const c: Contribution = feature.contribute(ctx);
+    c.install?.forEach((p) => install.add(p));
+    purge.push(...(c.purge ?? []));
+    for (const f of c.files ?? []) {
+      const prev = owners.get(f.path);
+      if (prev) throw new Error(`features ${prev} and ${feature.name} both write ${f.path}`);
+      owners.set(f.path, feature.name);
+      plan.files.push({ ...f, notify: [...new Set(f.notify)].sort(), feature: feature.name });
+    }
+    for (const d of c.dirs ?? []) plan.dirs.push({ ...d, feature: feature.name });
+    for (const u of c.users ?? []) plan.users.push({ ...u, feature: feature.name });
+    plan.units.enable.push(...(c.enable ?? []));
+    plan.units.disable.push(...(c.disable ?? []));
+    plan.units.mask.push(...(c.mask ?? []));
+    Object.assign(plan.sysctls, c.sysctls ?? {});
+    for (const h of c.handlers ?? []) handlers.set(h.name, h);
+    plan.checks.push(...(c.checks ?? []));
+    plan.notes.push(...(c.notes ?? []));
+  }
+  if (plan.files.some((f) => f.notify.includes('daemon-reload'))) handlers.set(DAEMON_RELOAD.name, DAEMON_RELOAD);
+  if (Object.keys(plan.sysctls).length) handlers.set(SYSCTL.name, SYSCTL);
+  if (Object.keys(plan.sysctls).length) {
+    const body = Object.entries(plan.sysctls).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} = ${v}\n`).join('');
+    plan.files.push({ path: '/etc/sysctl.d/90-syncpi.conf', mode: '0644', owner: 'root', group: 'root', content: `# Managed by syncpi.\n${body}`, notify: ['sysctl'], feature: 'sync' });
+  }
+  for (const f of plan.files) {
+    for (const n of f.notify) if (!handlers.has(n)) throw new Error(`${f.path} notifies unknown handler ${n}`);
+  }
+  const protectedNames = new Set([...install, ...plan.packages.keep]);
+  const { purge: finalPurge } = filterPurge(purge, protectedNames, plan.packages.keep);
+  plan.packages.install = [...install].sort();
+  plan.packages.purge = finalPurge;
+  for (const p of finalPurge.filter((x) => !/[*?]/.test(x))) {
+    plan.checks.push({ kind: 'package-absent', name: p, description: `${p} is not installed` });
+  }
+  plan.files.sort((a, b) => a.path.localeCompare(b.path));
+  plan.dirs.sort((a, b) => a.path.localeCompare(b.path));
+  plan.users.sort((a, b) => Number(b.system) - Number(a.system) || a.name.localeCompare(b.name));
+  plan.units.enable = [...new Set(plan.units.enable)].sort();
+  plan.units.disable = [...new Set(plan.units.disable)].sort();
+  plan.units.mask = [...new Set(plan.units.mask)].sort();
+  plan.handlers = [...handlers.values()].sort((a, b) => handlerOrder(a) - handlerOrder(b) || a.name.localeCompare(b.name));
+  return plan;
+}
+
+/** daemon-reload and config commands before restarts, so restarts see the new units. */
+function handlerOrder(h: PlanHandler): number {
+  if (h.action === 'daemon-reload') return 0;
+  if (h.action === 'command' || h.action === 'sysctl') return 1;
+  return 2;
+}

@@ -1,0 +1,131 @@
+/**
+ * Values derived once from the Config and shared by all features and templates, so two features
+ * never compute the same fact (the panel port, a folder's absolute path) in two ways.
+ */
+import { isIPv6 } from 'node:net';
+import type { Config } from '../config/schema.js';
+import type { ResolvedInputs } from '../config/secrets.js';
+import { isLoopbackHost, parseListen } from '../config/validators.js';
+import { render, type TemplateSource } from './render.js';
+import type { FeatureName, PlanCheck, PlanDir, PlanFile, PlanHandler, PlanUser } from './types.js';
+
+export const SYNCTHING_HOME = '/var/lib/syncthing';
+export const SYNCPI_LIB = '/usr/local/lib/syncpi';
+export const DEFAULT_DRIVE_MOUNT = '/srv/sync';
+
+export interface Derived {
+  panelListen: string;
+  panelHost: string;
+  panelPort: number;
+  panelLoopback: boolean;
+  syncTcpPorts: number[];
+  syncUdpPorts: number[];
+  folders: { id: string; label: string; path: string; type: string; rescan_interval: number; watch: boolean; device_ids: string[] }[];
+  driveMount: string | null;
+}
+
+function portsOf(listen: string[], schemes: RegExp): number[] {
+  const ports = new Set<number>();
+  for (const l of listen) {
+    const m = /^([a-z0-9]+):\/\/.*:(\d+)$/.exec(l);
+    if (m && schemes.test(m[1]!)) ports.add(Number(m[2]));
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+export function derive(config: Config): Derived {
+  const tunnel = config.panel.tunnel_only;
+  const listen = tunnel ? `127.0.0.1:${parseListen(config.panel.listen)!.port}` : config.panel.listen;
+  const parsed = parseListen(listen)!;
+  const driveMount = config.drive?.mount ?? null;
+  const byName = new Map(config.sync.devices.map((d) => [d.name, d.id]));
+  return {
+    panelListen: listen,
+    panelHost: parsed.host,
+    panelPort: parsed.port,
+    panelLoopback: isLoopbackHost(parsed.host),
+    syncTcpPorts: portsOf(config.sync.listen, /^tcp/),
+    syncUdpPorts: portsOf(config.sync.listen, /^quic/),
+    folders: config.sync.folders.map((f) => ({
+      id: f.id,
+      label: f.label ?? f.id,
+      path: f.path.startsWith('/') ? f.path : `${driveMount ?? DEFAULT_DRIVE_MOUNT}/${f.path}`,
+      type: f.type,
+      rescan_interval: f.rescan_interval,
+      watch: f.watch,
+      device_ids: [...new Set(f.devices.map((d) => byName.get(d) ?? d))].sort(),
+    })),
+    driveMount,
+  };
+}
+
+export function splitFamilies(cidrs: string[]): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const c of cidrs) (isIPv6(c.split('/')[0]!) ? v6 : v4).push(c);
+  return { v4, v6 };
+}
+
+/** What a feature adds to the Plan; compile() merges contributions and rejects collisions. */
+export interface Contribution {
+  install?: string[];
+  purge?: string[];
+  users?: Omit<PlanUser, 'feature'>[];
+  dirs?: Omit<PlanDir, 'feature'>[];
+  files?: Omit<PlanFile, 'feature'>[];
+  enable?: string[];
+  disable?: string[];
+  mask?: string[];
+  sysctls?: Record<string, string>;
+  handlers?: PlanHandler[];
+  checks?: PlanCheck[];
+  notes?: string[];
+}
+
+export interface FeatureContext {
+  config: Config;
+  inputs: ResolvedInputs;
+  derived: Derived;
+  /** The context every template sees (strict mode: templates may use only what is here). */
+  vars: Record<string, unknown>;
+  render(template: string, extra?: Record<string, unknown>): string;
+}
+
+export type Feature = { name: FeatureName; contribute(ctx: FeatureContext): Contribution };
+
+export function makeContext(config: Config, inputs: ResolvedInputs, templates: TemplateSource): FeatureContext {
+  const derived = derive(config);
+  const d = config.drive;
+  const [layout, variant] = /^([a-z]+)(?:\(([^)]+)\))?$/.exec(config.system.keyboard)!.slice(1);
+  const sshAllow = splitFamilies(config.hardening.ssh.allow_from);
+  const panelAllow = splitFamilies(derived.panelLoopback ? [] : config.panel.allowed_networks);
+  const vars: Record<string, unknown> = {
+    ...config,
+    drive: d ?? null,
+    folders: derived.folders,
+    devices: config.sync.devices,
+    panel_listen: derived.panelListen,
+    panel_port: derived.panelPort,
+    panel_loopback: derived.panelLoopback,
+    panel_password_hash: inputs.panelPasswordHash,
+    api_key: inputs.apiKey,
+    drive_ignore_perms: d ? ['exfat', 'vfat', 'ntfs'].includes(d.fs) : false,
+    sync_tcp_ports: derived.syncTcpPorts,
+    sync_udp_ports: derived.syncUdpPorts,
+    keyboard_layout: layout,
+    keyboard_variant: variant ?? '',
+    ssh_any: config.hardening.ssh.allow_from.length === 0,
+    ssh_allow_v4: sshAllow.v4.length ? sshAllow.v4 : null,
+    ssh_allow_v6: sshAllow.v6.length ? sshAllow.v6 : null,
+    panel_allow_v4: panelAllow.v4.length ? panelAllow.v4 : null,
+    panel_allow_v6: panelAllow.v6.length ? panelAllow.v6 : null,
+    ssh_allow_users: config.system.user.name,
+  };
+  return {
+    config,
+    inputs,
+    derived,
+    vars,
+    render: (template, extra) => render(templates, template, extra ? { ...vars, ...extra } : vars),
+  };
+}

@@ -1,0 +1,35 @@
+/** Syncthing: a dedicated system user, a sandboxed unit, and a config seeded from appliance.yaml. */
+import { SYNCPI_LIB, SYNCTHING_HOME, type Feature } from '../context.js';
+
+export const sync: Feature = {
+  name: 'sync',
+  contribute(ctx) {
+    const { config, derived } = ctx;
+    const notes: string[] = [];
+    if (config.sync.private) notes.push('sync is private: no global discovery, relays, NAT traversal, usage reports or auto-upgrade');
+    if (config.sync.folders.length === 0) notes.push('no folders are configured: add sync.folders to share something');
+    return {
+      install: ['syncthing'],
+      users: [{ name: 'syncthing', system: true, home: SYNCTHING_HOME, shell: '/usr/sbin/nologin', groups: [], authorizedKeys: [] }],
+      dirs: [
+        { path: SYNCTHING_HOME, mode: '0700', owner: 'syncthing', group: 'syncthing' },
+        { path: '/etc/syncpi/syncthing', mode: '0750', owner: 'root', group: 'syncthing' },
+      ],
+      files: [
+        { path: '/etc/syncpi/syncthing/config.xml', mode: '0640', owner: 'root', group: 'syncthing', content: ctx.render('sync/config.xml.hbs'), secret: true, notify: ['restart-syncthing'] },
+        { path: `${SYNCPI_LIB}/syncthing-prepare`, mode: '0755', owner: 'root', group: 'root', content: ctx.render('sync/syncthing-prepare.sh.hbs'), notify: ['restart-syncthing'] },
+        { path: '/etc/systemd/system/syncthing.service', mode: '0644', owner: 'root', group: 'root', content: ctx.render('sync/syncthing.service.hbs'), notify: ['daemon-reload', 'restart-syncthing'] },
+      ],
+      enable: ['syncthing.service'],
+      sysctls: { 'fs.inotify.max_user_watches': String(config.sync.max_user_watches) },
+      handlers: [{ name: 'restart-syncthing', action: 'restart', unit: 'syncthing.service', liveOnly: true }],
+      checks: [
+        { kind: 'service-active', unit: 'syncthing.service', description: 'Syncthing is running' },
+        { kind: 'file', path: '/etc/syncpi/syncthing/config.xml', mode: '0640', owner: 'root', description: 'Syncthing config is not world-readable' },
+        { kind: 'sysctl', key: 'fs.inotify.max_user_watches', value: String(config.sync.max_user_watches), description: 'inotify watches raised for large folders' },
+        ...derived.folders.map((f) => ({ kind: 'command' as const, argv: ['test', '-d', `${f.path}/.stfolder`], expectExit: 0, liveOnly: true, description: `folder ${f.id} has its marker on the drive` })),
+      ],
+      notes,
+    };
+  },
+};

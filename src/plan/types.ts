@@ -1,0 +1,133 @@
+/**
+ * The Plan: pure data computed from a validated Config and the templates.
+ * Every target (image rootfs via chroot, live host via SSH, a fleet) consumes this and only this,
+ * so anything a target needs to know must be expressed here, never re-derived from the Config.
+ */
+
+/** Name of the feature module that contributed an item; shown in `syncpi plan` and reports. */
+export type FeatureName =
+  | 'system'
+  | 'packages'
+  | 'sync'
+  | 'panel'
+  | 'drive'
+  | 'services'
+  | 'hardening'
+  | 'firstboot';
+
+export interface PlanFile {
+  /** Absolute path on the target, normalised, never containing `..`, tabs or newlines. */
+  path: string;
+  /** Octal permission string, e.g. "0644". */
+  mode: string;
+  owner: string;
+  group: string;
+  content: string;
+  /** Content holds a secret (API key, password hash, PSK): redacted in output unless asked. */
+  secret?: boolean;
+  /** Handler names to notify when this file changes on the target. */
+  notify: string[];
+  feature: FeatureName;
+}
+
+export interface PlanDir {
+  path: string;
+  mode: string;
+  owner: string;
+  group: string;
+  feature: FeatureName;
+}
+
+export interface PlanUser {
+  name: string;
+  /** System users get no password, no login shell and a fixed home. */
+  system: boolean;
+  home: string;
+  shell: string;
+  groups: string[];
+  /** Contents of ~/.ssh/authorized_keys; empty means leave it alone. */
+  authorizedKeys: string[];
+  feature: FeatureName;
+}
+
+export interface PlanPackages {
+  /** Packages the appliance needs; installed when absent. */
+  install: string[];
+  /** Packages to purge when present (already filtered against install, keep and protected). */
+  purge: string[];
+  /** Packages the user asked to keep; never purged even if a profile lists them. */
+  keep: string[];
+}
+
+export interface PlanUnits {
+  enable: string[];
+  disable: string[];
+  mask: string[];
+}
+
+/** Restart or reload a unit once, after all changes, when any file notifying it changed. */
+export interface PlanHandler {
+  name: string;
+  action: 'restart' | 'reload' | 'daemon-reload' | 'sysctl' | 'command';
+  /** systemd unit for restart/reload. */
+  unit?: string;
+  /** argv for action "command". */
+  argv?: string[];
+  /** Skip in a chroot (nothing runs there); true for restarts of services. */
+  liveOnly: boolean;
+}
+
+/** What must be true on the target afterwards; run by `syncpi verify` and the image test. */
+export type PlanCheck =
+  | { kind: 'service-active'; unit: string; description: string }
+  | { kind: 'service-enabled'; unit: string; description: string }
+  | { kind: 'file'; path: string; mode?: string; owner?: string; sha256?: string; description: string }
+  | { kind: 'package-present'; name: string; description: string }
+  | { kind: 'package-absent'; name: string; description: string }
+  | { kind: 'mount'; path: string; description: string }
+  | { kind: 'fstab'; path: string; spec: string; description: string }
+  | { kind: 'sysctl'; key: string; value: string; description: string }
+  | {
+      kind: 'http';
+      url: string;
+      /** Expected status without credentials and with them. */
+      expectUnauthenticated: number;
+      expectAuthenticated?: number;
+      /** Name of a secret in the secrets file holding the credential to try. */
+      credential?: 'panel';
+      tls: boolean;
+      description: string;
+    }
+  | { kind: 'ssh-password-refused'; description: string }
+  | { kind: 'command'; argv: string[]; expectExit: number; description: string; liveOnly: boolean };
+
+export interface PlanBase {
+  kind: 'debian' | 'image';
+  /** debian */
+  suite?: string;
+  arch: 'arm64' | 'armhf';
+  mirror?: string;
+  /** image */
+  source?: string;
+  sha256?: string;
+}
+
+export interface Plan {
+  /** Plan format version; bump when the converger contract changes. */
+  format: 1;
+  name: string;
+  hostname: string;
+  base: PlanBase;
+  /** sha256 of the canonical Config (not of the YAML bytes): what the image manifest records. */
+  configHash: string;
+  packages: PlanPackages;
+  users: PlanUser[];
+  dirs: PlanDir[];
+  files: PlanFile[];
+  units: PlanUnits;
+  sysctls: Record<string, string>;
+  handlers: PlanHandler[];
+  checks: PlanCheck[];
+  /** Human-readable notes the features want the user to see (e.g. "panel is tunnel-only"). */
+  notes: string[];
+}

@@ -1,0 +1,72 @@
+/**
+ * Cleanup that runs on success, on failure and on Ctrl-C/SIGTERM: loop devices, mounts, VMs and
+ * temp files are registered here as they are acquired and released in reverse order.
+ * `withCleanup` scopes a set of actions to one operation; a signal runs every pending scope,
+ * then exits 130/143 so the caller sees an interruption, never a success.
+ */
+type Action = { label: string; run: () => Promise<void> | void };
+
+const scopes = new Set<Action[]>();
+let installed = false;
+
+async function runActions(actions: Action[]): Promise<string[]> {
+  const errors: string[] = [];
+  while (actions.length > 0) {
+    const a = actions.pop()!;
+    try {
+      await a.run();
+    } catch (e) {
+      errors.push(`${a.label}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return errors;
+}
+
+function install(): void {
+  if (installed) return;
+  installed = true;
+  const onSignal = (sig: NodeJS.Signals, code: number) => {
+    process.stderr.write(`\ninterrupted (${sig}): cleaning up…\n`);
+    const all = [...scopes];
+    scopes.clear();
+    void Promise.all(all.map(runActions)).then((errs) => {
+      for (const e of errs.flat()) process.stderr.write(`cleanup: ${e}\n`);
+      process.exit(code);
+    });
+  };
+  process.once('SIGINT', () => onSignal('SIGINT', 130));
+  process.once('SIGTERM', () => onSignal('SIGTERM', 143));
+  process.once('SIGHUP', () => onSignal('SIGHUP', 129));
+}
+
+export interface CleanupScope {
+  /** Register an action; it runs when the scope ends (reverse order of registration). */
+  defer(label: string, run: () => Promise<void> | void): void;
+  /** Run and forget the most recent actions up to and including `label` early (e.g. unmount before shrink). */
+  release(label: string): Promise<void>;
+}
+
+export async function withCleanup<T>(fn: (scope: CleanupScope) => Promise<T>): Promise<T> {
+  install();
+  const actions: Action[] = [];
+  scopes.add(actions);
+  const scope: CleanupScope = {
+    defer(label, run) {
+      actions.push({ label, run });
+    },
+    async release(label) {
+      const idx = actions.map((a) => a.label).lastIndexOf(label);
+      if (idx < 0) return;
+      const tail = actions.splice(idx);
+      const errs = await runActions(tail);
+      if (errs.length) throw new Error(errs.join('; '));
+    },
+  };
+  try {
+    return await fn(scope);
+  } finally {
+    scopes.delete(actions);
+    const errs = await runActions(actions);
+    for (const e of errs) process.stderr.write(`cleanup: ${e}\n`);
+  }
+}
