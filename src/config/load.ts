@@ -45,6 +45,19 @@ export interface LoadedYaml {
   data: unknown;
 }
 
+/** Offset of the first byte that does not start or continue a valid UTF-8 sequence. */
+function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    const len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len === 0) return i;
+    for (let k = 1; k < len; k++) if (i + k >= b.length || (b[i + k]! & 0xc0) !== 0x80) return i;
+    i += len;
+  }
+  return b.length;
+}
+
 function displayName(file: string): string {
   const rel = relative(process.cwd(), file);
   return rel && !rel.startsWith('..') && rel.length < file.length ? rel : file;
@@ -121,18 +134,7 @@ export function readYaml(path: string): LoadedYaml {
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    let bad = 0;
-    // Find the first invalid byte so the message can point at it.
-    for (let i = 1; i <= bytes.length; i++) {
-      try {
-        new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, i));
-      } catch {
-        if (i === bytes.length || bytes[i - 1]! < 0x80) {
-          bad = i - 1;
-          break;
-        }
-      }
-    }
+    const bad = firstInvalidUtf8(bytes);
     const before = bytes.subarray(0, bad).toString('latin1');
     const line = before.split('\n').length;
     fail(`not valid UTF-8 (byte 0x${bytes[bad]?.toString(16) ?? '??'} at offset ${bad}); expected a UTF-8 text file`, line, bad - before.lastIndexOf('\n'));
@@ -188,7 +190,7 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
 function describeInput(input: unknown): string {
   if (input === undefined) return 'nothing';
   if (typeof input === 'string') {
-    const shown = input.length > 60 ? `${input.slice(0, 57)}…` : input;
+    const shown = input.length > 80 ? `${input.slice(0, 77)}…` : input;
     return JSON.stringify(shown);
   }
   if (typeof input === 'number' || typeof input === 'boolean' || input === null) return String(input);
@@ -217,19 +219,31 @@ export function issuesToProblems(loaded: LoadedYaml, issues: readonly z.core.$Zo
     if (issue.code === 'invalid_union') {
       // Report the branch that got furthest, rather than "invalid input" for the union as a whole.
       const branches = (issue as unknown as { errors: z.core.$ZodIssue[][] }).errors;
-      const best = branches.slice().sort((a, b) => a.length - b.length).find((b) => b.every((i) => i.code !== 'unrecognized_keys'))
-        ?? branches.slice().sort((a, b) => a.length - b.length)[0];
+      const allUnknown = branches.every((b) => b.some((i) => i.code === 'unrecognized_keys'));
+      // Every branch rejects a key: the key is the problem, not what each branch then misses.
+      const best = allUnknown
+        ? branches[0]!.filter((i) => i.code === 'unrecognized_keys')
+        : branches.slice().sort((a, b) => a.length - b.length).find((b) => b.every((i) => i.code !== 'unrecognized_keys'))
+          ?? branches.slice().sort((a, b) => a.length - b.length)[0];
       if (best) {
         out.push(...issuesToProblems(loaded, best.map((i) => ({ ...i, path: [...issue.path, ...i.path] })), schema, prefix));
         continue;
       }
+    }
+    if (issue.code === 'invalid_key') {
+      const key = String(path[path.length - 1]);
+      const inner = (issue as unknown as { issues: z.core.$ZodIssue[] }).issues[0];
+      const pos = posOf(loaded.lines, locate(loaded.doc, path, true));
+      out.push({ file: loaded.shownAs, ...pos, path: pathString(path), message: `got ${describeInput(key)}; ${inner?.message ?? 'expected a valid key'}` });
+      continue;
     }
     const node = locate(loaded.doc, path);
     const pos = posOf(loaded.lines, node);
     let message = issue.message;
     const input = (issue as { input?: unknown }).input;
     if (issue.code === 'invalid_type') {
-      message = input === undefined ? `missing; expected ${issue.expected}` : `got ${describeInput(input)}; expected ${issue.expected}`;
+      const expected = ({ array: 'a list', object: 'a mapping', string: 'text', number: 'a number', boolean: 'true or false' } as Record<string, string>)[issue.expected] ?? issue.expected;
+      message = input === undefined ? `missing; expected ${expected}` : `got ${describeInput(input)}; expected ${expected}`;
     } else if (issue.code === 'invalid_value') {
       const values = (issue as unknown as { values: unknown[] }).values.map((x) => JSON.stringify(x));
       const hint = typeof input === 'string' ? didYouMean(input, values.map((x) => JSON.parse(x) as string).filter((x) => typeof x === 'string')) : null;
@@ -257,7 +271,7 @@ export function parseConfigData(loaded: LoadedYaml): Config {
   if (loaded.data === null || typeof loaded.data !== 'object' || Array.isArray(loaded.data)) {
     throw new ConfigError([{ file: loaded.shownAs, line: 1, col: 1, path: '', message: 'expected a mapping at the top level (keys such as system:, sync:, drive:)' }]);
   }
-  const result = withReferenceDir(dirname(loaded.file), () => ConfigSchema.safeParse(loaded.data));
+  const result = withReferenceDir(dirname(loaded.file), () => ConfigSchema.safeParse(loaded.data, { reportInput: true }));
   if (!result.success) throw new ConfigError(issuesToProblems(loaded, result.error.issues, ConfigSchema));
   return result.data;
 }

@@ -74,10 +74,12 @@ export function templatePath(src: TemplateSource, name: string): string {
 
 export function render(src: TemplateSource, name: string, context: object): string {
   const path = templatePath(src, name);
-  let tpl = cache.get(path);
+  // Keyed by content, not path: a template edited between two plans in one process is recompiled.
+  const source = readFileSync(path, 'utf8');
+  let tpl = cache.get(source);
   if (!tpl) {
-    tpl = hb.compile(readFileSync(path, 'utf8'), { strict: true, noEscape: true, preventIndent: true });
-    cache.set(path, tpl);
+    tpl = hb.compile(source, { strict: true, noEscape: true, preventIndent: true });
+    cache.set(source, tpl);
   }
   try {
     return tpl(context);

@@ -21,7 +21,7 @@ export const panel: Feature = {
       files,
       checks: [
         { kind: 'http', url, expectUnauthenticated: 401, expectAuthenticated: 200, credential: 'panel', tls: true, description: 'panel asks for a password over TLS' },
-        { kind: 'http', url: url.replace('https:', 'http:'), expectUnauthenticated: 400, tls: false, description: 'panel refuses plain HTTP' },
+        { kind: 'http', url: url.replace('https:', 'http:'), expectUnauthenticated: 307, tls: false, description: 'panel redirects plain HTTP to HTTPS' },
       ],
       notes,
     };

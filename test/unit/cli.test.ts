@@ -1,0 +1,112 @@
+/** The command line as a user meets it: help, version, exit codes, NO_COLOR, init with and without a TTY. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fixtureKey, minimalYaml, repoRoot, tempDir, writeConfig } from '../helpers/fixtures.js';
+
+function syncpi(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}) {
+  return spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
+    encoding: 'utf8',
+    cwd: opts.cwd ?? repoRoot,
+    env: { ...process.env, NO_COLOR: '1', ...opts.env },
+    input: '',
+  });
+}
+
+test('--version prints the package version', () => {
+  const r = syncpi(['--version']);
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout.trim(), JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).version);
+});
+
+test('every command has --help', () => {
+  const top = syncpi(['--help']);
+  assert.equal(top.status, 0);
+  const commands = [...top.stdout.split('Commands:')[1]!.matchAll(/^  ([a-z][a-z-]*)\b/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+  for (const c of ['init', 'validate', 'plan', 'schema']) assert.ok(commands.includes(c), `${c} is listed`);
+  for (const c of commands) {
+    const r = syncpi([c, '--help']);
+    assert.equal(r.status, 0, `${c} --help`);
+    assert.match(r.stdout, new RegExp(`Usage: syncpi ${c}`));
+  }
+});
+
+test('an unknown option or command is bad input: exit 2', () => {
+  assert.equal(syncpi(['plan', '--frobnicate', 'x.yaml']).status, 2);
+  assert.equal(syncpi(['frobnicate']).status, 2);
+  assert.equal(syncpi(['validate']).status, 2);
+});
+
+test('a missing config file is bad input with a one-line message', () => {
+  const r = syncpi(['validate', '/nonexistent/appliance.yaml']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.match(r.stderr, /^error: \/nonexistent\/appliance\.yaml: cannot read: ENOENT/);
+});
+
+test('NO_COLOR keeps escape codes out of the output', () => {
+  const r = syncpi(['validate', '/nonexistent.yaml'], { env: { NO_COLOR: '1' } });
+  assert.doesNotMatch(r.stderr, /\x1b\[/);
+});
+
+test('plan prints a summary, --json the full plan without the panel password', () => {
+  const p = writeConfig(minimalYaml('panel:\n  password: { env: PANEL_PW }\n'));
+  const text = syncpi(['plan', p], { env: { PANEL_PW: 'super-secret-pw' } });
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /^Appliance syncpi \(hostname syncpi\)/);
+  const json = syncpi(['plan', '--json', p], { env: { PANEL_PW: 'super-secret-pw' } });
+  assert.equal(json.status, 0);
+  const plan = JSON.parse(json.stdout);
+  assert.equal(plan.format, 1);
+  assert.ok(!json.stdout.includes('super-secret-pw'));
+  assert.ok(!json.stderr.includes('super-secret-pw'));
+  assert.match(plan.files.find((f: { path: string }) => f.path === '/etc/syncpi/syncthing/config.xml').content, /^<secret: \d+ bytes/);
+});
+
+test('init without a terminal refuses and names the flags', () => {
+  const dir = tempDir();
+  const r = syncpi(['init', '--out', join(dir, 'a.yaml')]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--ssh-key FILE/);
+  assert.ok(!existsSync(join(dir, 'a.yaml')));
+});
+
+test('init with flags writes a config that validates and plans', () => {
+  const dir = tempDir();
+  const key = join(dir, 'id.pub');
+  writeFileSync(key, `${fixtureKey}\n`);
+  const out = join(dir, 'appliance.yaml');
+  const r = syncpi(['init', '--out', out, '--ssh-key', key, '--hostname', 'nas', '--drive-label', 'DATA', '--drive-fs', 'exfat', '--panel-network', '192.168.1.0/24']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(syncpi(['validate', out]).status, 0);
+  const plan = JSON.parse(syncpi(['plan', '--json', out]).stdout);
+  assert.equal(plan.hostname, 'nas');
+  assert.ok(plan.packages.install.includes('exfatprogs'));
+  const again = syncpi(['init', '--out', out, '--ssh-key', key]);
+  assert.equal(again.status, 2, 'never overwrites without --force');
+  assert.match(again.stderr, /exists/);
+});
+
+test('init rejects hostile flag values without writing anything', () => {
+  const dir = tempDir();
+  const key = join(dir, 'id.pub');
+  writeFileSync(key, `${fixtureKey}\n`);
+  const out = join(dir, 'appliance.yaml');
+  for (const [flag, value] of [['--hostname', 'x;reboot'], ['--panel-network', '0.0.0.0/0 accept'], ['--drive-label', '../etc'], ['--user', 'root']]) {
+    const r = syncpi(['init', '--out', out, '--ssh-key', key, flag!, value!]);
+    assert.equal(r.status, 2, `${flag} ${value}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.ok(!existsSync(out));
+  }
+});
+
+test('schema writes a JSON Schema that lists the top-level sections', () => {
+  const dir = tempDir();
+  const r = syncpi(['schema', '--out', join(dir, 's.json')]);
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(readFileSync(join(dir, 's.json'), 'utf8'));
+  for (const k of ['base', 'system', 'packages', 'sync', 'panel', 'drive', 'services', 'hardening']) assert.ok(s.properties[k], k);
+  assert.equal(s.additionalProperties, false);
+});

@@ -1,0 +1,173 @@
+/** Config in, Plan out: determinism, secrets, hostile values carried safely, strict templates. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { planFromFile } from '../../src/plan/load.js';
+import { redactPlan } from '../../src/plan/summary.js';
+import { UserError } from '../../src/util/errors.js';
+import { ConfigError } from '../../src/config/load.js';
+import { fixtures, minimalYaml, tempDir, writeConfig } from '../helpers/fixtures.js';
+
+process.env.SYNCPI_TEST_PSK = 'correct horse battery';
+process.env.SYNCPI_TEST_PANEL_PASSWORD = 'pa$$word "quoted" <xml>';
+
+function fullConfig(): string {
+  const dir = tempDir();
+  const p = join(dir, 'full.yaml');
+  copyFileSync(join(fixtures, 'good', 'full.yaml'), p);
+  return p;
+}
+
+const file = (plan: ReturnType<typeof planFromFile>['plan'], path: string) => {
+  const f = plan.files.find((x) => x.path === path);
+  assert.ok(f, `plan has ${path}`);
+  return f;
+};
+
+test('same input gives the same bytes, and secrets are reused across runs', () => {
+  const p = fullConfig();
+  const a = planFromFile(p);
+  const b = planFromFile(p);
+  assert.equal(JSON.stringify(a.plan), JSON.stringify(b.plan));
+  const st = statSync(a.inputs.secretsFile);
+  assert.equal(st.mode & 0o777, 0o600, 'secrets file is 0600');
+});
+
+test('key order in the YAML does not change the config hash', () => {
+  const one = writeConfig(minimalYaml('sync:\n  private: true\n  local_discovery: false\n'));
+  const two = writeConfig(`sync:\n  local_discovery: false\n  private: true\n${minimalYaml()}`);
+  assert.equal(planFromFile(one).plan.configHash, planFromFile(two).plan.configHash);
+});
+
+test('the panel password never appears in plaintext in the plan', () => {
+  const p = fullConfig();
+  const { plan, inputs } = planFromFile(p);
+  const json = JSON.stringify(plan);
+  assert.ok(!json.includes(process.env.SYNCPI_TEST_PANEL_PASSWORD!), 'plaintext password absent');
+  const cfg = file(plan, '/etc/syncpi/syncthing/config.xml');
+  assert.match(cfg.content, /<password>\$2[aby]\$10\$[./A-Za-z0-9]{53}<\/password>/);
+  assert.equal(cfg.secret, true);
+  assert.ok(!JSON.stringify(redactPlan(plan)).includes(inputs.apiKey), 'API key redacted from printed plan');
+});
+
+test('a generated panel password is announced once, stored 0600 and reused', () => {
+  const p = writeConfig(minimalYaml());
+  const first = planFromFile(p);
+  assert.equal(first.inputs.announcements.length, 1);
+  assert.match(first.inputs.announcements[0]!, /generated panel password/);
+  const second = planFromFile(p);
+  assert.equal(second.inputs.announcements.length, 0, 'not shown again');
+  assert.equal(second.inputs.panelPassword, first.inputs.panelPassword);
+  assert.equal(second.inputs.apiKey, first.inputs.apiKey);
+  const stored = readFileSync(first.inputs.secretsFile, 'utf8');
+  assert.ok(stored.includes(first.inputs.panelPassword!));
+});
+
+test('a secrets file readable by others is refused', () => {
+  const p = writeConfig(minimalYaml());
+  const { inputs } = planFromFile(p);
+  chmodSync(inputs.secretsFile, 0o644);
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof UserError && /mode 644.*expected mode 0600/.test(e.message));
+});
+
+test('hostile values are quoted for the language of each file', () => {
+  const { plan } = planFromFile(fullConfig());
+  const unit = file(plan, '/etc/systemd/system/syncpi-backup.service').content;
+  // systemd: % doubled, $ doubled inside quotes, " escaped; the command cannot gain new lines.
+  assert.match(unit, /^Description=Nightly 100%% backup \$\(reboot\)$/m);
+  assert.match(unit, /^ExecStart="\/usr\/bin\/rsync" "-a" "\/srv\/sync\/my docs\/" "\/srv\/backup\/\$\$HOME \\"x\\""$/m);
+  assert.equal(unit.split('\n').filter((l) => l.startsWith('ExecStart')).length, 1);
+  const daemon = file(plan, '/etc/systemd/system/syncpi-watcher.service').content;
+  assert.match(daemon, /^Environment="GREETING=hello world"$/m);
+  assert.match(daemon, /^Restart=on-failure$/m);
+  const xml = file(plan, '/etc/syncpi/syncthing/config.xml').content;
+  assert.match(xml, /label="Docs &amp; &lt;Things&gt;" path="\/srv\/sync\/my docs"/);
+  const wifi = file(plan, '/etc/NetworkManager/system-connections/syncpi-wifi-0.nmconnection');
+  assert.equal(wifi.mode, '0600');
+  assert.equal(wifi.secret, true);
+  assert.match(wifi.content, /^ssid=Home\\; "quoted" \\\\ net$/m);
+  const prepare = file(plan, '/usr/local/lib/syncpi/syncthing-prepare').content;
+  assert.match(prepare, /install -d -m 0770 -o syncthing -g syncthing '\/srv\/sync\/my docs' '\/srv\/sync\/my docs'\/.stfolder/);
+});
+
+test('the drive is mounted without ever blocking boot, with ownership for exFAT', () => {
+  const { plan } = planFromFile(fullConfig());
+  const line = file(plan, '/etc/syncpi/fstab.d/drive.fstab').content.split('\n').find((l) => l.startsWith('UUID='))!;
+  const [spec, mount, fstype, opts, , pass] = line.split(/\s+/);
+  assert.equal(spec, 'UUID=0f3c2a51-8d1e-4b7a-9c2d-1e2f3a4b9b2e');
+  assert.equal(mount, '/srv/sync');
+  assert.equal(fstype, 'exfat');
+  for (const o of ['nofail', 'x-systemd.automount', 'x-systemd.device-timeout=10s', 'uid=syncthing', 'gid=syncthing', 'umask=0007']) assert.ok(opts!.split(',').includes(o), o);
+  assert.equal(pass, '0');
+  assert.ok(plan.packages.install.includes('exfatprogs'));
+  assert.ok(plan.packages.install.includes('hd-idle'));
+  assert.match(file(plan, '/etc/syncpi/syncthing/config.xml').content, /ignorePerms="true"/);
+  const unit = file(plan, '/etc/systemd/system/syncthing.service').content;
+  assert.match(unit, /^RequiresMountsFor=\/srv\/sync$/m);
+  assert.match(unit, /^ReadWritePaths=\/var\/lib\/syncthing \/srv\/sync$/m);
+});
+
+test('firewall: SSH only from allowed networks of both families; loopback panel gets no rule', () => {
+  const { plan } = planFromFile(fullConfig());
+  const nft = file(plan, '/etc/nftables.conf').content;
+  assert.match(nft, /elements = \{ 192\.168\.1\.0\/24 \}/);
+  assert.match(nft, /elements = \{ fd00::\/8 \}/);
+  assert.match(nft, /ip saddr @ssh_allow_v4 tcp dport 2222 accept/);
+  assert.doesNotMatch(nft, /8384/);
+  assert.match(nft, /policy drop/);
+});
+
+test('packages: the profile never purges what the plan installs or keeps', () => {
+  const p = writeConfig(minimalYaml('packages:\n  remove: [syncthing, gcc, cups*]\n  keep: [gcc]\n'));
+  const { plan } = planFromFile(p);
+  assert.ok(plan.packages.install.includes('syncthing'));
+  assert.ok(!plan.packages.purge.includes('syncthing'));
+  assert.ok(!plan.packages.purge.includes('gcc'));
+  assert.ok(plan.packages.purge.includes('cups*'));
+  assert.ok(plan.packages.keep.includes('gcc'));
+});
+
+test('tunnel-only keeps the panel on loopback whatever listen says', () => {
+  const p = writeConfig(minimalYaml('panel:\n  listen: 0.0.0.0:9000\n  tunnel_only: true\n'));
+  const { plan } = planFromFile(p);
+  assert.match(file(plan, '/etc/syncpi/syncthing/config.xml').content, /<address>127\.0\.0\.1:9000<\/address>/);
+  assert.match(file(plan, '/etc/ssh/sshd_config.d/10-syncpi.conf').content, /^AllowTcpForwarding local$/m);
+});
+
+test('a user template folder overrides a built-in template, and strict mode rejects a missing value', () => {
+  const p = writeConfig(minimalYaml('templates_dir: ./tpl\nservices:\n  hello:\n    description: hi\n    template: custom\n    values: { greeting: hello }\n'));
+  mkdirSync(join(dirname(p), 'tpl', 'services'), { recursive: true });
+  writeFileSync(join(dirname(p), 'tpl', 'services', 'custom.service.hbs'), '[Service]\nExecStart=/bin/echo {{values.greeting}}\n');
+  const { plan } = planFromFile(p);
+  assert.equal(file(plan, '/etc/systemd/system/syncpi-hello.service').content, '[Service]\nExecStart=/bin/echo hello\n');
+  writeFileSync(join(dirname(p), 'tpl', 'services', 'custom.service.hbs'), '[Service]\nExecStart=/bin/echo {{values.greting}}\n');
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof UserError && /custom\.service\.hbs: "greting" not defined/.test(e.message));
+});
+
+test('every problem in a file is reported at once', () => {
+  const p = writeConfig('system:\n  hostname: Bad Name\n  user:\n    name: root\n    ssh_keys: [nope]\ndrive:\n  label: "bad label!"\n');
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && e.problems.length >= 4);
+});
+
+test('a file over 1 MiB is refused before it is parsed', () => {
+  const p = writeConfig(minimalYaml(`# ${'x'.repeat(1024 * 1024)}\n`));
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && /expected at most 1048576 bytes/.test(e.message));
+});
+
+test('the default appliance compiles to the expected parts', () => {
+  const dir = tempDir();
+  const key = join(dir, 'id.pub');
+  writeFileSync(key, readFileSync(join(fixtures, 'good', 'full.yaml'), 'utf8').match(/ssh-ed25519 \S+ \S+/)![0] + '\n');
+  const src = readFileSync(join(fixtures, '..', '..', 'image', 'appliance.yaml'), 'utf8').replace('~/.ssh/id_ed25519.pub', key);
+  const p = join(dir, 'appliance.yaml');
+  writeFileSync(p, src);
+  const { plan } = planFromFile(p);
+  assert.equal(plan.hostname, 'syncpi');
+  assert.deepEqual(plan.base, { kind: 'debian', suite: 'trixie', arch: 'arm64' });
+  for (const u of ['syncthing.service', 'nftables.service', 'ssh.service', 'syncpi-drive-report.timer']) assert.ok(plan.units.enable.includes(u), u);
+  for (const p of ['syncthing', 'nftables', 'openssh-server', 'unattended-upgrades']) assert.ok(plan.packages.install.includes(p), p);
+  assert.ok(plan.packages.purge.includes('avahi-daemon'));
+  assert.equal(plan.users.find((u) => u.name === 'pi')?.authorizedKeys.length, 1);
+  assert.ok(plan.checks.some((c) => c.kind === 'http' && c.expectUnauthenticated === 401));
+});
