@@ -10,7 +10,7 @@ packages=(
   mmdebstrap qemu-user-static binfmt-support arch-test dosfstools mtools e2fsprogs fdisk parted
   bmap-tools xz-utils zstd unzip debian-archive-keyring
   # image test and test hosts
-  qemu-system-arm qemu-utils ipxe-qemu systemd-container iproute2 openssh-client openssh-server
+  qemu-system-arm qemu-utils ipxe-qemu systemd-container iproute2 openssh-client openssh-server dpkg-dev
   # validators the tests run on generated files, and the peers they compare against
   systemd nftables syncthing rsync ansible curl ca-certificates
 )

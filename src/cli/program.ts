@@ -13,6 +13,14 @@ import { register as registerValidate } from './validate.js';
 import { register as registerPlan } from './plan.js';
 import { register as registerSchema } from './schema.js';
 import { register as registerFlash } from './flash.js';
+import { register as registerProvision } from './provision.js';
+import { register as registerFleet } from './fleet.js';
+import { register as registerStatus } from './status.js';
+import { register as registerBuild } from './build.js';
+import { register as registerImage } from './image.js';
+import { register as registerVerify } from './verify.js';
+import { register as registerShare } from './share.js';
+import { register as registerPanel } from './panel.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -29,6 +37,14 @@ export function buildProgram(): Command {
   registerPlan(program);
   registerSchema(program);
   registerFlash(program);
+  registerProvision(program);
+  registerFleet(program);
+  registerStatus(program);
+  registerBuild(program);
+  registerImage(program);
+  registerVerify(program);
+  registerShare(program);
+  registerPanel(program);
   return program;
 }
 

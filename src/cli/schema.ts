@@ -1,16 +1,28 @@
-/** `syncpi schema`: the JSON Schema editors use to check and complete appliance.yaml. */
+/** `syncpi schema`: the JSON Schemas editors use to check and complete appliance.yaml and fleet inventories. */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { jsonSchema } from '../config/schema.js';
 
+async function inventorySchema(): Promise<unknown> {
+  const { z } = await import('zod');
+  const { InventorySchema } = await import('../fleet/inventory.js');
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'urn:syncpi:fleet',
+    title: 'syncpi fleet inventory',
+    ...(z.toJSONSchema(InventorySchema, { io: 'input', unrepresentable: 'any' }) as object),
+  };
+}
+
 export function register(program: Command): void {
   program
     .command('schema')
-    .description('print (or write) the JSON Schema of appliance.yaml')
+    .description('print (or write) the JSON Schema of appliance.yaml, or of a fleet inventory')
+    .option('--inventory', 'the fleet inventory schema instead')
     .option('--out <file>', 'write it to this file instead of stdout')
-    .action((opts: { out?: string }) => {
-      const text = JSON.stringify(jsonSchema(), null, 2) + '\n';
+    .action(async (opts: { out?: string; inventory?: boolean }) => {
+      const text = JSON.stringify(opts.inventory ? await inventorySchema() : jsonSchema(), null, 2) + '\n';
       if (!opts.out) {
         process.stdout.write(text);
         return;

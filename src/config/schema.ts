@@ -324,6 +324,11 @@ export const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['services', name, 'uses_drive'], message: 'expected a drive section: this service uses the drive but none is configured', input: true });
       }
     }
+    // bookworm ships Syncthing 1.19.2, older than the GUI fixes of 1.23.5.
+    const listen = v.parseListen(c.panel.listen);
+    if ('debian' in c.base && c.base.debian.suite === 'bookworm' && !c.panel.tunnel_only && listen && !v.isLoopbackHost(listen.host) && !c.sync.accept_vulnerable_gui) {
+      ctx.addIssue({ code: 'custom', path: ['panel', 'listen'], message: 'expected a loopback address or panel.tunnel_only: true: Debian bookworm ships Syncthing 1.19.2, whose panel has known vulnerabilities (fixed in 1.23.5); use trixie, or set sync.accept_vulnerable_gui: true to accept the risk', input: c.panel.listen });
+    }
     if (c.panel.tunnel_only && c.panel.allowed_networks.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['panel', 'allowed_networks'], message: 'expected no allowed_networks with tunnel_only: true (the panel stays on loopback)', input: c.panel.allowed_networks });
     }

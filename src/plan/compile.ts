@@ -10,6 +10,7 @@ import type { ResolvedInputs } from '../config/secrets.js';
 import { templatesDir } from '../util/paths.js';
 import { makeContext, type Contribution, type Feature } from './context.js';
 import { drive } from './features/drive.js';
+import { firstboot } from './features/firstboot.js';
 import { hardening } from './features/hardening.js';
 import { filterPurge, packages } from './features/packages.js';
 import { panel } from './features/panel.js';
@@ -18,10 +19,9 @@ import { sync } from './features/sync.js';
 import { system } from './features/system.js';
 import type { Plan, PlanHandler } from './types.js';
 
-export const FEATURES: Feature[] = [system, packages, sync, panel, drive, services, hardening];
+export const FEATURES: Feature[] = [system, packages, sync, panel, drive, services, hardening, firstboot];
 
 const DAEMON_RELOAD: PlanHandler = { name: 'daemon-reload', action: 'daemon-reload', liveOnly: true };
-const SYSCTL: PlanHandler = { name: 'sysctl', action: 'sysctl', liveOnly: true };
 
 /** Canonical JSON: keys sorted at every level, so hashes do not depend on YAML key order. */
 export function canonicalJson(value: unknown): string {
@@ -86,11 +86,7 @@ export function compilePlan(config: Config, inputs: ResolvedInputs, opts: Compil
     plan.notes.push(...(c.notes ?? []));
   }
   if (plan.files.some((f) => f.notify.includes('daemon-reload'))) handlers.set(DAEMON_RELOAD.name, DAEMON_RELOAD);
-  if (Object.keys(plan.sysctls).length) handlers.set(SYSCTL.name, SYSCTL);
-  if (Object.keys(plan.sysctls).length) {
-    const body = Object.entries(plan.sysctls).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} = ${v}\n`).join('');
-    plan.files.push({ path: '/etc/sysctl.d/90-syncpi.conf', mode: '0644', owner: 'root', group: 'root', content: `# Managed by syncpi.\n${body}`, notify: ['sysctl'], feature: 'sync' });
-  }
+  // Plan.sysctls become a drop-in (and its handler) when bundled: see src/bundle.
   for (const f of plan.files) {
     for (const n of f.notify) if (!handlers.has(n)) throw new Error(`${f.path} notifies unknown handler ${n}`);
   }

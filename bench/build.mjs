@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// Benchmark (not a test) of `syncpi build` on this machine:
+//   node bench/build.mjs [CONFIG] [--keep-cache] [--small]
+// Prints the cold build time of the default appliance (empty cache, Debian base with kernel),
+// the config-only rebuild time (same packages, another hostname), and the image sizes:
+// apparent, mapped blocks (what a flash writes) and .xz. Without CONFIG a built-in appliance
+// Plan is used. Needs root and the host tools of the build (see README).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { register } from 'tsx/esm/api';
+
+register();
+const args = process.argv.slice(2);
+const configPath = args.find((a) => !a.startsWith('--'));
+const keepCache = args.includes('--keep-cache');
+const small = args.includes('--small');
+
+const work = mkdtempSync(join(tmpdir(), 'syncpi-bench-'));
+if (!keepCache) process.env.XDG_CACHE_HOME = join(work, 'cache');
+
+const { buildImage } = await import('../src/image/build.ts');
+const { formatBytes, formatDuration } = await import('../src/util/report.ts');
+
+async function planFor(hostname) {
+  if (configPath) {
+    const { planFromFile } = await import('../src/plan/load.ts');
+    const { plan } = planFromFile(configPath);
+    return hostname ? { ...plan, hostname, configHash: `${plan.configHash}-${hostname}` } : plan;
+  }
+  const h = hostname ?? 'syncpi';
+  return {
+    format: 1, name: 'syncpi', hostname: h,
+    base: { kind: 'debian', suite: 'trixie', arch: 'arm64' },
+    configHash: `bench-${h}`,
+    packages: { install: [], purge: [], keep: [] },
+    users: [{ name: 'pi', system: false, home: '/home/pi', shell: '/bin/bash', groups: ['sudo'], authorizedKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBen bench'], feature: 'system' }],
+    dirs: [], files: [{ path: '/etc/hostname', mode: '0644', owner: 'root', group: 'root', content: `${h}\n`, notify: [], feature: 'system' }],
+    units: { enable: ['syncthing@pi.service'], disable: [], mask: [] }, sysctls: {}, handlers: [], checks: [], notes: [],
+  };
+}
+
+const quiet = {
+  json: false,
+  steps: [],
+  async step(name, fn) {
+    const t0 = Date.now();
+    process.stderr.write(`… ${name}\n`);
+    const r = await fn(() => {});
+    this.steps.push([name, Date.now() - t0]);
+    process.stderr.write(`  ${name}: ${formatDuration(Date.now() - t0)}\n`);
+    return r;
+  },
+  info(m) { process.stderr.write(`${m}\n`); },
+  warn(m) { process.stderr.write(`warning: ${m}\n`); },
+  result() {},
+};
+
+try {
+  const t0 = Date.now();
+  const cold = await buildImage({ plan: await planFor(), outDir: join(work, 'out'), xz: true, reporter: quiet, boot: !small });
+  const coldMs = Date.now() - t0;
+  const t1 = Date.now();
+  const warm = await buildImage({ plan: await planFor('syncpi-2'), outDir: join(work, 'out2'), reporter: quiet, boot: !small });
+  const warmMs = Date.now() - t1;
+  const b = cold.layer.bootstrap ?? {};
+  const lines = [
+    `cold build${cold.layer.reused ? ' (layer was cached!)' : ''}: ${formatDuration(coldMs)}`,
+    b.mmdebstrapMs !== undefined ? `  bootstrap (mmdebstrap incl. initramfs): ${formatDuration(b.mmdebstrapMs)}` : '',
+    b.initramfsMs !== undefined ? `  of which the one initramfs build: ${formatDuration(b.initramfsMs)}` : '',
+    b.imageMs !== undefined ? `  image layout (mkfs, mcopy): ${formatDuration(b.imageMs)}` : '',
+    ...quiet.steps.slice(0, quiet.steps.length).filter(([n]) => !n.startsWith('bootstrap')).map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
+    `config-only rebuild (layer ${warm.layer.reused ? 'reused' : 'NOT reused'}): ${formatDuration(warmMs)}`,
+    `image apparent size: ${formatBytes(cold.apparentBytes)} (${cold.apparentBytes} bytes)`,
+    `image mapped blocks: ${formatBytes(cold.mappedBytes)} (${cold.mappedBytes} bytes)`,
+    `image .xz: ${formatBytes(cold.xzBytes ?? 0)} (${cold.xzBytes} bytes)`,
+  ].filter(Boolean);
+  process.stdout.write(lines.join('\n') + '\n');
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

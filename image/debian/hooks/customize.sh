@@ -1,0 +1,43 @@
+#!/bin/sh
+# mmdebstrap --customize-hook: runs once every package is installed.
+# $1 is the root being built; SYNCPI_RECIPE is this directory; SYNCPI_PURGE lists packages to remove.
+set -eu
+root=$1
+f=$SYNCPI_RECIPE/files
+
+if [ -n "${SYNCPI_PURGE:-}" ]; then
+  # word splitting is wanted: package names never contain spaces
+  # shellcheck disable=SC2086
+  chroot "$root" apt-get purge -y --allow-remove-essential $SYNCPI_PURGE
+fi
+
+install -m 0644 "$f/fstab" "$root/etc/fstab"
+echo raspberrypi > "$root/etc/hostname"
+install -m 0644 "$f/hosts" "$root/etc/hosts"
+install -d "$root/etc/systemd/network"
+install -m 0644 "$f/20-wired.network" "$root/etc/systemd/network/20-wired.network"
+install -m 0644 "$f/syncpi-grow-root.service" "$root/etc/systemd/system/syncpi-grow-root.service"
+install -m 0755 "$f/syncpi-grow-root" "$root/usr/local/sbin/syncpi-grow-root"
+for u in systemd-networkd.service systemd-resolved.service syncpi-grow-root.service; do
+  chroot "$root" systemctl enable "$u" >/dev/null 2>&1 || true
+done
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+
+if [ "${SYNCPI_BOOT:-1}" = 1 ]; then
+  rm -f "$root/usr/sbin/update-initramfs"
+  chroot "$root" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
+  # before the one initramfs build, whose raspi-firmware hook writes cmdline.txt from these
+  if [ -f "$root/etc/default/raspi-firmware" ]; then
+    sed -i -e '/^#\?\s*ROOTPART=/d' -e '/^#\?\s*CONSOLES=/d' "$root/etc/default/raspi-firmware"
+    cat "$f/raspi-firmware" >> "$root/etc/default/raspi-firmware"
+  fi
+  start=$(date +%s)
+  chroot "$root" update-initramfs -c -k all
+  echo "syncpi: initramfs built in $(( $(date +%s) - start )) s" >&2
+fi
+
+if [ "${SYNCPI_BOOT:-1}" != 1 ]; then
+  # no firmware package to write them: the same two files, so the layout matches in every variant
+  install -m 0644 "$f/cmdline.txt" "$root/boot/firmware/cmdline.txt"
+  install -m 0644 "$f/config.txt" "$root/boot/firmware/config.txt"
+fi

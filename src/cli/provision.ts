@@ -1,0 +1,92 @@
+/** `syncpi provision [USER@]HOST CONFIG`: apply (or --check) the appliance on one running Pi over SSH. */
+import { Option, type Command } from 'commander';
+import { Failure, UserError } from '../util/errors.js';
+
+export interface SshCliOptions {
+  identity?: string[];
+  knownHosts?: string;
+  acceptNewHostKey?: boolean;
+  hostKeyFingerprint?: string;
+  connectTimeout?: string;
+}
+
+/** The SSH flags shared by provision, fleet and status. */
+export function addSshOptions(cmd: Command, single: boolean): Command {
+  cmd
+    .option('-i, --identity <file>', 'private key file (repeatable; default: ssh-agent and ~/.ssh/id_*)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--known-hosts <file>', 'known_hosts file to check host keys against (default ~/.ssh/known_hosts)')
+    .option('--accept-new-host-key', 'trust and record the key of a host never seen before (a changed key is still refused)')
+    .option('--connect-timeout <seconds>', 'give up connecting after this long', '20');
+  if (single) cmd.option('--host-key-fingerprint <SHA256:...>', 'trust a new host whose key has this fingerprint');
+  return cmd;
+}
+
+export function parsePositiveInt(name: string, v: string, max = 100000): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new UserError(`${name} ${JSON.stringify(v)}: expected a whole number from 1 to ${max}`);
+  return Number(v);
+}
+
+export function parsePort(v: string): number {
+  return parsePositiveInt('--port', v, 65535);
+}
+
+export function register(program: Command): void {
+  addSshOptions(
+    program
+      .command('provision')
+      .description('apply the appliance to a running Pi over SSH (idempotent; --check shows what would change)')
+      .argument('<destination>', '[USER@]HOST of the Pi (default user: pi)')
+      .argument('<config>', 'path to appliance.yaml')
+      .option('--check', 'print what would change (diffs, packages, restarts) and change nothing')
+      .option('-p, --port <port>', 'SSH port', '22')
+      .option('--secrets <file>', 'secrets file (default: CONFIG.secrets.yaml beside the config)')
+      .option('--no-diff', 'do not print file diffs in --check mode')
+      .addOption(new Option('--json', 'print one JSON event per line, ending with the host report')),
+    true,
+  ).action(async (dest: string, config: string, opts: SshCliOptions & { check?: boolean; port: string; secrets?: string; diff: boolean; json?: boolean }) => {
+    const { parseDestination } = await import('../targets/ssh.js');
+    const { prepare } = await import('../fleet/prepare.js');
+    const { applyToHost, describeReport } = await import('../fleet/host.js');
+    const { createReporter } = await import('../util/report.js');
+    const port = parsePort(opts.port);
+    const { user, host } = parseDestination(dest);
+    const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
+    const rep = createReporter({ json: !!opts.json });
+
+    const prepared = await rep.step('compile plan and bundle', async () => prepare(config, opts.secrets ? { secretsFile: opts.secrets } : {}), (p) => `${p.plan.files.length} files, ${p.plan.packages.install.length} packages`);
+    for (const a of prepared.announcements) rep.info(a);
+
+    const label = `${opts.check ? 'check' : 'apply'} on ${host}`;
+    const report = await rep.step(label, async () =>
+      applyToHost({ name: host, address: host, user: user ?? 'pi', port }, prepared.archive, {
+        check: !!opts.check,
+        policy: {
+          identities: opts.identity,
+          knownHostsFile: opts.knownHosts,
+          acceptNewHostKey: !!opts.acceptNewHostKey,
+          hostKeyFingerprint: opts.hostKeyFingerprint,
+          connectTimeoutMs: timeout * 1000,
+        },
+      }),
+      (r) => (r.status === 'failed' ? 'failed' : `${r.changes.length} change(s)${r.handlers.length ? `, ${r.handlers.length} restart(s)/reload(s)` : ''}`),
+    );
+
+    if (rep.json) rep.result(report);
+    else {
+      const lines = describeReport(report, { diffs: opts.diff });
+      const head =
+        report.status === 'failed'
+          ? `${host}: FAILED`
+          : report.changes.length === 0 && report.handlers.length === 0
+            ? `${host}: no changes (already converged)`
+            : `${host}: ${report.changes.length} ${opts.check ? 'change(s) would be made' : 'change(s) made'}`;
+      process.stdout.write([head, ...lines].join('\n') + '\n');
+    }
+    if (report.error) {
+      throw report.error.exitCode === 2 ? new UserError(report.error.message) : new Failure(report.error.message);
+    }
+    if (report.failure) {
+      throw new Failure(`${host}: step "${report.failure.step}" failed (exit ${report.failure.code}): ${report.failure.message}`);
+    }
+  });
+}

@@ -1,0 +1,74 @@
+/** `syncpi status INVENTORY`: daemon, folders, drive and free space of every Pi, at a glance. */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { Failure } from '../util/errors.js';
+import { addSshOptions, parsePositiveInt, type SshCliOptions } from './provision.js';
+
+export function register(program: Command): void {
+  addSshOptions(
+    program
+      .command('status')
+      .description('per host: sync daemon up, folders in sync (REST API through SSH), drive mounted, free space')
+      .argument('<inventory>', 'fleet inventory (see image/fleet.yaml)')
+      .option('--parallel <n>', 'hosts queried at once', '16')
+      .option('--limit <names>', 'only these hosts or groups (comma-separated)')
+      .option('--secrets <file>', 'secrets file holding the hosts\' API keys (default: beside appliance.yaml)')
+      .option('--json', 'print the report as JSON'),
+    false,
+  ).action(async (inventoryPath: string, opts: SshCliOptions & { parallel: string; limit?: string; secrets?: string; json?: boolean }) => {
+    const { loadInventory, selectHosts } = await import('../fleet/inventory.js');
+    const { prepare } = await import('../fleet/prepare.js');
+    const { hostStatus } = await import('../fleet/status.js');
+    const { formatBytes } = await import('../util/report.js');
+    const parallel = parsePositiveInt('--parallel', opts.parallel, 256);
+    const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
+    const inv = loadInventory(inventoryPath);
+    const hosts = selectHosts(inv, opts.limit);
+    const policy = { identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 };
+
+    const jobs: { h: (typeof hosts)[number]; config: import('../config/schema.js').Config; apiKey: string | undefined }[] = [];
+    for (const h of hosts) {
+      // Status never creates secrets: a host without a stored API key shows its folders as unknown.
+      let apiKey: string | undefined;
+      let config: import('../config/schema.js').Config;
+      try {
+        const p = await prepare(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name} in ${path.basename(inv.file)}`, generate: false, ...(opts.secrets ? { secretsFile: opts.secrets } : {}) });
+        apiKey = p.apiKey;
+        config = p.config;
+      } catch {
+        // No stored secrets yet: load the config alone (this may create them, as plan does).
+        config = (await prepare(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name}`, ...(opts.secrets ? { secretsFile: opts.secrets } : {}) })).config;
+      }
+      jobs.push({ h, config, apiKey });
+    }
+    const results: Awaited<ReturnType<typeof hostStatus>>[] = new Array(jobs.length);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(parallel, jobs.length) }, async () => {
+        while (next < jobs.length) {
+          const i = next++;
+          const j = jobs[i]!;
+          results[i] = await hostStatus(j.h, j.config, j.apiKey, policy);
+        }
+      }),
+    );
+
+    if (opts.json) process.stdout.write(JSON.stringify({ hosts: results }, null, 2) + '\n');
+    else {
+      const rows = results.map((r) => [
+        r.name,
+        r.reachable ? (r.ok ? 'ok' : 'ATTENTION') : 'UNREACHABLE',
+        r.daemon ?? '-',
+        r.folders.length ? `${r.folders.filter((f) => f.inSync).length}/${r.folders.length} in sync` : '-',
+        r.drive ? (r.drive.mounted ? `mounted, ${formatBytes(r.drive.freeBytes ?? 0)} free` : 'NOT MOUNTED') : '-',
+        r.rootFreeBytes ? formatBytes(r.rootFreeBytes) : '-',
+        r.error ?? r.folders.filter((f) => !f.inSync).map((f) => `${f.id}: ${f.error ?? `${f.state}, ${f.needFiles} files to sync`}`).join('; '),
+      ]);
+      const head = ['HOST', 'STATUS', 'DAEMON', 'FOLDERS', 'DRIVE', 'ROOT FREE', 'DETAIL'];
+      const w = head.map((x, i) => Math.max(x.length, ...rows.map((r) => r[i]!.length)));
+      for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd() + '\n');
+    }
+    const bad = results.filter((r) => !r.ok);
+    if (bad.length) throw new Failure(`${bad.length} of ${results.length} host(s) need attention: ${bad.map((r) => r.name).join(', ')}`);
+  });
+}

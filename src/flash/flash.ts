@@ -1,0 +1,361 @@
+/**
+ * `syncpi flash`: choose a device safely, write only the image's mapped blocks, read them back
+ * from the medium, add per-card settings, eject. Each phase is its own reported step; the state
+ * record (state.ts) and the held-back partition table (write.ts) make sure an interrupted run is
+ * never mistaken for a finished card.
+ */
+import { existsSync } from 'node:fs';
+import { access, open, realpath, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { withCleanup } from '../util/cleanup.js';
+import { Failure, UserError } from '../util/errors.js';
+import { formatBytes, type Reporter } from '../util/report.js';
+import {
+  assessDevice,
+  describe,
+  listDevices,
+  loopBackingFile,
+  mountpointsOf,
+  type BlockDevice,
+  type ImageFacts,
+} from './devices.js';
+import { findBootPartition, loadCardSettings, summarize, writeSettings, type CardSettings, type CardSettingsInput } from './settings.js';
+import { imageSize, openSource, planWrite, type WritePlan } from './source.js';
+import { lastRecord, record, type FlashRecord } from './state.js';
+import { firstBadOffset, verifyRanges } from './verify.js';
+import { openTarget, writeImage, type Target } from './write.js';
+import { limitDirtyCache } from './tune.js';
+
+export interface FlashOptions extends CardSettingsInput {
+  image: string;
+  device?: string;
+  yes?: boolean;
+  allowFixed?: boolean;
+  unmount?: boolean;
+  toFile?: boolean;
+  verify?: boolean;
+  verifyOnly?: boolean;
+  eject?: boolean;
+}
+
+/** How the command talks to a person; absent without a terminal. */
+export interface Prompter {
+  pick(message: string, choices: Array<{ name: string; value: string }>): Promise<string>;
+  confirm(message: string): Promise<boolean>;
+}
+
+export interface FlashResult {
+  image: string;
+  device: string;
+  imageSize: number;
+  mappedBytes: number;
+  map: WritePlan['mapSource'];
+  verified: boolean;
+  settings?: string;
+  ejected: boolean;
+}
+
+// Linux dev_t encoding (glibc's gnu_dev_major/minor).
+function majMin(dev: bigint): string {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+async function imageFacts(path: string, size: number): Promise<ImageFacts> {
+  const st = await stat(path, { bigint: true });
+  let hostSource: string | undefined;
+  try {
+    const out = (await execa('findmnt', ['-n', '-o', 'SOURCE', '--target', path], { stdin: 'ignore' })).stdout.trim();
+    if (out.startsWith('/dev/')) hostSource = await realpath(out).catch(() => out);
+  } catch {
+    // findmnt is optional: the device number alone still identifies the host in most cases
+  }
+  return { size, hostMajMin: majMin(st.dev), hostSource, realPath: await realpath(path) };
+}
+
+function identity(dev: BlockDevice | undefined, path: string): string {
+  return dev ? [dev.serial, dev.model, dev.size].join(':') : `file:${path}`;
+}
+
+/** Find the lsblk node for a device path given by the user (following /dev/disk/by-id links). */
+async function resolveDevice(devices: BlockDevice[], given: string): Promise<BlockDevice | undefined> {
+  const real = await realpath(given).catch(() => given);
+  for (const top of devices) {
+    const stack = [top];
+    while (stack.length) {
+      const d = stack.pop()!;
+      if (d.path === real || d.path === given) return d;
+      stack.push(...d.children);
+    }
+  }
+  return undefined;
+}
+
+/** Pause between the write and verify phases when asked to (lets a test alter the medium there). */
+async function gateBeforeVerify(): Promise<void> {
+  const gate = process.env.SYNCPI_FLASH_GATE_BEFORE_VERIFY;
+  if (!gate) return;
+  writeFileSync(`${gate}.ready`, '');
+  for (let i = 0; i < 6000 && !existsSync(gate); i++) await sleep(100);
+}
+
+async function preflightSettings(image: string, size: number, settings: CardSettings): Promise<void> {
+  const readAt = async (offset: number, length: number): Promise<Buffer> => {
+    const src = await openSource(image, size);
+    try {
+      const buf = Buffer.alloc(length);
+      await src.read(buf, offset, Math.min(length, size - offset));
+      return buf;
+    } finally {
+      await src.close();
+    }
+  };
+  if (!(await findBootPartition(readAt))) {
+    throw new UserError(`${image} has no FAT boot partition, so per-card settings (${summarize(settings)}) cannot be stored on it`);
+  }
+}
+
+async function chooseDevice(opts: FlashOptions, devices: BlockDevice[], facts: ImageFacts, prompter: Prompter | undefined): Promise<string> {
+  const assessed = devices.map((d) => ({ d, refusal: assessDevice(d, facts, opts, loopBackingFile(d)) }));
+  const candidates = assessed.filter((a) => !a.refusal);
+  if (!prompter) {
+    throw new UserError('no --device given and no terminal to choose one on: pass --device /dev/… (and --yes to skip the confirmation); `syncpi flash --list` shows the devices');
+  }
+  if (candidates.length === 0) {
+    throw new UserError(
+      `no device can take this image (${formatBytes(facts.size)}): insert an SD card, or name one with --device`,
+      assessed.map((a) => `  ${a.refusal!.message}`),
+    );
+  }
+  return prompter.pick(
+    'Which device should be overwritten?',
+    candidates.map(({ d }) => ({ name: describe(d), value: d.path })),
+  );
+}
+
+/** The devices and what would happen to each, for `--list`. */
+export async function listForImage(image: string | undefined, opts: FlashOptions): Promise<Array<{ device: BlockDevice; refusal?: string }>> {
+  const size = image ? await imageSize(image) : 0;
+  const facts = image ? await imageFacts(image, size) : { size };
+  return (await listDevices()).map((d) => ({ device: d, refusal: assessDevice(d, facts, opts, loopBackingFile(d))?.message }));
+}
+
+async function unmountAll(dev: BlockDevice, reporter: Reporter): Promise<void> {
+  for (const mp of mountpointsOf(dev)) {
+    try {
+      await execa('umount', [mp], { stdin: 'ignore' });
+      reporter.info(`unmounted ${mp}`);
+    } catch (e) {
+      throw new Failure(`cannot unmount ${mp}: ${(e as { stderr?: string }).stderr?.trim() || String(e)}`);
+    }
+  }
+}
+
+async function eject(target: Target, dev: BlockDevice | undefined, reporter: Reporter): Promise<boolean> {
+  if (!target.blockDevice || !dev) return false;
+  if (dev.type === 'loop') {
+    reporter.info(`${target.path} is a loop device: nothing to eject`);
+    return false;
+  }
+  for (const [cmd, args] of [
+    ['udisksctl', ['power-off', '-b', target.path]],
+    ['eject', [target.path]],
+  ] as const) {
+    try {
+      await execa(cmd, [...args], { stdin: 'ignore' });
+      reporter.info(`ejected ${target.path}: you can remove the card`);
+      return true;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENOENT') {
+        reporter.warn(`${cmd} could not eject ${target.path}: ${(e as { stderr?: string }).stderr?.trim().split('\n')[0] || String(e)}`);
+      }
+    }
+  }
+  reporter.info(`could not eject ${target.path} (neither udisksctl nor eject worked): the data is synced, you can remove the card`);
+  return false;
+}
+
+export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Prompter | undefined): Promise<FlashResult> {
+  const image = opts.image;
+  try {
+    await access(image);
+  } catch {
+    throw new UserError(`image ${image} not found (give the .img or .img.xz that \`syncpi build\` wrote)`);
+  }
+  if (!(await stat(image)).isFile()) throw new UserError(`${image} is not a file: give the .img or .img.xz that \`syncpi build\` wrote`);
+  const size = await imageSize(image);
+  const plan = await planWrite(image, size);
+  const settings = opts.verifyOnly ? undefined : await loadCardSettings(opts);
+  if (settings) await preflightSettings(image, size, settings);
+  const facts = await imageFacts(image, size);
+
+  // the device: named, or chosen from the candidates; a regular file only with --to-file
+  const given = opts.device;
+  let devPath: string;
+  let dev: BlockDevice | undefined;
+  const st = given ? await stat(given).catch(() => undefined) : undefined;
+  if (given && (!st || !st.isBlockDevice())) {
+    if (st && !st.isFile()) throw new UserError(`${given} is neither a block device nor a regular file`);
+    if (!opts.toFile) {
+      throw new UserError(st ? `${given} is a regular file, not a device: pass --to-file to write the image into it` : `${given} does not exist: give a device such as /dev/sdX (see \`syncpi flash --list\`), or --to-file to create a file`);
+    }
+    if (st && (await realpath(given)) === facts.realPath) throw new UserError(`${given} is the image itself`);
+    devPath = given;
+  } else {
+    const devices = await listDevices();
+    devPath = given ?? (await chooseDevice(opts, devices, facts, prompter));
+    dev = await resolveDevice(devices, devPath);
+    if (!dev) throw new UserError(`${devPath} is not a block device lsblk knows (see \`syncpi flash --list\`)`);
+    const refusal = assessDevice(dev, facts, { ...opts, unmount: opts.unmount || opts.verifyOnly }, loopBackingFile(dev));
+    if (refusal && !(opts.verifyOnly && refusal.code === 'mounted')) throw new UserError(refusal.message);
+    devPath = dev.path;
+    if (!opts.verifyOnly && !opts.yes) {
+      if (!prompter) throw new UserError(`refusing to overwrite ${describe(dev)} without confirmation: no terminal to ask on; pass --yes to confirm`);
+      const ok = await prompter.confirm(`Erase everything on ${describe(dev)} and write ${image}?`);
+      if (!ok) throw new UserError('cancelled: nothing was written');
+    }
+    if (!opts.verifyOnly && mountpointsOf(dev).length) await unmountAll(dev, reporter);
+  }
+
+  const label = dev ? describe(dev) : devPath;
+  const previous = lastRecord(devPath);
+  if (previous?.status === 'writing' && previous.identity === identity(dev, devPath)) {
+    reporter.warn(`the previous write to ${devPath} (of ${previous.image}, started ${previous.startedAt}) was interrupted: that card is incomplete`);
+  }
+  reporter.info(
+    `${image}: ${formatBytes(size)}, ${formatBytes(plan.mappedBytes)} to ${opts.verifyOnly ? 'verify' : 'write'} (${plan.mapSource === 'bmap' ? `bmap ${plan.bmapPath}` : plan.mapSource === 'sparse' ? 'data ranges of the sparse file' : 'whole image: no bmap beside it'})`,
+  );
+
+  if (opts.verifyOnly) return verifyOnly(image, plan, devPath, dev, label, reporter, previous);
+
+  return withCleanup(async (scope) => {
+    const target = await openTarget(devPath, { toFile: !!opts.toFile, size });
+    let finished = false;
+    scope.defer('close target', async () => {
+      await target.fh.close().catch(() => undefined);
+      if (!finished) process.stderr.write(`${devPath} is incomplete: the write did not finish (the card has no partition table); flash it again\n`);
+    });
+    if (target.blockDevice) {
+      const restore = await limitDirtyCache(devPath);
+      scope.defer('restore dirty-cache limit', restore);
+    }
+    const rec: FlashRecord = { device: devPath, identity: identity(dev, devPath), image, status: 'writing', startedAt: new Date().toISOString(), updatedAt: '' };
+    record(rec);
+
+    const written = await reporter.step(`write ${label}`, async (progress) => {
+      const source = await openSource(image, size);
+      try {
+        return await writeImage(source, plan, target, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+      } finally {
+        await source.close();
+      }
+    }, (r) => `${formatBytes(r.bytes)} written and synced`);
+    record({ ...rec, status: 'written' });
+
+    let verified = false;
+    if (opts.verify !== false) {
+      await gateBeforeVerify();
+      await reporter.step(`verify ${label}`, async (progress) => {
+        const bad = await verifyRanges(target, plan, written.digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+        if (bad) {
+          const offset = await firstBadOffset(target, plan, image, bad.range);
+          record({ ...rec, status: 'failed', detail: `mismatch at byte ${offset}` });
+          throw new Failure(`verification failed: ${devPath} differs from the image at byte offset ${offset} (0x${offset.toString(16)}); the card is faulty or was changed while writing — try another card`, [
+            `range blocks ${plan.ranges[bad.range]!.first}-${plan.ranges[bad.range]!.last}: expected sha256 ${bad.expected}, read ${bad.actual}`,
+          ]);
+        }
+      }, () => `${plan.ranges.length} ranges match (read from the medium)`);
+      verified = true;
+    }
+
+    let settingsSummary: string | undefined;
+    if (settings) {
+      settingsSummary = summarize(settings);
+      await reporter.step('per-card settings', async () => {
+        const boot = await findBootPartition(async (offset, length) => {
+          const buf = Buffer.alloc(length);
+          await target.fh.read(buf, 0, length, offset);
+          return buf;
+        });
+        if (!boot) throw new Failure(`no FAT boot partition found on ${devPath} after writing`);
+        await target.fh.sync();
+        await writeSettings(devPath, boot.start, settings);
+        await target.fh.sync();
+      }, () => settingsSummary!);
+    }
+
+    await target.fh.sync();
+    await target.fh.close();
+    finished = true;
+    record({ ...rec, status: verified ? 'verified' : 'written' });
+    const ejected = opts.eject === false ? false : await eject(target, dev, reporter);
+    const result: FlashResult = { image, device: devPath, imageSize: size, mappedBytes: plan.mappedBytes, map: plan.mapSource, verified, settings: settingsSummary, ejected };
+    const host = settings?.hostname ? `${settings.hostname}.local` : 'its hostname from appliance.yaml (HOSTNAME.local)';
+    reporter.info(
+      target.blockDevice
+        ? `Next: put the card into the Raspberry Pi and power it on; after the first boot (a few minutes) it answers as ${host}, over SSH and on its panel.`
+        : `Next: ${devPath} holds the image; flash it to a card or boot it with QEMU.`,
+    );
+    if (reporter.json) reporter.result(result);
+    return result;
+  });
+}
+
+async function verifyOnly(
+  image: string,
+  plan: WritePlan,
+  devPath: string,
+  dev: BlockDevice | undefined,
+  label: string,
+  reporter: Reporter,
+  previous: FlashRecord | undefined,
+): Promise<FlashResult> {
+  const fh = await open(devPath, 'r');
+  const target: Target = { path: devPath, fh, blockDevice: !!dev };
+  try {
+    let digests = plan.ranges.map((r) => r.sha256 ?? '');
+    if (digests.some((d) => !d)) {
+      // no bmap: the image's own ranges are hashed first
+      digests = await reporter.step(`hash ${image}`, async (progress) => {
+        const { createHash } = await import('node:crypto');
+        const src = await openSource(image, plan.imageSize);
+        const buf = Buffer.allocUnsafe(4 << 20);
+        const out: string[] = [];
+        let done = 0;
+        try {
+          for (const r of plan.ranges) {
+            const h = createHash('sha256');
+            const end = Math.min((r.last + 1) * plan.blockSize, plan.imageSize);
+            for (let pos = r.first * plan.blockSize; pos < end; pos += buf.length) {
+              const n = Math.min(buf.length, end - pos);
+              await src.read(buf, pos, n);
+              h.update(buf.subarray(0, n));
+              done += n;
+              progress({ done, total: plan.mappedBytes, unit: 'bytes' });
+            }
+            out.push(h.digest('hex'));
+          }
+        } finally {
+          await src.close();
+        }
+        return out;
+      });
+    }
+    await reporter.step(`verify ${label}`, async (progress) => {
+      const bad = await verifyRanges(target, plan, digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+      if (bad) {
+        const offset = await firstBadOffset(target, plan, image, bad.range);
+        const why = previous?.status === 'writing' ? ' (the last write to it was interrupted)' : '';
+        throw new Failure(`${devPath} does not hold ${image}${why}: first difference at byte offset ${offset} (0x${offset.toString(16)})`);
+      }
+    });
+  } finally {
+    await fh.close();
+  }
+  const result: FlashResult = { image, device: devPath, imageSize: plan.imageSize, mappedBytes: plan.mappedBytes, map: plan.mapSource, verified: true, ejected: false };
+  if (reporter.json) reporter.result(result);
+  return result;
+}

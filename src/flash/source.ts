@@ -1,0 +1,161 @@
+/**
+ * The bytes of an image, read in increasing offset order: a plain .img read with pread, or an
+ * .img.xz decompressed as a stream by `xz -dc` (never unpacked to disk). Readers only ever move
+ * forward, which is what lets a compressed image be flashed without seeking.
+ */
+import { existsSync } from 'node:fs';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { execa, type ResultPromise } from 'execa';
+import { bmapPathFor, dataExtents, extentsToBlocks, parseBmap, BMAP_BLOCK_SIZE, type Bmap } from '../image/bmap.js';
+import { Failure, UserError } from '../util/errors.js';
+
+export interface ImageSource {
+  readonly path: string;
+  readonly compressed: boolean;
+  /** Size of the (decompressed) image. */
+  readonly size: number;
+  /** Read exactly `length` bytes at `offset` into `buf`; offsets must not go backwards. */
+  read(buf: Buffer, offset: number, length: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What to write: block ranges, with the checksum each must have (when known in advance). */
+export interface WritePlan {
+  blockSize: number;
+  imageSize: number;
+  ranges: Array<{ first: number; last: number; sha256?: string }>;
+  /** Where the map came from, for the user. */
+  mapSource: 'bmap' | 'sparse' | 'whole';
+  bmapPath?: string;
+  mappedBytes: number;
+}
+
+class FileSource implements ImageSource {
+  readonly compressed = false;
+  constructor(readonly path: string, readonly size: number, private readonly fh: FileHandle) {}
+  async read(buf: Buffer, offset: number, length: number): Promise<void> {
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await this.fh.read(buf, got, length - got, offset + got);
+      if (bytesRead === 0) throw new Failure(`${this.path} ended at ${offset + got} bytes, before the ${offset + length} its map needs`);
+      got += bytesRead;
+    }
+  }
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+class XzSource implements ImageSource {
+  readonly compressed = true;
+  private pos = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private readonly iter: AsyncIterator<Buffer>;
+  private readonly stdout: Readable;
+  constructor(readonly path: string, readonly size: number, private readonly child: ResultPromise) {
+    this.stdout = child.stdout as Readable;
+    this.iter = this.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  }
+  private async fill(need: number): Promise<void> {
+    while (this.pendingBytes < need) {
+      const r = await this.iter.next();
+      if (r.done) {
+        await this.child.catch((e: { stderr?: string }) => {
+          throw new Failure(`xz could not decompress ${this.path}: ${String(e.stderr ?? e).trim().split('\n')[0]}`);
+        });
+        throw new Failure(`${this.path} decompresses to ${this.pos + this.pendingBytes} bytes, fewer than the ${this.pos + need} its map needs`);
+      }
+      this.pending.push(r.value);
+      this.pendingBytes += r.value.length;
+    }
+  }
+  /** Drop `n` bytes from the front of the pending data, copying them to `dst` when given. */
+  private take(n: number, dst?: Buffer, dstOff = 0): void {
+    let left = n;
+    while (left > 0) {
+      const head = this.pending[0]!;
+      const k = Math.min(left, head.length);
+      if (dst) head.copy(dst, dstOff + (n - left), 0, k);
+      if (k === head.length) this.pending.shift();
+      else this.pending[0] = head.subarray(k);
+      left -= k;
+    }
+    this.pendingBytes -= n;
+    this.pos += n;
+  }
+  async read(buf: Buffer, offset: number, length: number): Promise<void> {
+    if (offset < this.pos) throw new Error(`compressed image read went backwards (${offset} < ${this.pos})`);
+    // skip the holes in bounded steps so a large gap never sits in memory at once
+    while (this.pos < offset) {
+      const step = Math.min(offset - this.pos, 8 << 20);
+      await this.fill(step);
+      this.take(step);
+    }
+    await this.fill(length);
+    this.take(length, buf, 0);
+  }
+  async close(): Promise<void> {
+    this.stdout.destroy();
+    this.child.kill();
+    await this.child.catch(() => undefined);
+  }
+}
+
+/** Uncompressed size of an .xz file, from its index (no decompression). */
+async function xzSize(path: string): Promise<number> {
+  try {
+    const out = (await execa('xz', ['--robot', '--list', path], { stdin: 'ignore' })).stdout;
+    const total = out.split('\n').find((l) => l.startsWith('totals\t'));
+    const n = Number(total?.split('\t')[4]);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new Error('no size in xz --list output');
+    return n;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') throw new Failure('xz not found: install xz-utils to flash .img.xz images');
+    throw new UserError(`${path} is not a valid .xz file: ${(e as { stderr?: string }).stderr?.trim().split('\n')[0] || (e as Error).message}`);
+  }
+}
+
+export function isCompressed(path: string): boolean {
+  return path.endsWith('.xz');
+}
+
+export async function imageSize(path: string): Promise<number> {
+  return isCompressed(path) ? xzSize(path) : (await stat(path)).size;
+}
+
+export async function openSource(path: string, size: number): Promise<ImageSource> {
+  if (isCompressed(path)) {
+    const child = execa('xz', ['-dc', '-T0', path], { stdin: 'ignore', buffer: false, encoding: 'buffer' });
+    return new XzSource(path, size, child);
+  }
+  return new FileSource(path, size, await open(path, 'r'));
+}
+
+/**
+ * Decide what to write: the image's bmap when one lies beside it, else the data extents of the
+ * sparse file, else (a compressed image without a bmap) everything.
+ */
+export async function planWrite(path: string, size: number): Promise<WritePlan> {
+  const bmapPath = bmapPathFor(path);
+  if (existsSync(bmapPath)) {
+    const bmap: Bmap = parseBmap(await readFile(bmapPath, 'utf8'), bmapPath);
+    if (bmap.imageSize !== size) {
+      throw new UserError(`${bmapPath} describes an image of ${bmap.imageSize} bytes but ${path} is ${size} bytes: the bmap belongs to another image`);
+    }
+    return { blockSize: bmap.blockSize, imageSize: size, ranges: bmap.ranges, mapSource: 'bmap', bmapPath, mappedBytes: mappedBytes(bmap.ranges, bmap.blockSize, size) };
+  }
+  const blockSize = BMAP_BLOCK_SIZE;
+  if (isCompressed(path)) {
+    const ranges = [{ first: 0, last: Math.ceil(size / blockSize) - 1 }];
+    return { blockSize, imageSize: size, ranges, mapSource: 'whole', mappedBytes: size };
+  }
+  const { extents, method } = await dataExtents(path);
+  const ranges = extentsToBlocks(extents, blockSize).map(([first, last]) => ({ first, last }));
+  return { blockSize, imageSize: size, ranges, mapSource: method === 'whole-file' ? 'whole' : 'sparse', mappedBytes: mappedBytes(ranges, blockSize, size) };
+}
+
+export function mappedBytes(ranges: Array<{ first: number; last: number }>, blockSize: number, size: number): number {
+  return ranges.reduce((n, r) => n + Math.min((r.last + 1) * blockSize, size) - r.first * blockSize, 0);
+}

@@ -1,0 +1,167 @@
+/**
+ * Many hosts, one job each: bounded concurrency, canaries first, a failure threshold, a live row
+ * per host, a log per host in the run directory, and a summary. One failing host never stops the
+ * others unless a canary failed or the threshold was reached; hosts never started are "skipped".
+ */
+import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
+import path from 'node:path';
+import type { HostReport, HostSpec } from './host.js';
+
+export interface FleetOptions {
+  parallel: number;
+  /** Apply to this many hosts first; stop if any of them fails. */
+  canary?: number;
+  /** Stop starting hosts once this many have failed. */
+  maxFail?: number;
+  runDir: string;
+  /** Live rows on a TTY, state lines otherwise; nothing in JSON mode (events instead). */
+  display: 'tty' | 'lines' | 'json' | 'quiet';
+}
+
+export interface HostContext {
+  log: WriteStream;
+  /** Update the host's live row. */
+  setState(state: string): void;
+}
+
+export interface FleetResult {
+  reports: HostReport[];
+  /** Why hosts were skipped, when they were. */
+  stopped?: string;
+  runDir: string;
+  ms: number;
+}
+
+class Rows {
+  private states = new Map<string, { state: string; t0: number }>();
+  private drawn = 0;
+  private timer?: NodeJS.Timeout;
+  constructor(
+    private readonly names: string[],
+    private readonly display: FleetOptions['display'],
+  ) {
+    for (const n of names) this.states.set(n, { state: 'waiting', t0: 0 });
+    if (display === 'tty') this.timer = setInterval(() => this.draw(), 250);
+  }
+  set(name: string, state: string): void {
+    const s = this.states.get(name)!;
+    if (s.t0 === 0 && state !== 'waiting') s.t0 = Date.now();
+    if (s.state === state) return;
+    s.state = state;
+    if (this.display === 'lines') process.stderr.write(`${name}: ${state}\n`);
+    else if (this.display === 'json') process.stdout.write(JSON.stringify({ type: 'host', host: name, state, ts: Date.now() }) + '\n');
+  }
+  draw(): void {
+    if (this.display !== 'tty') return;
+    const w = Math.max(...this.names.map((n) => n.length));
+    const lines = this.names.map((n) => {
+      const s = this.states.get(n)!;
+      const secs = s.t0 ? `${((Date.now() - s.t0) / 1000).toFixed(1)}s` : '';
+      return `${n.padEnd(w)}  ${s.state.padEnd(40).slice(0, 60)} ${secs}`;
+    });
+    let out = this.drawn ? `\x1b[${this.drawn}A` : '';
+    for (const l of lines) out += `\r\x1b[2K${l}\n`;
+    this.drawn = lines.length;
+    process.stderr.write(out);
+  }
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.draw();
+  }
+}
+
+export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: HostContext) => Promise<HostReport>, o: FleetOptions): Promise<FleetResult> {
+  const t0 = Date.now();
+  mkdirSync(o.runDir, { recursive: true });
+  const rows = new Rows(hosts.map((h) => h.name), o.display);
+  const reports = new Map<string, HostReport>();
+  let failed = 0;
+  let stopped: string | undefined;
+
+  const runOne = async (h: H): Promise<void> => {
+    const log = createWriteStream(path.join(o.runDir, `${h.name}.log`), { mode: 0o600 });
+    rows.set(h.name, 'connecting');
+    let r: HostReport;
+    try {
+      r = await job(h, { log, setState: (s) => rows.set(h.name, s) });
+    } catch (e) {
+      r = { name: h.name, address: h.address, status: 'failed', mode: 'apply', changes: [], handlers: [], diffs: {}, warnings: [], error: { message: e instanceof Error ? e.message : String(e), exitCode: 1 }, ms: 0, roundTrips: 0 };
+    }
+    log.write(`\n== result: ${r.status}${r.failure ? ` at step ${r.failure.step} (exit ${r.failure.code}): ${r.failure.message}` : ''}${r.error ? `: ${r.error.message}` : ''}\n`);
+    await new Promise<void>((res) => log.end(res));
+    if (r.status === 'failed') failed++;
+    reports.set(h.name, r);
+    rows.set(h.name, r.status === 'failed' ? `failed${r.failure ? ` (${r.failure.step})` : ''}` : `${r.status}${r.changes.length ? ` (${r.changes.length})` : ''}`);
+  };
+
+  /** Run a batch with at most `parallel` at once; stop taking new hosts when told. */
+  const pool = async (batch: H[], shouldStop: () => string | undefined): Promise<void> => {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batch.length) {
+        const why = shouldStop();
+        if (why) {
+          stopped ??= why;
+          return;
+        }
+        const h = batch[next++]!;
+        await runOne(h);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(o.parallel, batch.length) }, worker));
+  };
+
+  const thresholdReached = (): string | undefined => (o.maxFail !== undefined && failed >= o.maxFail ? `${failed} host(s) failed (--max-fail ${o.maxFail})` : undefined);
+  const canaries = o.canary ? hosts.slice(0, o.canary) : [];
+  const rest = hosts.slice(canaries.length);
+  try {
+    if (canaries.length) {
+      await pool(canaries, thresholdReached);
+      const bad = canaries.filter((h) => reports.get(h.name)?.status === 'failed');
+      if (bad.length) stopped = `canary ${bad.map((h) => h.name).join(', ')} failed`;
+    }
+    if (!stopped) await pool(rest, thresholdReached);
+  } finally {
+    rows.stop();
+  }
+
+  const all = hosts.map(
+    (h) =>
+      reports.get(h.name) ?? { name: h.name, address: h.address, status: 'skipped' as const, mode: 'apply' as const, changes: [], handlers: [], diffs: {}, warnings: [], ms: 0, roundTrips: 0 },
+  );
+  for (const h of hosts) if (!reports.has(h.name)) rows.set(h.name, 'skipped');
+  const result: FleetResult = { reports: all, stopped, runDir: o.runDir, ms: Date.now() - t0 };
+  writeFileSync(path.join(o.runDir, 'report.json'), JSON.stringify(fleetJson(result), null, 2) + '\n', { mode: 0o600 });
+  return result;
+}
+
+export function fleetJson(r: FleetResult): unknown {
+  const count = (s: string): number => r.reports.filter((x) => x.status === s).length;
+  return {
+    summary: { changed: count('changed'), unchanged: count('unchanged'), failed: count('failed'), skipped: count('skipped'), ms: r.ms, stopped: r.stopped ?? null },
+    runDir: r.runDir,
+    hosts: r.reports,
+  };
+}
+
+export function summaryTable(r: FleetResult): string {
+  const rows = r.reports.map((x) => [
+    x.name,
+    x.status,
+    String(x.changes.length),
+    String(x.handlers.length),
+    x.ms ? `${(x.ms / 1000).toFixed(1)}s` : '-',
+    x.failure ? `step ${x.failure.step} (exit ${x.failure.code}): ${x.failure.message}` : (x.error?.message ?? ''),
+  ]);
+  const head = ['HOST', 'RESULT', 'CHANGES', 'RESTARTS', 'TIME', 'DETAIL'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd();
+  const count = (s: string): number => r.reports.filter((x) => x.status === s).length;
+  return [
+    fmt(head),
+    ...rows.map(fmt),
+    '',
+    `${count('changed')} changed, ${count('unchanged')} unchanged, ${count('failed')} failed${count('skipped') ? `, ${count('skipped')} skipped` : ''} in ${(r.ms / 1000).toFixed(1)}s${r.stopped ? ` — stopped: ${r.stopped}` : ''}`,
+    `logs: ${r.runDir}`,
+  ].join('\n');
+}

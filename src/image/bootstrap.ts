@@ -1,0 +1,135 @@
+/**
+ * The embedded default base: a Raspberry Pi image made from Debian packages with mmdebstrap,
+ * laid out like Raspberry Pi OS. The expensive part under emulation is the initramfs, so the
+ * recipe defers update-initramfs during package installation and builds it once at the end with
+ * a targeted module list (see image/debian/).
+ */
+import { execa } from 'execa';
+import { mkdir, rename, rm, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Reporter } from '../util/report.js';
+import { Failure } from '../util/errors.js';
+import { recipeDir, basePackages } from './recipe.js';
+import { createImageFromTrees } from './layout.js';
+import { run } from './run.js';
+import { ensureBinfmt } from '../targets/chroot.js';
+import type { CleanupScope } from '../util/cleanup.js';
+
+/** Remove a tree without crossing into anything still mounted inside it (/proc, /dev of a chroot). */
+export async function removeTree(dir: string): Promise<void> {
+  await run('rm', ['-rf', '--one-file-system', dir]);
+}
+
+export interface BootstrapOptions {
+  suite: string;
+  arch: 'arm64' | 'armhf';
+  mirror: string;
+  /** Extra packages from the Plan, installed in the same pass. */
+  install: string[];
+  purge: string[];
+  /** false: no kernel, firmware or initramfs (a small root for tests that never boot). */
+  boot: boolean;
+  workDir: string;
+  reporter: Reporter;
+  scope: CleanupScope;
+}
+
+export interface BootstrapTimes {
+  mmdebstrapMs: number;
+  initramfsMs?: number;
+  imageMs: number;
+}
+
+async function duBytes(dir: string): Promise<number> {
+  const out = await run('du', ['-s', '--block-size=1', '-x', dir]);
+  return Number(out.split(/\s+/)[0]);
+}
+
+/** Bootstrap into workDir and lay out `img`. */
+export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId: string): Promise<BootstrapTimes> {
+  const recipe = recipeDir();
+  const root = join(opts.workDir, 'root');
+  const boot = join(opts.workDir, 'boot');
+  await removeTree(root);
+  await removeTree(boot);
+  opts.scope.defer('bootstrap:workdir', () => removeTree(opts.workDir));
+  await mkdir(opts.workDir, { recursive: true });
+  await ensureBinfmt(opts.arch);
+
+  const include = [...new Set([...basePackages(opts.arch, opts.boot, recipe), ...opts.install])].filter((p) => !opts.purge.includes(p));
+  const components = opts.boot ? 'main,non-free-firmware' : 'main';
+  const args = [
+    '--mode=root',
+    '--variant=apt',
+    `--architectures=${opts.arch}`,
+    `--components=${components}`,
+    // docs, man pages and translations are never read on an appliance and cost unpack time
+    '--dpkgopt=path-exclude=/usr/share/man/*',
+    '--dpkgopt=path-exclude=/usr/share/doc/*',
+    '--dpkgopt=path-include=/usr/share/doc/*/copyright',
+    '--dpkgopt=path-exclude=/usr/share/locale/*',
+    '--dpkgopt=path-exclude=/usr/share/info/*',
+    '--aptopt=Acquire::Retries "3"',
+    `--include=${include.join(',')}`,
+    `--essential-hook=${join(recipe, 'hooks/essential.sh')}`,
+    `--customize-hook=${join(recipe, 'hooks/customize.sh')}`,
+    opts.suite,
+    root,
+    `deb ${opts.mirror} ${opts.suite} ${components.replace(/,/g, ' ')}`,
+  ];
+
+  const times: BootstrapTimes = { mmdebstrapMs: 0, imageMs: 0 };
+  const t0 = Date.now();
+  await opts.reporter.step(`bootstrap Debian ${opts.suite} ${opts.arch} (${include.length} packages)`, async (progress) => {
+    const proc = execa('mmdebstrap', args, {
+      all: true,
+      stdin: 'ignore',
+      reject: false,
+      env: { SYNCPI_RECIPE: recipe, SYNCPI_BOOT: opts.boot ? '1' : '0', SYNCPI_PURGE: opts.purge.join(' ') },
+    });
+    // on Ctrl-C mmdebstrap must unmount its chroot's /proc and /dev before the tree is removed
+    opts.scope.defer('bootstrap:mmdebstrap', async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        await Promise.resolve(proc).catch(() => undefined);
+      }
+    });
+    const tail: string[] = [];
+    let setUp = 0;
+    for await (const line of proc.iterable({ from: 'all' })) {
+      const l = String(line);
+      tail.push(l);
+      if (tail.length > 40) tail.shift();
+      if (/^Setting up /.test(l)) progress({ done: ++setUp, unit: 'items' });
+      const m = /^syncpi: initramfs built in (\d+) s/.exec(l);
+      if (m) times.initramfsMs = Number(m[1]) * 1000;
+    }
+    const r = await proc;
+    if (r.failed) {
+      if ((r as { code?: string }).code === 'ENOENT') throw new Failure('mmdebstrap not found on this machine: install the Debian package "mmdebstrap"');
+      throw new Failure(`mmdebstrap failed (exit ${r.exitCode ?? r.signal})`, tail.slice(-20));
+    }
+  });
+  times.mmdebstrapMs = Date.now() - t0;
+
+  const t1 = Date.now();
+  await opts.reporter.step('lay out the image (bootfs + rootfs)', async () => {
+    // the boot partition's content comes from the firmware hooks' /boot/firmware
+    await rename(join(root, 'boot/firmware'), boot);
+    await mkdir(join(root, 'boot/firmware'));
+    // apt's package cache and lists are rebuilt on the Pi; they would only bloat the layer
+    for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
+      for (const e of await readdir(join(root, d)).catch(() => [] as string[])) {
+        if (e.endsWith('.deb') || (d.endsWith('lists') && e !== 'partial' && e !== 'lock')) await rm(join(root, d, e), { force: true });
+      }
+    }
+    const content = await duBytes(root);
+    // room for the Plan's files and for mke2fs metadata; the final image is shrunk to fit anyway
+    const rootBytes = Math.ceil(content * 1.25) + 256 * 1024 * 1024;
+    await createImageFromTrees({ img, bootDir: boot, rootDir: root, bootMiB: 512, rootBytes, diskId });
+  });
+  times.imageMs = Date.now() - t1;
+  await removeTree(root);
+  await removeTree(boot);
+  return times;
+}

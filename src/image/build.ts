@@ -1,0 +1,228 @@
+/**
+ * `syncpi build`: Plan → bootable SD image.
+ *
+ *   layer (cached by base + package set): Debian bootstrap, or a stock image with the packages
+ *   installed in a chroot
+ *   top (every build): copy the layer → grow → loop + mount → disk id and PARTUUID references →
+ *   apply the Plan → strip per-machine state → unmount → shrink + discard free blocks → export
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Plan } from '../plan/types.js';
+import type { Reporter } from '../util/report.js';
+import { withCleanup, type CleanupScope } from '../util/cleanup.js';
+import { UserError } from '../util/errors.js';
+import { hostMirror } from './mirror.js';
+import { acquireBase } from './base.js';
+import { bootstrapImage, type BootstrapTimes } from './bootstrap.js';
+import { cacheDir, layerKey, layerPaths, readLayer, storeLayer, type LayerMeta } from './cache.js';
+import { recipeVersion } from './recipe.js';
+import { attachImage, mountDev, tempMountpoint } from './loop.js';
+import { growFs, growImageFile, shrinkFs, truncateToRoot } from './resize.js';
+import { bootMountPoint, fixPartitionRefs, setDiskId } from './layout.js';
+import { applyPackages, applyPlan } from './apply.js';
+import { finishRoot, installedPackages } from './finish.js';
+import { exportImage, partialName, type ExportResult } from './export.js';
+import { run } from './run.js';
+
+const MiB = 1024 * 1024;
+
+export interface BuildOptions {
+  plan: Plan;
+  outDir: string;
+  xz?: boolean;
+  reporter: Reporter;
+  /** false: the small variant without kernel, firmware and initramfs (Debian base only). */
+  boot?: boolean;
+  /** Ignore (and replace) a cached layer. */
+  noCache?: boolean;
+  /** Free space left in the root file system of the exported image. */
+  headroomBytes?: number;
+}
+
+export interface BuildResult extends ExportResult {
+  name: string;
+  layer: { key: string; reused: boolean; ms: number; bootstrap?: BootstrapTimes };
+  diskId: string;
+  totalMs: number;
+  packages: Array<{ name: string; version: string }>;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** A new disk id per configuration: two appliances never share one, and a rebuild is reproducible. */
+export function diskIdFor(plan: Plan): string {
+  const id = createHash('sha256').update(`${plan.configHash}\0${plan.name}`).digest('hex').slice(0, 8);
+  return id === '00000000' ? '5ec0ffee' : id;
+}
+
+async function copySparse(src: string, dst: string): Promise<void> {
+  await run('cp', ['--sparse=always', '--reflink=auto', src, dst]);
+}
+
+interface ResolvedBase {
+  describe: Record<string, unknown>;
+  mirror?: string;
+  sha256?: string;
+  img?: string;
+}
+
+async function resolveBase(plan: Plan, reporter: Reporter): Promise<ResolvedBase> {
+  const b = plan.base;
+  if (b.kind === 'debian') {
+    const mirror = (b.mirror ?? hostMirror()).replace(/\/+$/, '');
+    return { describe: { kind: 'debian', suite: b.suite ?? 'trixie', arch: b.arch, mirror }, mirror };
+  }
+  if (!b.source) throw new UserError('base.kind is "image" but no base image source is given');
+  const acquired = await acquireBase(b.source, b.sha256, reporter);
+  return { describe: { kind: 'image', source: b.source, sha256: acquired.sha256, arch: b.arch }, sha256: acquired.sha256, img: acquired.img };
+}
+
+/** Mount partition 2 at a fresh directory and partition 1 where that root expects its boot files. */
+async function mountImage(scope: CleanupScope, dev: { partition(n: number): string }): Promise<{ root: string; boot: string }> {
+  const root = await tempMountpoint(scope);
+  await mountDev(scope, dev.partition(2), root, 'mount:root');
+  const boot = join(root, bootMountPoint(root));
+  await mountDev(scope, dev.partition(1), boot, 'mount:boot');
+  return { root, boot };
+}
+
+async function buildLayer(opts: BuildOptions, base: ResolvedBase, key: string, boot: boolean): Promise<LayerMeta> {
+  const { plan, reporter } = opts;
+  const t0 = Date.now();
+  const paths = layerPaths(key);
+  const tmp = `${paths.img}.partial-${process.pid}`;
+  return withCleanup(async (scope) => {
+    scope.defer('layer:tmp', () => rm(tmp, { force: true }));
+    let bootstrap: BootstrapTimes | undefined;
+    if (plan.base.kind === 'debian') {
+      const workDir = join(cacheDir('work'), `${key}-${process.pid}`);
+      bootstrap = await bootstrapImage(
+        {
+          suite: plan.base.suite ?? 'trixie',
+          arch: plan.base.arch,
+          mirror: base.mirror!,
+          install: plan.packages.install,
+          purge: plan.packages.purge,
+          boot,
+          workDir,
+          reporter,
+          scope,
+        },
+        tmp,
+        '00000000',
+      );
+    } else {
+      await reporter.step('copy base image', () => copySparse(base.img!, tmp));
+      if (plan.packages.install.length || plan.packages.purge.length) {
+        // package work needs room the stock image's root was cut to avoid
+        await growImageFile(tmp, 2048 * MiB);
+        await withCleanup(async (inner) => {
+          const dev = await attachImage(inner, tmp);
+          await growFs(dev.partition(2));
+          const { root } = await mountImage(inner, dev);
+          await reporter.step(`install ${plan.packages.install.length} and purge ${plan.packages.purge.length} packages`, () =>
+            applyPackages(root, plan.base.arch, plan.packages.install, plan.packages.purge, inner),
+          );
+        });
+      }
+    }
+    const meta: LayerMeta = { key, created: new Date().toISOString(), base: base.describe, packages: [], buildMs: Date.now() - t0, ...(bootstrap ? { bootstrap: { ...bootstrap } } : {}) };
+    await storeLayer(tmp, meta);
+    return meta;
+  });
+}
+
+export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+  const t0 = Date.now();
+  const { plan, reporter } = opts;
+  const name = plan.name;
+  if (!NAME_RE.test(name)) throw new UserError(`image name "${name}" is not usable as a file name: use letters, digits, ".", "_" and "-" (at most 64)`);
+  const outDir = resolve(opts.outDir);
+  if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw new UserError(`--out ${opts.outDir} exists and is not a directory`);
+  mkdirSync(outDir, { recursive: true });
+  const boot = opts.boot ?? true;
+  if (!boot && plan.base.kind !== 'debian') throw new UserError('the small variant without kernel exists only for the Debian base');
+
+  const base = await resolveBase(plan, reporter);
+  const key = layerKey({
+    base: plan.base,
+    ...(base.mirror ? { mirror: base.mirror } : {}),
+    ...(base.sha256 ? { baseSha256: base.sha256 } : {}),
+    packages: plan.packages,
+    recipeVersion: recipeVersion(),
+    boot,
+  });
+  let layer = opts.noCache ? undefined : await readLayer(key);
+  const reused = layer !== undefined;
+  const tLayer = Date.now();
+  if (layer) reporter.info(`reusing cached base layer ${key} (built ${layer.created}; base + ${plan.packages.install.length} packages)`);
+  else layer = await buildLayer(opts, base, key, boot);
+  const layerMs = Date.now() - tLayer;
+
+  const diskId = diskIdFor(plan);
+  let packages: Array<{ name: string; version: string }> = [];
+  const headroom = opts.headroomBytes ?? 256 * MiB;
+
+  const result = await withCleanup(async (scope) => {
+    const work = partialName(outDir, name, 'img');
+    const tracked: string[] = [work];
+    let done = false;
+    scope.defer('out:partials', async () => {
+      if (!done) for (const f of tracked) await rm(f, { force: true });
+    });
+    await reporter.step('copy base layer', () => copySparse(layerPaths(key).img, work));
+    await growImageFile(work, 512 * MiB);
+    await setDiskId(work, diskId);
+
+    const dev = await attachImage(scope, work, 'loop');
+    await growFs(dev.partition(2));
+    const { root, boot: bootDir } = await mountImage(scope, dev);
+    await fixPartitionRefs(root, bootDir, diskId);
+
+    await applyPlan(root, plan, reporter, scope);
+    await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
+    packages = await installedPackages(root);
+    // free FAT clusters become holes too, so the sparse image and the .bmap skip them
+    await run('fstrim', [bootDir]).catch(() => undefined);
+    await scope.release('mount:root');
+
+    const fsBytes = await reporter.step('shrink root file system', () => shrinkFs(dev.partition(2), headroom), (b) => `${Math.round(b / MiB)} MiB`);
+    await scope.release('loop');
+    await truncateToRoot(work, fsBytes);
+
+    const exported = await exportImage({
+      workImg: work,
+      outDir,
+      name,
+      xz: !!opts.xz,
+      reporter,
+      track: (p) => tracked.push(p),
+      manifest: {
+        name,
+        hostname: plan.hostname,
+        configHash: plan.configHash,
+        built: new Date().toISOString(),
+        base: base.describe,
+        layer: { key, reused },
+        diskId,
+        rootPartuuid: `${diskId}-02`,
+        packages,
+        purged: plan.packages.purge,
+      },
+    });
+    done = true;
+    return exported;
+  });
+
+  return {
+    ...result,
+    name,
+    layer: { key, reused, ms: layerMs, ...(layer.bootstrap ? { bootstrap: layer.bootstrap as unknown as BootstrapTimes } : {}) },
+    diskId,
+    totalMs: Date.now() - t0,
+    packages,
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Export a finished image into the output directory. Everything is written under hidden
+ * temporary names in that same directory and renamed only when all of it is complete; the image
+ * itself is renamed last, so a NAME.img is never there unless its sidecars are.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { rename, rm, writeFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import type { Reporter } from '../util/report.js';
+import { Failure } from '../util/errors.js';
+import { createBmap } from './bmap.js';
+import { sha256File } from './base.js';
+
+export interface ExportResult {
+  img: string;
+  bmap: string;
+  sha256: string;
+  manifest: string;
+  xz?: string;
+  imageSha256: string;
+  apparentBytes: number;
+  mappedBytes: number;
+  xzBytes?: number;
+}
+
+/** The hidden temporary name in `outDir` under which the image is built. */
+export function partialName(outDir: string, name: string, suffix: string): string {
+  return join(outDir, `.${name}.${suffix}.partial-${process.pid}`);
+}
+
+export async function exportImage(opts: {
+  workImg: string;
+  outDir: string;
+  name: string;
+  xz: boolean;
+  manifest: Record<string, unknown>;
+  reporter: Reporter;
+  /** Temporary files registered here are removed if anything fails. */
+  track: (path: string) => void;
+}): Promise<ExportResult> {
+  const { outDir, name, reporter } = opts;
+  const final = {
+    img: join(outDir, `${name}.img`),
+    bmap: join(outDir, `${name}.bmap`),
+    sha256: join(outDir, `${name}.sha256`),
+    manifest: join(outDir, `${name}.manifest.json`),
+    xz: join(outDir, `${name}.img.xz`),
+  };
+  const tmp = {
+    bmap: partialName(outDir, name, 'bmap'),
+    sha256: partialName(outDir, name, 'sha256'),
+    manifest: partialName(outDir, name, 'manifest.json'),
+    xz: partialName(outDir, name, 'img.xz'),
+  };
+  Object.values(tmp).forEach(opts.track);
+
+  const size = (await stat(opts.workImg)).size;
+  const imageSha256 = await reporter.step('checksum image', (progress) =>
+    sha256File(opts.workImg, (n) => progress({ done: n, total: size, unit: 'bytes' })),
+  );
+  const bmap = await reporter.step('block map', (progress) =>
+    createBmap(opts.workImg, { onProgress: (done, total) => progress({ done, total, unit: 'bytes' }) }),
+  (b) => `${b.mappedBlocks} of ${b.blocksCount} blocks mapped`);
+  await writeFile(tmp.bmap, bmap.xml);
+
+  let xzSha: string | undefined;
+  let xzBytes: number | undefined;
+  if (opts.xz) {
+    await reporter.step('compress (xz -T0)', async (progress) => {
+      const p = execa('xz', ['-T0', '-6', '-c', opts.workImg], { stdout: { file: tmp.xz }, stdin: 'ignore' });
+      const timer = setInterval(() => existsSync(tmp.xz) && progress({ done: statSync(tmp.xz).size, unit: 'bytes' }), 1000);
+      try {
+        await p;
+      } catch (e) {
+        if ((e as { code?: string }).code === 'ENOENT') throw new Failure('xz not found on this machine: install the Debian package "xz-utils"');
+        throw new Failure(`xz failed: ${(e as Error).message.split('\n')[0]}`);
+      } finally {
+        clearInterval(timer);
+      }
+    });
+    xzBytes = (await stat(tmp.xz)).size;
+    xzSha = await sha256File(tmp.xz);
+  }
+
+  const sums = [`${imageSha256}  ${name}.img`];
+  if (xzSha) sums.push(`${xzSha}  ${name}.img.xz`);
+  await writeFile(tmp.sha256, sums.join('\n') + '\n');
+  const mappedBytes = bmap.mappedBlocks * bmap.blockSize;
+  const manifest = {
+    ...opts.manifest,
+    image: { file: `${name}.img`, sha256: imageSha256, apparentBytes: size, mappedBytes, ...(xzSha ? { xz: { file: `${name}.img.xz`, sha256: xzSha, bytes: xzBytes } } : {}) },
+  };
+  await writeFile(tmp.manifest, JSON.stringify(manifest, null, 2) + '\n');
+
+  // stale outputs of an earlier build must not pair up with this build's files
+  for (const f of Object.values(final)) await rm(f, { force: true });
+  await rename(tmp.bmap, final.bmap);
+  await rename(tmp.sha256, final.sha256);
+  await rename(tmp.manifest, final.manifest);
+  if (opts.xz) await rename(tmp.xz, final.xz);
+  await rename(opts.workImg, final.img);
+  return {
+    img: final.img,
+    bmap: final.bmap,
+    sha256: final.sha256,
+    manifest: final.manifest,
+    ...(opts.xz ? { xz: final.xz, xzBytes } : {}),
+    imageSha256,
+    apparentBytes: size,
+    mappedBytes,
+  };
+}
+
+export function sha256Text(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}

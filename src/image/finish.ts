@@ -1,0 +1,77 @@
+/**
+ * Make a built root fit to be flashed to many Pis: nothing identifying one machine (machine-id,
+ * SSH host keys), nothing only the build needed (apt caches and lists, logs). SSH host keys are
+ * generated on first boot by a unit installed here, because Debian's sshd does not do it itself.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, symlink, writeFile, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from './run.js';
+
+const HOSTKEY_UNIT = `[Unit]
+Description=Generate SSH host keys (first boot)
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+Before=ssh.service sshd.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+async function emptyDir(dir: string, keep: (name: string) => boolean = () => false): Promise<void> {
+  for (const e of await readdir(dir).catch(() => [] as string[])) {
+    if (!keep(e)) await rm(join(dir, e), { recursive: true, force: true });
+  }
+}
+
+/** Truncate every regular file under /var/log (keeping the tree, which some services expect). */
+async function truncateLogs(dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (e.name === 'journal') await emptyDir(p);
+      else await truncateLogs(p);
+    } else if (e.isFile()) {
+      if (/\.(gz|xz|\d+)$/.test(e.name)) await rm(p, { force: true });
+      else await truncate(p, 0);
+    }
+  }
+}
+
+export async function finishRoot(root: string): Promise<void> {
+  await emptyDir(join(root, 'var/cache/apt'), (n) => n === 'archives');
+  await emptyDir(join(root, 'var/cache/apt/archives'), (n) => n === 'partial' || n === 'lock');
+  await emptyDir(join(root, 'var/lib/apt/lists'), (n) => n === 'partial' || n === 'lock');
+  await truncateLogs(join(root, 'var/log'));
+  await emptyDir(join(root, 'tmp'));
+  await emptyDir(join(root, 'var/tmp'));
+  // an empty machine-id makes systemd generate one at first boot (and treat it as first boot)
+  await writeFile(join(root, 'etc/machine-id'), '');
+  await rm(join(root, 'var/lib/dbus/machine-id'), { force: true });
+  for (const e of await readdir(join(root, 'etc/ssh')).catch(() => [] as string[])) {
+    if (/^ssh_host_.*_key(\.pub)?$/.test(e)) await rm(join(root, 'etc/ssh', e), { force: true });
+  }
+  if (existsSync(join(root, 'etc/ssh'))) {
+    const unit = join(root, 'etc/systemd/system/syncpi-ssh-hostkeys.service');
+    await writeFile(unit, HOSTKEY_UNIT, { mode: 0o644 });
+    const wants = join(root, 'etc/systemd/system/multi-user.target.wants');
+    await mkdir(wants, { recursive: true });
+    const link = join(wants, 'syncpi-ssh-hostkeys.service');
+    await rm(link, { force: true });
+    await symlink('/etc/systemd/system/syncpi-ssh-hostkeys.service', link);
+  }
+}
+
+/** Installed packages with versions, read from the image's dpkg database by the host's dpkg-query. */
+export async function installedPackages(root: string): Promise<Array<{ name: string; version: string }>> {
+  const out = await run('dpkg-query', [`--admindir=${join(root, 'var/lib/dpkg')}`, '-W', '-f', '${db:Status-Status}\t${Package}\t${Version}\n']);
+  return out
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .filter((f) => f[0] === 'installed' && f[1])
+    .map((f) => ({ name: f[1]!, version: f[2] ?? '' }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}

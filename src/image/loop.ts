@@ -1,0 +1,83 @@
+/**
+ * Loop devices and mounts for an image, each registered with a cleanup scope the moment it is
+ * acquired, so success, failure and Ctrl-C all release them in reverse order.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { mkdtemp, readdir, readlink, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { CleanupScope } from '../util/cleanup.js';
+import { run } from './run.js';
+import { Failure } from '../util/errors.js';
+
+export interface AttachedImage {
+  device: string;
+  partition(n: number): string;
+}
+
+/** Attach `img` with partition scanning; detached when the scope ends (or on release(label)). */
+export async function attachImage(scope: CleanupScope, img: string, label = 'loop'): Promise<AttachedImage> {
+  const device = (await run('losetup', ['--find', '--show', '--partscan', img])).trim();
+  scope.defer(label, async () => {
+    await run('losetup', ['-d', device]);
+  });
+  const partition = (n: number) => `${device}p${n}`;
+  // partition nodes appear asynchronously (udev or devtmpfs); wait briefly rather than race
+  for (let i = 0; i < 100 && !existsSync(partition(1)); i++) await sleep(50);
+  if (!existsSync(partition(1))) {
+    // without udev the nodes may never show up on their own; ask the kernel to rescan
+    await run('partx', ['-u', device]).catch(() => undefined);
+    for (let i = 0; i < 40 && !existsSync(partition(1)); i++) await sleep(50);
+    if (!existsSync(partition(1))) throw new Failure(`partition devices of ${device} did not appear (is this a container without loop partition support?)`);
+  }
+  return { device, partition };
+}
+
+/**
+ * Processes whose root directory is inside `dir`: what was started in a chroot of this image
+ * and is still running (an interrupted package script, say). Only these are ever killed.
+ */
+async function processesRootedIn(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const e of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    const root = await readlink(`/proc/${e}/root`).catch(() => '');
+    if (root === dir || root.startsWith(`${dir}/`)) pids.push(Number(e));
+  }
+  return pids;
+}
+
+async function umountWithRetry(target: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await run('umount', [target]);
+      return;
+    } catch (e) {
+      // a process started in the chroot may still hold the mount; it belongs to this build
+      if (i >= 10) throw e;
+      for (const pid of await processesRootedIn(target)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+      await sleep(300);
+    }
+  }
+}
+
+export async function mountDev(scope: CleanupScope, dev: string, target: string, label: string, options?: string): Promise<void> {
+  if (!existsSync(target)) mkdirSync(target, { recursive: true });
+  await run('mount', [...(options ? ['-o', options] : []), dev, target]);
+  scope.defer(label, () => umountWithRetry(target));
+}
+
+export async function tempMountpoint(scope: CleanupScope, label = 'mountpoint'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'syncpi-mnt-'));
+  scope.defer(label, async () => {
+    await rmdir(dir).catch(() => undefined);
+  });
+  return dir;
+}

@@ -1,0 +1,21 @@
+/**
+ * The SSH session the small host commands (share, panel) open: the shared SSH flags turned into
+ * an SshTarget, with the appliance user as the default login.
+ */
+import type { SshCliOptions } from '../cli/provision.js';
+import { parsePort, parsePositiveInt } from '../cli/provision.js';
+import { parseDestination, SshTarget } from '../targets/ssh.js';
+
+export async function openSession(dest: string, flags: SshCliOptions & { port: string }): Promise<SshTarget> {
+  const { user, host } = parseDestination(dest);
+  return SshTarget.connect({
+    host,
+    port: parsePort(flags.port),
+    user: user ?? 'pi',
+    identities: flags.identity,
+    knownHostsFile: flags.knownHosts,
+    acceptNewHostKey: !!flags.acceptNewHostKey,
+    hostKeyFingerprint: flags.hostKeyFingerprint,
+    connectTimeoutMs: parsePositiveInt('--connect-timeout', flags.connectTimeout ?? '20', 3600) * 1000,
+  });
+}

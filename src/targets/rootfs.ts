@@ -1,0 +1,75 @@
+/**
+ * Apply a Plan to an image's root filesystem (the `build` path) and run its checks offline
+ * (`syncpi verify` on a rootfs). Both go through the same bundle and converger as `provision`.
+ */
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Plan } from '../plan/types.js';
+import { buildBundle } from '../bundle/bundle.js';
+import type { ApplyReport } from '../bundle/protocol.js';
+import type { CleanupScope } from '../util/cleanup.js';
+import type { Reporter } from '../util/report.js';
+import { applyBundle, verifyBundle, type CheckOutcome } from './apply.js';
+import { withChroot, type Arch } from './chroot.js';
+
+export interface RootfsApplyOptions {
+  arch: Arch;
+  check?: boolean;
+  reporter: Reporter;
+  scope?: CleanupScope;
+  /** Every protocol line (for a build log). */
+  onLine?: (line: string) => void;
+}
+
+/** Bundles whose run was killed hard leave their temp dir (with secrets) in the image's /tmp. */
+function removeStaleBundles(rootfs: string): void {
+  const tmp = join(rootfs, 'tmp');
+  let names: string[] = [];
+  try {
+    names = readdirSync(tmp);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (n.startsWith('syncpi-bundle.') || n.startsWith('syncpi-apply.')) rmSync(join(tmp, n), { recursive: true, force: true });
+  }
+}
+
+export async function applyToRootfs(rootfs: string, plan: Plan, opts: RootfsApplyOptions): Promise<ApplyReport> {
+  const bundle = await buildBundle(plan);
+  const label = opts.check ? 'check plan against rootfs' : 'apply plan to rootfs';
+  return opts.reporter.step(
+    label,
+    async (progress) =>
+      withChroot(rootfs, { arch: opts.arch, scope: opts.scope }, async (target) => {
+        try {
+          return await applyBundle(target, bundle, { check: opts.check, progress, onLine: opts.onLine });
+        } finally {
+          removeStaleBundles(rootfs);
+        }
+      }),
+    (r) => `${r.counts.changes} change${r.counts.changes === 1 ? '' : 's'}`,
+  );
+}
+
+/**
+ * The Plan's checks judged from the files of a rootfs. Checks that need a running system come
+ * back as "skip"; those that need the controlling machine (http, ssh) as "skip" too, since a
+ * rootfs has no network presence.
+ */
+export async function verifyRootfs(rootfs: string, plan: Plan, opts: { arch: Arch; reporter: Reporter; scope?: CleanupScope }): Promise<CheckOutcome[]> {
+  const bundle = await buildBundle(plan);
+  return opts.reporter.step(
+    'verify rootfs',
+    async () =>
+      withChroot(rootfs, { arch: opts.arch, scope: opts.scope }, async (target) => {
+        try {
+          const out = await verifyBundle(target, bundle, plan);
+          return out.map((o) => (o.status === 'remote' ? { ...o, status: 'skip' as const, detail: 'needs a running system' } : o));
+        } finally {
+          removeStaleBundles(rootfs);
+        }
+      }),
+    (r) => `${r.filter((x) => x.status === 'pass').length} passed, ${r.filter((x) => x.status === 'fail').length} failed, ${r.filter((x) => x.status === 'skip').length} skipped`,
+  );
+}

@@ -1,0 +1,244 @@
+/**
+ * Boot an arm64 appliance image in qemu-system-aarch64 (`-M virt`, TCG) the way a Pi would boot
+ * it: the kernel, initramfs and cmdline come from the image's own boot partition, the image is the
+ * first disk (behind a qcow2 overlay so it is never written), an optional second disk plays the
+ * external USB drive, and user-mode networking forwards SSH, the panel and the sync port to free
+ * loopback ports. The serial console goes to a log file; a boot is "up" when sshd's banner
+ * arrives on the forwarded port.
+ */
+import { createWriteStream, existsSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import net from 'node:net';
+import { join, resolve } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import type { CleanupScope } from '../util/cleanup.js';
+import { Failure, UserError } from '../util/errors.js';
+import { adaptCmdline, extractBootFiles, type BootFiles } from './boot-files.js';
+
+export interface Forward {
+  name: string;
+  guestPort: number;
+}
+
+export interface VmOptions {
+  /** Raw SD image; opened read-only through the overlay. */
+  image: string;
+  /** Scratch directory for the overlay, boot files and logs (the caller removes it). */
+  workDir: string;
+  /** Reuse this overlay (a second boot of the same machine) instead of making a new one. */
+  overlay?: string;
+  /** Raw file attached as the external drive; none = the drive is unplugged. */
+  drive?: string;
+  /** Size of the virtual SD card; larger than the image so first-boot growth is exercised. */
+  diskBytes?: number;
+  memoryMiB?: number;
+  cpus?: number;
+  forwards?: Forward[];
+  bootTimeoutMs?: number;
+  /** Name of this boot, used for the serial log file (serial-NAME.log). */
+  name?: string;
+}
+
+export interface Vm {
+  pid: number;
+  /** Host loopback port per forward name. */
+  ports: Record<string, number>;
+  overlay: string;
+  serialLog: string;
+  /** From starting QEMU to the sshd banner on the forwarded port. */
+  bootMs: number;
+  boot: BootFiles;
+  /** Stop QEMU (SIGTERM, then SIGKILL) and wait for it; idempotent. */
+  stop(): Promise<void>;
+  /** Resolves when QEMU exits by itself (e.g. after a poweroff in the guest). */
+  exited(timeoutMs: number): Promise<boolean>;
+  /** The last lines of the serial console. */
+  serialTail(lines?: number): Promise<string[]>;
+}
+
+export const DEFAULT_FORWARDS: Forward[] = [
+  { name: 'ssh', guestPort: 22 },
+  { name: 'panel', guestPort: 8384 },
+  { name: 'sync', guestPort: 22000 },
+];
+
+const GiB = 1024 * 1024 * 1024;
+
+/** A loopback port nobody listens on right now (QEMU binds it a moment later). */
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/**
+ * Whether an SSH server speaks on the port. QEMU's user-mode network accepts every forwarded
+ * connection before the guest listens, so an accepted connect proves nothing: only the banner does.
+ */
+export function sshBanner(port: number, timeoutMs = 3000): Promise<string | null> {
+  return new Promise((res) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    const done = (v: string | null): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      res(v);
+    };
+    const timer = setTimeout(() => done(null), timeoutMs);
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      const line = buf.split('\r\n')[0] ?? '';
+      if (buf.includes('\n')) done(line.startsWith('SSH-') ? line.trim() : null);
+    });
+    sock.on('error', () => done(null));
+    sock.on('close', () => done(null));
+  });
+}
+
+async function qemuTool(cmd: string, args: string[]): Promise<void> {
+  try {
+    await execa(cmd, args, { stdin: 'ignore' });
+  } catch (e) {
+    const err = e as { code?: string; stderr?: string; shortMessage?: string };
+    if (err.code === 'ENOENT') throw new Failure(`${cmd} not found on this machine: install the Debian package "${cmd === 'qemu-img' ? 'qemu-utils' : 'qemu-system-arm'}"`);
+    throw new Failure(`${cmd} failed: ${(err.shortMessage ?? String(e)).split('\n')[0]}`, (err.stderr ?? '').trim().split('\n').slice(-10));
+  }
+}
+
+/** An ext4 file system in a sparse file, labelled like the config's drive. */
+export async function makeDriveImage(path: string, label: string, bytes = 512 * 1024 * 1024): Promise<void> {
+  try {
+    await execa('mke2fs', ['-F', '-q', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', path, `${Math.floor(bytes / 1024)}k`], { stdin: 'ignore' });
+  } catch (e) {
+    const err = e as { code?: string; stderr?: string; shortMessage?: string };
+    if (err.code === 'ENOENT') throw new Failure('mke2fs not found on this machine: install the Debian package "e2fsprogs"');
+    throw new Failure(`mke2fs failed: ${err.shortMessage ?? String(e)}`, (err.stderr ?? '').split('\n'));
+  }
+}
+
+/** Boot the image; the VM is stopped when `scope` ends whatever happens. */
+export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> {
+  const image = resolve(opts.image);
+  if (!existsSync(image)) throw new UserError(`${opts.image}: no such image`);
+  const imgSize = (await stat(image)).size;
+  const name = opts.name ?? 'boot';
+  const boot = await extractBootFiles(image, opts.workDir);
+
+  let overlay = opts.overlay;
+  if (!overlay) {
+    overlay = join(opts.workDir, 'disk.qcow2');
+    const size = Math.max(opts.diskBytes ?? 0, Math.ceil(imgSize / GiB) * GiB + 2 * GiB);
+    await qemuTool('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image, '-F', 'raw', overlay, String(size)]);
+  }
+
+  const forwards = opts.forwards ?? DEFAULT_FORWARDS;
+  const ports: Record<string, number> = {};
+  for (const f of forwards) ports[f.name] = await freePort();
+  const hostfwd = forwards.map((f) => `hostfwd=tcp:127.0.0.1:${ports[f.name]}-:${f.guestPort}`).join(',');
+  const serialLog = join(opts.workDir, `serial-${name}.log`);
+
+  const args = [
+    '-M', 'virt',
+    // cortex-a72 (the Pi 4's core): "max" adds pointer authentication, which TCG emulates slowly
+    '-cpu', 'cortex-a72',
+    '-accel', 'tcg,thread=multi',
+    '-m', String(opts.memoryMiB ?? 1024),
+    '-smp', String(opts.cpus ?? 2),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
+    '-serial', `file:${serialLog}`,
+    '-kernel', boot.kernel,
+    ...(boot.initrd ? ['-initrd', boot.initrd] : []),
+    '-append', adaptCmdline(boot.cmdline),
+    '-drive', `if=none,id=sd,file=${overlay},format=qcow2,discard=unmap`,
+    '-device', 'virtio-blk-pci,drive=sd',
+    ...(opts.drive ? ['-drive', `if=none,id=usb,file=${resolve(opts.drive)},format=raw`, '-device', 'virtio-blk-pci,drive=usb'] : []),
+    '-netdev', `user,id=net0${hostfwd ? `,${hostfwd}` : ''}`,
+    '-device', 'virtio-net-pci,netdev=net0',
+    // first boot makes SSH host keys and a TLS certificate: without a hardware RNG it can stall
+    '-device', 'virtio-rng-pci',
+    '-no-reboot',
+  ];
+
+  const stderrLog = join(opts.workDir, `qemu-${name}.stderr`);
+  const t0 = Date.now();
+  let child: ResultPromise;
+  try {
+    child = execa('qemu-system-aarch64', args, { stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', reject: false, cleanup: true });
+  } catch (e) {
+    throw new Failure(`cannot start qemu-system-aarch64: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const errStream = createWriteStream(stderrLog);
+  child.stderr?.pipe(errStream);
+  const pid = child.pid;
+  let exitedFlag = false;
+  let spawnError: string | undefined;
+  const exitPromise = child.then((r) => {
+    exitedFlag = true;
+    if ((r as { code?: string }).code === 'ENOENT') spawnError = 'qemu-system-aarch64 not found on this machine: install the Debian package "qemu-system-arm"';
+    return r;
+  });
+
+  const stop = async (): Promise<void> => {
+    if (exitedFlag || pid === undefined) return;
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const killer = setTimeout(() => {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }, 5000);
+    await exitPromise;
+    clearTimeout(killer);
+    errStream.end();
+  };
+  scope.defer(`vm:${name}`, stop);
+
+  const serialTail = async (lines = 30): Promise<string[]> => {
+    const text = await readFile(serialLog, 'utf8').catch(() => '');
+    return text.replace(/\r/g, '').split('\n').slice(-lines);
+  };
+  const exited = async (timeoutMs: number): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([exitPromise.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), timeoutMs)))]);
+    clearTimeout(timer);
+    return r;
+  };
+
+  if (pid === undefined || spawnError) {
+    await exitPromise;
+    throw new Failure(spawnError ?? 'qemu-system-aarch64 did not start');
+  }
+
+  // Boot is bounded: the deadline covers kernel, initramfs, systemd and first-boot work.
+  const deadline = t0 + (opts.bootTimeoutMs ?? 300_000);
+  const sshPort = ports.ssh;
+  let bootMs = 0;
+  while (sshPort !== undefined) {
+    if (exitedFlag) {
+      await exitPromise;
+      const err = (await readFile(stderrLog, 'utf8').catch(() => '')).trim().split('\n').slice(-5);
+      throw new Failure(spawnError ?? `QEMU exited during boot of ${opts.image}`, [...err, '--- serial console:', ...(await serialTail(25))]);
+    }
+    if (Date.now() > deadline) {
+      throw new Failure(`${opts.image}: no SSH banner within ${Math.round((opts.bootTimeoutMs ?? 300_000) / 1000)} s of boot`, ['--- serial console:', ...(await serialTail(30))]);
+    }
+    if (await sshBanner(sshPort, 2000)) {
+      bootMs = Date.now() - t0;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+
+  return { pid, ports, overlay, serialLog, bootMs, boot, stop, exited, serialTail };
+}

@@ -1,0 +1,112 @@
+/**
+ * Shared pieces of the image build tests: a hand-made Plan, read-only inspection of a built
+ * image through a loop device (always detached), and a child process that runs a build so a
+ * test can interrupt it.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Plan } from '../../src/plan/types.js';
+import type { Reporter, ProgressUpdate } from '../../src/util/report.js';
+
+export const HOST_TOOLS = ['mmdebstrap', 'sfdisk', 'mkfs.vfat', 'mcopy', 'mkfs.ext4', 'resize2fs', 'e2fsck', 'losetup', 'bmaptool', 'xz', 'blkid'];
+
+/** Fail loudly (not skip) when a tool CI should have installed is missing. */
+export function requireTools(tools = HOST_TOOLS): void {
+  const missing = tools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
+  if (missing.length) throw new Error(`missing host tools: ${missing.join(', ')} (install mmdebstrap fdisk dosfstools mtools e2fsprogs mount bmap-tools xz-utils qemu-user-static binfmt-support)`);
+}
+
+export function testPlan(over: Partial<Plan> & { hostname?: string } = {}): Plan {
+  const hostname = over.hostname ?? 'pi-test';
+  return {
+    format: 1,
+    name: over.name ?? 'appliance',
+    hostname,
+    base: over.base ?? { kind: 'debian', suite: 'trixie', arch: 'arm64' },
+    configHash: over.configHash ?? `test-${hostname}`,
+    packages: over.packages ?? { install: ['jq'], purge: [], keep: [] },
+    users: over.users ?? [
+      { name: 'syncer', system: true, home: '/var/lib/syncer', shell: '/usr/sbin/nologin', groups: [], authorizedKeys: [], feature: 'sync' },
+    ],
+    dirs: over.dirs ?? [{ path: '/var/lib/syncer/data', mode: '0750', owner: 'syncer', group: 'syncer', feature: 'sync' }],
+    files: over.files ?? [
+      { path: '/etc/hostname', mode: '0644', owner: 'root', group: 'root', content: `${hostname}\n`, notify: [], feature: 'system' },
+      { path: '/etc/syncpi/panel.conf', mode: '0640', owner: 'root', group: 'syncer', content: `host=${hostname}\n`, notify: [], feature: 'panel' },
+      { path: '/usr/local/bin/syncpi-hello', mode: '0755', owner: 'root', group: 'root', content: '#!/bin/sh\necho hello\n', notify: [], feature: 'system' },
+    ],
+    units: over.units ?? { enable: [], disable: [], mask: ['apt-daily.timer'] },
+    sysctls: over.sysctls ?? { 'vm.swappiness': '10' },
+    handlers: [],
+    checks: [],
+    notes: [],
+  };
+}
+
+/** Attach an image read-only, mount both partitions read-only, run fn, always undo. */
+export async function inspectImage<T>(img: string, fn: (root: string, boot: string, dev: string) => Promise<T> | T): Promise<T> {
+  const dev = execFileSync('losetup', ['--find', '--show', '--partscan', '--read-only', img], { encoding: 'utf8' }).trim();
+  const root = mkdtempSync(join(tmpdir(), 'syncpi-inspect-'));
+  const boot = join(root, 'boot/firmware');
+  const mounted: string[] = [];
+  try {
+    for (let i = 0; i < 100 && spawnSync('test', ['-b', `${dev}p2`]).status !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+    execFileSync('mount', ['-o', 'ro', `${dev}p2`, root]);
+    mounted.push(root);
+    execFileSync('mount', ['-o', 'ro', `${dev}p1`, boot]);
+    mounted.push(boot);
+    return await fn(root, boot, dev);
+  } finally {
+    for (const m of mounted.reverse()) spawnSync('umount', [m]);
+    spawnSync('losetup', ['-d', dev]);
+    try {
+      rmdirSync(root);
+    } catch {
+      /* still mounted: the assertion below reports it */
+    }
+  }
+}
+
+/** Loop devices whose backing file lies under `dir`. */
+export function loopsUnder(dir: string): string[] {
+  const out = execFileSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 2 && f[1]!.startsWith(dir))
+    .map((f) => f[0]!);
+}
+
+export function mountsMatching(re: RegExp): string[] {
+  return execFileSync('cat', ['/proc/mounts'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => re.test(l));
+}
+
+
+/** A Reporter that records what a build said, for assertions (and prints nothing). */
+export class RecordingReporter implements Reporter {
+  readonly json = false;
+  readonly steps: Array<{ name: string; ms: number; ok: boolean }> = [];
+  readonly infos: string[] = [];
+  readonly warnings: string[] = [];
+  async step<T>(name: string, fn: (p: (u: ProgressUpdate) => void) => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+      const r = await fn(() => {});
+      this.steps.push({ name, ms: Date.now() - t0, ok: true });
+      return r;
+    } catch (e) {
+      this.steps.push({ name, ms: Date.now() - t0, ok: false });
+      throw e;
+    }
+  }
+  info(message: string): void {
+    this.infos.push(message);
+  }
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
+  result(): void {}
+}

@@ -1,0 +1,223 @@
+/**
+ * The image pipeline end to end on the small Debian variant (no kernel: nothing here boots):
+ * layout, the Plan's files, packages, PARTUUID consistency, the layer cache, bmap fidelity,
+ * the stock-image path and interruption. One cache is shared by the tests of this file.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { buildImage, type BuildResult } from '../../src/image/build.js';
+import { installedPackages } from '../../src/image/finish.js';
+import { UserError } from '../../src/util/errors.js';
+import { RecordingReporter, inspectImage, loopsUnder, mountsMatching, requireTools, testPlan } from './build-support.js';
+
+// Kept between runs on one machine: the layer key covers the recipe, so a stale entry is never used.
+const CACHE = join(tmpdir(), 'syncpi-build-test-cache');
+process.env.XDG_CACHE_HOME = CACHE;
+const work = mkdtempSync(join(tmpdir(), 'syncpi-build-test-'));
+let first: BuildResult;
+
+before(() => requireTools());
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const sha256 = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+const modeOwner = (p: string) => {
+  const st = statSync(p);
+  return { mode: (st.mode & 0o7777).toString(8).padStart(4, '0'), uid: st.uid, gid: st.gid };
+};
+const idOf = (root: string, db: 'passwd' | 'group', name: string): number => {
+  const line = readFileSync(join(root, 'etc', db), 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  assert.ok(line, `${name} in /etc/${db}`);
+  return Number(line.split(':')[2]);
+};
+
+function sfdiskJson(img: string) {
+  return JSON.parse(execFileSync('sfdisk', ['--json', img], { encoding: 'utf8' })).partitiontable as {
+    label: string;
+    id: string;
+    partitions: Array<{ start: number; size: number; type: string }>;
+  };
+}
+
+function assertPartuuidsConsistent(root: string, boot: string, diskId: string): void {
+  const cmdline = readFileSync(join(boot, 'cmdline.txt'), 'utf8');
+  assert.match(cmdline, new RegExp(`(^|\\s)root=PARTUUID=${diskId}-02(\\s|$)`), 'cmdline.txt root=');
+  assert.equal(cmdline.trim().split('\n').length, 1, 'cmdline.txt is one line');
+  const fstab = readFileSync(join(root, 'etc/fstab'), 'utf8');
+  assert.match(fstab, new RegExp(`^PARTUUID=${diskId}-02\\s+/\\s+ext4`, 'm'));
+  assert.match(fstab, new RegExp(`^PARTUUID=${diskId}-01\\s+/boot/firmware\\s+vfat`, 'm'));
+  assert.doesNotMatch(fstab + cmdline, /PARTUUID=(?!${diskId})[0-9a-f]{8}-/, 'no other disk id referenced');
+}
+
+test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, clean exports', { timeout: 30 * 60_000 }, async () => {
+  const reporter = new RecordingReporter();
+  const out = join(work, 'out');
+  first = await buildImage({ plan: testPlan(), outDir: out, reporter, boot: false, xz: true });
+  const names = readdirSync(out).sort();
+  assert.deepEqual(names, ['appliance.bmap', 'appliance.img', 'appliance.img.xz', 'appliance.manifest.json', 'appliance.sha256']);
+
+  const table = sfdiskJson(first.img);
+  assert.equal(table.label, 'dos');
+  assert.equal(table.id.replace(/^0x/, ''), first.diskId);
+  assert.equal(table.partitions.length, 2);
+  assert.equal(table.partitions[0]!.start, 8192);
+  assert.equal(table.partitions[0]!.type, 'c');
+  assert.equal(table.partitions[1]!.type, '83');
+  const last = table.partitions[1]!;
+  assert.equal(statSync(first.img).size, (last.start + last.size) * 512, 'file ends where the root partition ends');
+  // sparse: free blocks were discarded
+  assert.ok(statSync(first.img).blocks * 512 < statSync(first.img).size, 'image is sparse');
+
+  await inspectImage(first.img, (root, boot, dev) => {
+    assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'LABEL', `${dev}p1`], { encoding: 'utf8' }).trim(), 'bootfs');
+    assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'TYPE', `${dev}p1`], { encoding: 'utf8' }).trim(), 'vfat');
+    assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'LABEL', `${dev}p2`], { encoding: 'utf8' }).trim(), 'rootfs');
+    assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'TYPE', `${dev}p2`], { encoding: 'utf8' }).trim(), 'ext4');
+    assertPartuuidsConsistent(root, boot, first.diskId);
+
+    const syncer = idOf(root, 'passwd', 'syncer');
+    const syncerGroup = idOf(root, 'group', 'syncer');
+    assert.deepEqual(modeOwner(join(root, 'etc/syncpi/panel.conf')), { mode: '0640', uid: 0, gid: syncerGroup });
+    assert.equal(readFileSync(join(root, 'etc/syncpi/panel.conf'), 'utf8'), 'host=pi-test\n');
+    assert.deepEqual(modeOwner(join(root, 'usr/local/bin/syncpi-hello')), { mode: '0755', uid: 0, gid: 0 });
+    assert.deepEqual(modeOwner(join(root, 'var/lib/syncer/data')), { mode: '0750', uid: syncer, gid: syncerGroup });
+    assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'pi-test\n');
+    assert.equal(readFileSync(join(root, 'etc/sysctl.d/90-syncpi.conf'), 'utf8'), 'vm.swappiness = 10\n');
+    assert.equal(readFileSync(join(root, 'etc/systemd/system/apt-daily.timer'), 'utf8'), '', 'masked unit links to /dev/null');
+
+    // per-machine state removed
+    assert.equal(readFileSync(join(root, 'etc/machine-id'), 'utf8'), '');
+    assert.deepEqual(readdirSync(join(root, 'etc/ssh')).filter((f) => f.startsWith('ssh_host_')), []);
+    assert.ok(existsSync(join(root, 'etc/systemd/system/multi-user.target.wants/syncpi-ssh-hostkeys.service')));
+    assert.deepEqual(readdirSync(join(root, 'var/lib/apt/lists')).filter((f) => f !== 'partial' && f !== 'lock'), []);
+    assert.deepEqual(readdirSync(join(root, 'var/cache/apt/archives')).filter((f) => f.endsWith('.deb')), []);
+  });
+
+  const manifest = JSON.parse(readFileSync(first.manifest, 'utf8'));
+  const pkgs = new Map<string, string>(manifest.packages.map((p: { name: string; version: string }) => [p.name, p.version]));
+  for (const p of ['jq', 'syncthing', 'openssh-server', 'nftables', 'sudo', 'systemd']) assert.ok(pkgs.get(p), `${p} installed`);
+  assert.equal(pkgs.has('linux-image-arm64'), false, 'small variant has no kernel');
+  assert.equal(manifest.configHash, 'test-pi-test');
+  assert.equal(manifest.base.kind, 'debian');
+  assert.equal(manifest.image.sha256, first.imageSha256);
+  assert.equal(readFileSync(first.sha256, 'utf8').split('\n')[0], `${sha256(first.img)}  appliance.img`);
+  assert.equal(first.imageSha256, sha256(first.img));
+  // the .xz unpacks to the very same image
+  const unpacked = createHash('sha256').update(execFileSync('xz', ['-dc', first.xz!], { maxBuffer: 4 << 30 })).digest('hex');
+  assert.equal(unpacked, first.imageSha256);
+  assert.deepEqual(loopsUnder(work), []);
+  assert.deepEqual(mountsMatching(/syncpi-mnt-/), []);
+});
+
+test('config-only rebuild reuses the base layer, says so, and takes under 60 s', { timeout: 10 * 60_000 }, async () => {
+  assert.ok(first, 'needs the cold build');
+  const reporter = new RecordingReporter();
+  const out = join(work, 'out2');
+  const t0 = Date.now();
+  const r = await buildImage({ plan: testPlan({ hostname: 'pi-second' }), outDir: out, reporter, boot: false });
+  const ms = Date.now() - t0;
+  assert.equal(r.layer.reused, true);
+  assert.equal(r.layer.key, first.layer.key);
+  assert.ok(reporter.infos.some((m) => /reusing cached base layer/.test(m)), 'the build says it reused the layer');
+  assert.ok(ms < 60_000, `config-only rebuild took ${ms} ms`);
+  assert.notEqual(r.diskId, first.diskId, 'another config, another disk id');
+  await inspectImage(r.img, (root, boot) => {
+    assertPartuuidsConsistent(root, boot, r.diskId);
+    assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'pi-second\n');
+    assert.equal(readFileSync(join(root, 'etc/syncpi/panel.conf'), 'utf8'), 'host=pi-second\n');
+  });
+});
+
+test('bmaptool copy with our .bmap reproduces the image byte for byte', { timeout: 5 * 60_000 }, () => {
+  assert.ok(first, 'needs the cold build');
+  const dest = join(work, 'copy.raw');
+  // a fresh file: bmaptool writes only the mapped blocks, so the copy equals the image only if
+  // every block left out really is a hole (zeros) in the image
+  writeFileSync(dest, '');
+  execFileSync('bmaptool', ['copy', '--bmap', first.bmap, first.img, dest], { stdio: 'pipe' });
+  assert.equal(statSync(dest).size, statSync(first.img).size);
+  assert.equal(sha256(dest), first.imageSha256);
+  // and the bmap itself says what was checksummed
+  const xml = readFileSync(first.bmap, 'utf8');
+  assert.match(xml, /<ChecksumType> sha256 <\/ChecksumType>/);
+  assert.equal(Number(/<MappedBlocksCount> (\d+) /.exec(xml)![1]) * 4096, first.mappedBytes);
+  rmSync(dest);
+});
+
+test('stock image path: an RPi OS–shaped .img.xz is verified, cached, and built on', { timeout: 15 * 60_000 }, async () => {
+  assert.ok(first, 'needs the cold build');
+  // a Raspberry Pi OS–shaped image made from Debian packages: the small variant's own output
+  const stock = join(work, 'raspios-lite-shaped.img.xz');
+  execFileSync('cp', [first.xz!, stock]);
+  const digest = sha256(stock);
+  const reporter = new RecordingReporter();
+
+  const wrong = testPlan({ base: { kind: 'image', arch: 'arm64', source: stock, sha256: '0'.repeat(64) } });
+  await assert.rejects(buildImage({ plan: wrong, outDir: join(work, 'bad'), reporter }), (e: unknown) => e instanceof UserError && /does not match/.test(e.message));
+  assert.equal(existsSync(join(work, 'bad', 'appliance.img')), false);
+
+  const plan = testPlan({
+    hostname: 'stock-pi',
+    base: { kind: 'image', arch: 'arm64', source: stock, sha256: digest },
+    packages: { install: [], purge: ['jq'], keep: [] },
+  });
+  const r = await buildImage({ plan, outDir: join(work, 'stock'), reporter });
+  assert.equal(r.layer.reused, false);
+  await inspectImage(r.img, async (root, boot) => {
+    assertPartuuidsConsistent(root, boot, r.diskId);
+    assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'stock-pi\n');
+    const names = new Set((await installedPackages(root)).map((p) => p.name));
+    assert.equal(names.has('jq'), false, 'jq purged');
+    assert.equal(names.has('syncthing'), true);
+  });
+  const manifest = JSON.parse(readFileSync(r.manifest, 'utf8'));
+  assert.equal(manifest.base.kind, 'image');
+  assert.equal(manifest.base.sha256, digest);
+  assert.deepEqual(manifest.purged, ['jq']);
+  assert.deepEqual(loopsUnder(CACHE), []);
+});
+
+test('an interrupted build leaves no loop device, mount or finished-looking file', { timeout: 10 * 60_000 }, async () => {
+  assert.ok(first, 'needs the cold build (its layer makes this build reach the loop stage fast)');
+  const out = join(work, 'killed');
+  const planFile = join(work, 'kill-plan.json');
+  writeFileSync(planFile, JSON.stringify(testPlan({ hostname: 'pi-killed' })));
+  const before = mountsMatching(/syncpi-mnt-/).length;
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'build-child.ts'), planFile, out, '--small'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, XDG_CACHE_HOME: CACHE },
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  // interrupt once the image is attached and mounted, while the plan is being applied
+  let sawLoop = false;
+  let buf = '';
+  await new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`build never reached "apply plan": ${stderr}`)), 5 * 60_000);
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (/"step-start","step":"apply plan/.test(buf)) {
+        sawLoop = loopsUnder(out).length > 0;
+        clearTimeout(timer);
+        res();
+      }
+    });
+    child.on('exit', () => {
+      clearTimeout(timer);
+      rej(new Error(`build ended before it could be interrupted: ${stderr}`));
+    });
+  });
+  child.kill('SIGINT');
+  const code = await exit;
+  assert.ok(sawLoop, 'the build had a loop device attached when interrupted');
+  assert.equal(code, 130, `exit code after SIGINT (stderr: ${stderr})`);
+  assert.deepEqual(loopsUnder(out), [], 'no loop device left');
+  assert.equal(mountsMatching(/syncpi-mnt-/).length, before, 'no mount left');
+  const left = existsSync(out) ? readdirSync(out) : [];
+  assert.deepEqual(left.filter((f) => /\.(img|bmap|sha256|json|xz)$/.test(f) || f.includes('partial')), [], `files left: ${left.join(', ')}`);
+});

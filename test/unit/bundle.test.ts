@@ -1,0 +1,189 @@
+/**
+ * The bundle: deterministic bytes, a manifest the shell can split safely, hostile values either
+ * carried through exactly or refused with a clear message, secrets marked.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildBundle, bundleTar, writeBundleDir, SYSCTL_DROPIN } from '../../src/bundle/bundle.js';
+import { parseManifest } from '../../src/bundle/manifest.js';
+import { parseApplyOutput, parseVerifyOutput } from '../../src/bundle/protocol.js';
+import { UserError } from '../../src/util/errors.js';
+import { demoPlan, emptyPlan, file } from '../helpers/converger-plan.js';
+
+const HOSTILE_PATH = "/etc/syncpi/$(reboot) `id` 'q' \"dq\" ünïcødé ; & |.conf";
+
+test('same Plan, same bytes', async () => {
+  const a = await buildBundle(demoPlan());
+  const b = await buildBundle(demoPlan());
+  assert.equal(a.digest, b.digest);
+  assert.ok(bundleTar(a).equals(bundleTar(b)));
+  const changed = demoPlan();
+  changed.files[0]!.content += 'x';
+  assert.notEqual((await buildBundle(changed)).digest, a.digest);
+});
+
+test('the tar unpacks with Debian tar into the same files, owned by root, fixed mtime', async () => {
+  const bundle = await buildBundle(demoPlan());
+  const dir = mkdtempSync(join(tmpdir(), 'syncpi-bundle-test-'));
+  try {
+    writeFileSync(join(dir, 'b.tar'), bundleTar(bundle));
+    const listing = execFileSync('tar', ['-tvf', join(dir, 'b.tar'), '--numeric-owner'], { encoding: 'utf8' });
+    for (const line of listing.trim().split('\n')) assert.match(line, /^\S+ 0\/0 .* 1970-01-01 /, line);
+    mkdirSync(join(dir, 'x'));
+    execFileSync('tar', ['-xf', join(dir, 'b.tar'), '-C', join(dir, 'x')]);
+    for (const e of bundle.entries) {
+      assert.ok(readFileSync(join(dir, 'x', e.path)).equals(e.content), e.path);
+      assert.equal(statSync(join(dir, 'x', e.path)).mode & 0o777, e.mode, `${e.path} mode`);
+    }
+    assert.equal(statSync(join(dir, 'x', 'apply.sh')).mode & 0o111, 0o111);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('manifest: no empty field, no control character, records the shell expects', async () => {
+  const bundle = await buildBundle(demoPlan());
+  const recs = parseManifest(bundle.manifest);
+  for (const r of recs) {
+    const trailingEmptyAllowed = r[0] === 'handlerarg' || r[0] === 'checkarg';
+    r.forEach((f, i) => {
+      if (!(trailingEmptyAllowed && i === r.length - 1)) assert.notEqual(f, '', `empty field in ${r.join('|')}`);
+      assert.doesNotMatch(f, /[\u0000-\u001f\u007f]/);
+    });
+  }
+  const kinds = new Set(recs.map((r) => r[0]));
+  for (const k of ['install', 'purge', 'group', 'user', 'usergroup', 'dir', 'file', 'notify', 'enable', 'mask', 'sysctl', 'handler', 'check']) {
+    assert.ok(kinds.has(k), `manifest has ${k} records`);
+  }
+  // Derived items: authorized_keys as a 0600 file in a 0700 dir, sysctls as a drop-in + handler.
+  assert.ok(recs.some((r) => r[0] === 'file' && r[1] === '/home/pi/.ssh/authorized_keys' && r[2] === '600' && r[3] === 'pi'));
+  assert.ok(recs.some((r) => r[0] === 'dir' && r[1] === '/home/pi/.ssh' && r[2] === '700'));
+  assert.ok(recs.some((r) => r[0] === 'file' && r[1] === SYSCTL_DROPIN));
+  assert.ok(recs.some((r) => r[0] === 'handler' && r[2] === 'sysctl'));
+  // Modes are in stat's %a form, so the shell compares strings.
+  assert.ok(recs.some((r) => r[0] === 'file' && r[1] === '/etc/syncd/secret.key' && r[2] === '600'));
+});
+
+test('secret files are marked, stored 0600 in the bundle, and their content is not in the manifest', async () => {
+  const bundle = await buildBundle(demoPlan());
+  const rec = parseManifest(bundle.manifest).find((r) => r[0] === 'file' && r[1] === '/etc/syncd/secret.key')!;
+  assert.equal(rec[5], '1');
+  const entry = bundle.entries.find((e) => e.path === rec[6])!;
+  assert.equal(entry.mode, 0o600);
+  assert.equal(rec[7], createHash('sha256').update(entry.content).digest('hex'));
+  assert.ok(!bundle.manifest.includes('s3cr3t'));
+});
+
+test('hostile but legal values are carried exactly: paths and contents with $(), backticks, quotes, unicode', async () => {
+  const content = "#!/bin/sh\necho $(reboot) `reboot` 'q' \"dq\" ../../x ünïcødé\n\ttab\r\n";
+  const plan = emptyPlan({
+    files: [file(HOSTILE_PATH, content, { notify: ['h'] })],
+    handlers: [{ name: 'h', action: 'command', argv: ['/bin/echo', '$(reboot)', '', "it's"], liveOnly: false }],
+  });
+  const bundle = await buildBundle(plan);
+  const recs = parseManifest(bundle.manifest);
+  const rec = recs.find((r) => r[0] === 'file')!;
+  assert.equal(rec[1], HOSTILE_PATH);
+  assert.equal(bundle.entries.find((e) => e.path === rec[6])!.content.toString('utf8'), content);
+  assert.deepEqual(
+    recs.filter((r) => r[0] === 'handlerarg').map((r) => r[2]),
+    ['/bin/echo', '$(reboot)', '', "it's"],
+  );
+});
+
+function rejects(name: string, mutate: (p: ReturnType<typeof demoPlan>) => void, message: RegExp): void {
+  test(`refused: ${name}`, async () => {
+    const plan = demoPlan();
+    mutate(plan);
+    await assert.rejects(buildBundle(plan), (e: unknown) => {
+      assert.ok(e instanceof UserError, `expected a UserError, got ${String(e)}`);
+      assert.match(e.message, message);
+      assert.ok(!e.message.includes('\n'), 'one-line message');
+      return true;
+    });
+  });
+}
+
+rejects('a newline in a path', (p) => (p.files[0]!.path = '/etc/x\nCHANGE\tfile'), /control characters/);
+rejects('a tab in a path', (p) => (p.files[0]!.path = '/etc/a\tb'), /control characters/);
+rejects('a relative path', (p) => (p.files[0]!.path = 'etc/x'), /absolute path/);
+rejects('a path with ..', (p) => (p.files[0]!.path = '/etc/../root/.ssh/authorized_keys'), /must not contain "\.\."/);
+rejects('a path that is not normalised', (p) => (p.dirs[0]!.path = '/srv//sync/'), /normalised/);
+rejects('a bad mode', (p) => (p.files[0]!.mode = '999'), /octal mode/);
+rejects('an owner with a command substitution', (p) => (p.files[0]!.owner = '$(reboot)'), /user or group name/);
+rejects('a user named like an option', (p) => (p.users[0]!.name = '-o'), /user or group name/);
+rejects('a package with a space', (p) => (p.packages.install = ['foo bar']), /Debian package name/);
+rejects('a package with shell syntax', (p) => (p.packages.purge = ['x;reboot']), /Debian package name/);
+rejects('a unit with shell syntax', (p) => (p.units.enable = ['x`reboot`.service']), /systemd unit name/);
+rejects('a unit starting with "-"', (p) => (p.units.mask = ['--now.service']), /systemd unit name/);
+rejects('a sysctl value with a newline', (p) => (p.sysctls['kernel.x'] = '1\nkernel.y = 2'), /control characters/);
+rejects('a sysctl key with a slash', (p) => (p.sysctls['../x'] = '1'), /sysctl key/);
+rejects('a handler argv with a newline', (p) => p.handlers.push({ name: 'c', action: 'command', argv: ['/bin/true', 'a\nb'], liveOnly: false }), /control characters/);
+rejects('an authorized key with an embedded newline', (p) => (p.users[1]!.authorizedKeys = ['ssh-ed25519 AAAA a\nssh-rsa BBBB b']), /control characters/);
+rejects('a notify of a missing handler', (p) => (p.files[0]!.notify = ['nope']), /no handler/);
+rejects('a file managed twice', (p) => p.files.push({ ...p.files[0]! }), /managed twice/);
+rejects('a restart handler without unit', (p) => p.handlers.push({ name: 'r', action: 'restart', liveOnly: true }), /needs a unit/);
+
+test('protocol parser: changes, diffs with tabs, handlers, failure with output', () => {
+  const out = [
+    'PROTO\t1\tmode=check\tenv=live',
+    'STEP\tfiles',
+    'CHANGE\tfile\t/etc/a b\tupdated',
+    'DIFF\t/etc/a b\t--- /etc/a b',
+    'DIFF\t/etc/a b\t+x\ty',
+    'HANDLER\tr\trestart\tsyncthing.service\twould-run',
+    'SUMMARY\tmode=check\tenv=live\tchanges=1\thandlers=0\tresult=ok',
+  ].join('\n');
+  const r = parseApplyOutput(out);
+  assert.equal(r.ok, true);
+  assert.equal(r.mode, 'check');
+  assert.deepEqual(r.changes, [{ kind: 'file', target: '/etc/a b', action: 'updated' }]);
+  assert.equal(r.diffs['/etc/a b'], '--- /etc/a b\n+x\ty\n');
+  assert.deepEqual(r.handlers, [{ name: 'r', action: 'restart', unit: 'syncthing.service', status: 'would-run' }]);
+
+  const failed = parseApplyOutput(['PROTO\t1\tmode=apply\tenv=live', 'STEP\tpackages-install', 'OUT\tE: Unable to locate package nope', 'FAIL\tpackages-install\t100\tcommand failed: apt-get install nope', 'SUMMARY\tmode=apply\tenv=live\tchanges=0\thandlers=0\tresult=failed'].join('\n'));
+  assert.equal(failed.ok, false);
+  assert.deepEqual(failed.failure, { step: 'packages-install', exitCode: 100, message: 'command failed: apt-get install nope', output: ['E: Unable to locate package nope'] });
+
+  const cut = parseApplyOutput('PROTO\t1\tmode=apply\tenv=live\nSTEP\tfiles\nCHANGE\tfile\t/etc/x\tcreated\n');
+  assert.equal(cut.ok, false);
+  assert.equal(cut.failure?.step, 'files');
+  assert.match(cut.failure!.message, /without a summary/);
+});
+
+test('verify.sh reads hostile paths from the manifest exactly (run by dash, read-only)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'syncpi-verify-test-'));
+  try {
+    const hostile = join(dir, "$(touch PWNED) `touch PWNED2` 'q' ünï");
+    writeFileSync(hostile, 'data\n', { mode: 0o640 });
+    const sha = createHash('sha256').update('data\n').digest('hex');
+    const plan = emptyPlan({
+      checks: [
+        { kind: 'file', path: hostile, mode: '0640', sha256: sha, description: 'hostile path' },
+        { kind: 'file', path: hostile, mode: '0600', description: 'wrong mode' },
+        { kind: 'file', path: join(dir, 'missing'), description: 'missing' },
+        { kind: 'command', argv: ['test', '-f', hostile], expectExit: 0, liveOnly: false, description: 'argv' },
+        { kind: 'http', url: 'https://127.0.0.1/', expectUnauthenticated: 401, tls: true, description: 'remote' },
+      ],
+    });
+    const bdir = join(dir, 'bundle');
+    writeBundleDir(await buildBundle(plan), bdir);
+    let stdout = '';
+    try {
+      stdout = execFileSync('dash', [join(bdir, 'verify.sh'), '--live', bdir], { encoding: 'utf8', cwd: dir });
+    } catch (e) {
+      stdout = (e as { stdout: string }).stdout; // exit 1: some checks fail, as intended
+    }
+    const { results, complete } = parseVerifyOutput(stdout);
+    assert.ok(complete, stdout);
+    assert.deepEqual(results.map((r) => r.status), ['pass', 'fail', 'fail', 'pass', 'remote']);
+    assert.deepEqual(execFileSync('ls', ['-A', dir], { encoding: 'utf8' }).split('\n').filter((n) => n === 'PWNED' || n === 'PWNED2'), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
