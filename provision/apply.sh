@@ -419,6 +419,8 @@ sweep_stale_temps() {
     [ -n "$d" ] || d=/
     printf '%s\n' "$d"
   done <"$WORK/files" | sort -u >"$WORK/filedirs"
+  # Globbing is off in this script (set -f); the only glob is here, on a validated directory.
+  set +f
   while IFS= read -r d; do
     for t in "$d"/.syncpi-tmp.*; do
       [ -f "$t" ] || continue
@@ -426,6 +428,7 @@ sweep_stale_temps() {
       if [ "$MODE" = check ]; then change tempfile "$t" remove; else rm -f -- "$t" && change tempfile "$t" removed; fi
     done
   done <"$WORK/filedirs"
+  set -f
 }
 
 step_files() {

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Plan } from '../plan/types.js';
 import type { Reporter } from '../util/report.js';
@@ -26,6 +26,7 @@ import { applyPackages, applyPlan } from './apply.js';
 import { finishRoot, installedPackages } from './finish.js';
 import { exportImage, partialName, type ExportResult } from './export.js';
 import { run } from './run.js';
+import { stageBoot, type StagedBoot } from './bootpart.js';
 
 const MiB = 1024 * 1024;
 
@@ -80,12 +81,19 @@ async function resolveBase(plan: Plan, reporter: Reporter): Promise<ResolvedBase
   return { describe: { kind: 'image', source: b.source, sha256: acquired.sha256, arch: b.arch }, sha256: acquired.sha256, img: acquired.img };
 }
 
-/** Mount partition 2 at a fresh directory and partition 1 where that root expects its boot files. */
-async function mountImage(scope: CleanupScope, dev: { partition(n: number): string }): Promise<{ root: string; boot: string }> {
+/**
+ * Mount partition 2 at a fresh directory and stage partition 1 (FAT, never mounted) into the
+ * directory where that root expects its boot files.
+ */
+async function mountImage(scope: CleanupScope, dev: { partition(n: number): string }): Promise<{ root: string; boot: StagedBoot }> {
   const root = await tempMountpoint(scope);
   await mountDev(scope, dev.partition(2), root, 'mount:root');
-  const boot = join(root, bootMountPoint(root));
-  await mountDev(scope, dev.partition(1), boot, 'mount:boot');
+  const bootDir = join(root, bootMountPoint(root));
+  // whatever happens, the root must not keep the staged copy of the boot files
+  scope.defer('boot:stage', async () => {
+    for (const e of await readdir(bootDir).catch(() => [] as string[])) await rm(join(bootDir, e), { recursive: true, force: true });
+  });
+  const boot = await stageBoot(dev.partition(1), bootDir);
   return { root, boot };
 }
 
@@ -122,10 +130,12 @@ async function buildLayer(opts: BuildOptions, base: ResolvedBase, key: string, b
         await withCleanup(async (inner) => {
           const dev = await attachImage(inner, tmp);
           await growFs(dev.partition(2));
-          const { root } = await mountImage(inner, dev);
+          const { root, boot } = await mountImage(inner, dev);
           await reporter.step(`install ${plan.packages.install.length} and purge ${plan.packages.purge.length} packages`, () =>
             applyPackages(root, plan.base.arch, plan.packages.install, plan.packages.purge, inner),
           );
+          // a kernel or firmware upgrade writes the boot partition
+          await boot.writeBack();
         });
       }
     }
@@ -179,14 +189,13 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
 
     const dev = await attachImage(scope, work, 'loop');
     await growFs(dev.partition(2));
-    const { root, boot: bootDir } = await mountImage(scope, dev);
-    await fixPartitionRefs(root, bootDir, diskId);
+    const { root, boot } = await mountImage(scope, dev);
+    await fixPartitionRefs(root, boot.dir, diskId);
 
     await applyPlan(root, plan, reporter, scope);
     await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
     packages = await installedPackages(root);
-    // free FAT clusters become holes too, so the sparse image and the .bmap skip them
-    await run('fstrim', [bootDir]).catch(() => undefined);
+    await reporter.step('write boot partition', () => boot.writeBack(), (changed) => (changed ? 'updated' : 'unchanged'));
     await scope.release('mount:root');
 
     const fsBytes = await reporter.step('shrink root file system', () => shrinkFs(dev.partition(2), headroom), (b) => `${Math.round(b / MiB)} MiB`);

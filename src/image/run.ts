@@ -28,7 +28,8 @@ export const TOOL_PACKAGES: Record<string, string> = {
 
 export async function run(cmd: string, args: readonly string[], opts: Options = {}): Promise<string> {
   try {
-    const r = await execa(cmd, args, { stdin: 'ignore', ...opts, encoding: 'utf8' } as Options);
+    const stdinDefault = opts.input === undefined && opts.inputFile === undefined ? { stdin: 'ignore' as const } : {};
+    const r = await execa(cmd, args, { ...stdinDefault, ...opts, encoding: 'utf8' } as Options);
     return typeof r.stdout === 'string' ? r.stdout : '';
   } catch (e) {
     const err = e as { code?: string; stderr?: unknown; shortMessage?: string; isTerminated?: boolean; signal?: string };

@@ -82,7 +82,7 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
 }
 
 function globMatch(pattern: string, name: string): boolean {
-  const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$', 'i');
+  const re = new RegExp('^' + pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$', 'i');
   return re.test(name);
 }
 

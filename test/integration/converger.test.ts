@@ -177,6 +177,18 @@ describe('converger in a bookworm amd64 chroot', () => {
     assert.match(await pkgStatus(root, req), /^ii/);
   });
 
+  test('a temp file left by a killed run beside a managed file is swept by the next apply', async () => {
+    const plan = emptyPlan({ files: [file('/etc/syncpi-sweep/a.conf', 'a\n')] });
+    await apply(plan);
+    writeFileSync(join(root, 'etc/syncpi-sweep/.syncpi-tmp.99999'), 'half');
+    const checked = await apply(plan, true);
+    assert.ok(checked.changes.some((c) => c.kind === 'tempfile' && c.action === 'remove'));
+    assert.ok(existsSync(join(root, 'etc/syncpi-sweep/.syncpi-tmp.99999')), '--check removes nothing');
+    const r = await apply(plan);
+    assert.deepEqual(r.changes.map((c) => `${c.kind} ${c.target} ${c.action}`), ['tempfile /etc/syncpi-sweep/.syncpi-tmp.99999 removed']);
+    assert.deepEqual(readdirSync(join(root, 'etc/syncpi-sweep')), ['a.conf']);
+  });
+
   test('purge globs expand on the target and skip protected packages instead of failing', async () => {
     // "se?" and "base-*" match Essential/required packages; "les?" matches less, which may go.
     const plan = emptyPlan({ packages: { install: [], purge: ['se?', 'base-*', 'les?'], keep: [] } });

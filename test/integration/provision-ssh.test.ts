@@ -218,7 +218,8 @@ describe('interruptions', () => {
       void seen;
       const re = await applyToHost(spec(h), archive, { policy: policy(h) });
       const leftovers = await h.exec(['sh', '-c', `ls -A ${DEMO_DIR} | grep -c '^\\.syncpi-tmp' || true`]);
-      assert.equal(leftovers.stdout.trim(), '0', `temp files left in ${DEMO_DIR} after cut #${k} and a rerun`);
+      const listing = leftovers.stdout.trim() === '0' ? '' : (await h.exec(['sh', '-c', `ls -la --time-style=full-iso ${DEMO_DIR} | grep syncpi-tmp; ps -ef | grep -v grep | grep -E 'apply|cp |sync' || true`])).stdout;
+      assert.equal(leftovers.stdout.trim(), '0', `temp files left in ${DEMO_DIR} after cut #${k} and a rerun:\n${listing}`);
       assert.notEqual(re.status, 'failed', JSON.stringify(re.failure ?? re.error));
       const after = await assertOldOrNew(h, [version]);
       assert.equal(after.new, N, 'rerun converged');
