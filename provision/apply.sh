@@ -70,6 +70,7 @@ HANDLERS=0
 STEP=start
 UNIT_FILES_CHANGED=0
 DAEMON_RELOADED=0
+UNITS_FAILED=0
 
 printf 'PROTO\t1\tmode=%s\tenv=%s\n' "$MODE" "$ENV"
 
@@ -90,7 +91,7 @@ warn() {
 }
 
 summary() { # RESULT
-  printf 'SUMMARY\tmode=%s\tenv=%s\tchanges=%s\thandlers=%s\tresult=%s\n' "$MODE" "$ENV" "$CHANGES" "$HANDLERS" "$1"
+  printf 'SUMMARY\tmode=%s\tenv=%s\tchanges=%s\thandlers=%s\tunitsfailed=%s\tresult=%s\n' "$MODE" "$ENV" "$CHANGES" "$HANDLERS" "$UNITS_FAILED" "$1"
 }
 
 # Stop the whole apply: the failing command's output, then the step, its exit code and why.
@@ -538,14 +539,77 @@ apply_sysctls() {
   records sysctl >"$WORK/sysctls"
   while IFS="$TAB" read -r key value; do
     f=/proc/sys/$(printf '%s' "$key" | tr . /)
-    printf '%s\n' "$value" >"$f" 2>"$WORK/out" || fail $? "cannot set sysctl $key"
+    printf '%s\n' "$value" >"$f" 2>"$WORK/out" && continue
+    rc=$?
+    # A container does not own the kernel's settings: the file applies wherever it boots for real.
+    if systemd-detect-virt --container --quiet 2>/dev/null; then
+      warn "sysctl $key cannot be set inside this container; set it on its host"
+      : >"$WORK/out"
+      continue
+    fi
+    fail "$rc" "cannot set sysctl $key"
   done <"$WORK/sysctls"
+}
+
+# Handlers notified on a live host but not yet run successfully, kept across runs: an apply cut
+# off (or with a unit that failed to start) after its files were written must not lose them, or
+# the rerun would find every file converged and never restart what they feed.
+PENDING=/var/lib/syncpi/pending-handlers
+
+save_pending() { # [failed]: these already ran once and did not bring their unit up
+  mkdir -p "${PENDING%/*}" && {
+    while IFS= read -r n; do printf 'handler\t%s\t%s\n' "$n" "${1:--}"; done <"$WORK/notified"
+    while IFS= read -r u; do printf 'start\t%s\t%s\n' "$u" "${1:--}"; done <"$WORK/started"
+  } >"$PENDING.tmp" && sync -- "$PENDING.tmp" && mv -f -T -- "$PENDING.tmp" "$PENDING" ||
+    fail - "cannot record pending handlers in $PENDING"
+}
+
+load_pending() {
+  [ -f "$PENDING" ] || return 0
+  while IFS="$TAB" read -r kind name how; do
+    # A check reports a unit that did not come up as such, not as drift: the config is applied.
+    if [ "$MODE" = check ] && [ "$how" = failed ]; then
+      warn "$name: did not bring its unit up at the last apply; the next apply retries it"
+      continue
+    fi
+    case $kind in
+      handler) printf '%s\n' "$name" >>"$WORK/notified" ;;
+      start) printf '%s\n' "$name" >>"$WORK/started" ;;
+    esac
+  done <"$PENDING"
+  sort -u -o "$WORK/notified" "$WORK/notified"
+  sort -u -o "$WORK/started" "$WORK/started"
+  [ ! -s "$WORK/notified" ] && [ ! -s "$WORK/started" ] ||
+    warn "restarts left pending by an earlier apply (cut off, or a unit that did not start) run now"
+}
+
+# Start or restart a unit on a live host. A unit that does not come up (its drive is absent, its
+# config is broken) does not stop the apply: every other handler still runs, and the unit is
+# reported (HANDLER … failed, a WARN with its last log lines) and retried by the next apply.
+unit_job() { # NAME ACTION UNIT VERB
+  since=$(date +%s)
+  if systemctl "$4" "$3" >"$WORK/out" 2>&1; then
+    : >"$WORK/out"
+    handler_line "$1" "$2" "$3" ran
+    HANDLERS=$((HANDLERS + 1))
+    return 0
+  fi
+  res=$(systemctl show -p Result --value "$3" 2>/dev/null) || res=
+  handler_line "$1" "$2" "$3" failed
+  UNITS_FAILED=$((UNITS_FAILED + 1))
+  printf '%s\n' "$1" >>"$WORK/failed-handlers"
+  warn "$3 did not $2 (result: ${res:-unknown}); retried by the next apply"
+  # The unit's own log says why; systemctl's message only when the journal has nothing.
+  journalctl --no-pager -q -o cat -n 8 --since "@$since" -u "$3" >"$WORK/why" 2>/dev/null || :
+  [ -s "$WORK/why" ] || cp "$WORK/out" "$WORK/why"
+  while IFS= read -r l || [ -n "$l" ]; do [ -z "$l" ] || warn "  | $l"; done <"$WORK/why"
+  : >"$WORK/out"
 }
 
 run_handler() { # NAME ACTION UNIT
   case $2 in
-    restart) run systemctl restart "$3" ;;
-    reload) run systemctl reload-or-restart "$3" ;;
+    restart) unit_job "$1" "$2" "$3" restart ;;
+    reload) unit_job "$1" "$2" "$3" reload-or-restart ;;
     daemon-reload) run systemctl daemon-reload ;;
     sysctl) apply_sysctls ;;
     command)
@@ -564,13 +628,20 @@ run_handler() { # NAME ACTION UNIT
 
 step_handlers() {
   step handlers
+  : >"$WORK/restarted"
+  : >"$WORK/failed-handlers"
+  UNITS_FAILED=0
+  if [ "$ENV" = live ]; then
+    load_pending
+    if [ "$MODE" = apply ] && { [ -s "$WORK/notified" ] || [ -s "$WORK/started" ]; }; then save_pending; fi
+  fi
   # Changed unit files need a daemon-reload (on a live apply the units step already did it).
   if [ "$UNIT_FILES_CHANGED" = 1 ]; then
     if [ "$ENV" = chroot ]; then handler_line daemon-reload daemon-reload - skipped-chroot
     else handler_line daemon-reload daemon-reload - would-run; fi
+    DAEMON_RELOADED=1
   fi
   records handler >"$WORK/handlers"
-  : >"$WORK/restarted"
   while IFS="$TAB" read -r name action unit liveonly; do
     handler_notified "$name" || continue
     if [ "$ENV" = chroot ]; then
@@ -579,16 +650,21 @@ step_handlers() {
       esac
       if [ "$liveonly" = 1 ]; then handler_line "$name" "$action" "$unit" skipped-chroot; continue; fi
     fi
+    if [ "$action" = daemon-reload ] && [ "$DAEMON_RELOADED" = 1 ]; then continue; fi
+    [ "$unit" = - ] || printf '%s\n' "$unit" >>"$WORK/restarted"
     if [ "$MODE" = check ]; then
       handler_line "$name" "$action" "$unit" would-run
       continue
     fi
-    if [ "$action" = daemon-reload ] && [ "$DAEMON_RELOADED" = 1 ]; then continue; fi
     STEP="handler $name"
     run_handler "$name" "$action" "$unit"
-    handler_line "$name" "$action" "$unit" ran
-    HANDLERS=$((HANDLERS + 1))
-    [ "$unit" = - ] || printf '%s\n' "$unit" >>"$WORK/restarted"
+    case $action in
+      restart | reload) ;;
+      *)
+        handler_line "$name" "$action" "$unit" ran
+        HANDLERS=$((HANDLERS + 1))
+        ;;
+    esac
   done <"$WORK/handlers"
   STEP=handlers
   [ "$ENV" = live ] || return 0
@@ -602,11 +678,20 @@ step_handlers() {
     esac
     if [ "$MODE" = check ]; then handler_line "start:$u" start "$u" would-run; continue; fi
     STEP="handler start:$u"
-    run systemctl start "$u"
-    handler_line "start:$u" start "$u" ran
-    HANDLERS=$((HANDLERS + 1))
+    unit_job "start:$u" start "$u" start
   done <"$WORK/started"
   STEP=handlers
+  [ "$MODE" = apply ] || return 0
+  if [ "$UNITS_FAILED" = 0 ]; then
+    rm -f "$PENDING"
+  else
+    # Only what failed stays pending.
+    while IFS= read -r n; do
+      case $n in start:*) printf '%s\n' "${n#start:}" ;; esac
+    done <"$WORK/failed-handlers" >"$WORK/started"
+    grep -v '^start:' "$WORK/failed-handlers" >"$WORK/notified" || :
+    save_pending failed
+  fi
 }
 
 # ---- main ---------------------------------------------------------------------------------

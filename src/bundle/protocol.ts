@@ -16,7 +16,7 @@ export interface HandlerRun {
   name: string;
   action: string;
   unit?: string;
-  status: 'ran' | 'would-run' | 'skipped-chroot';
+  status: 'ran' | 'would-run' | 'skipped-chroot' | 'failed';
 }
 
 export interface ApplyFailure {

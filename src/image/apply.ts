@@ -16,6 +16,12 @@ async function must(t: ChrootTarget, argv: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** dpkg-style package pattern (bluez*, rpd-?) against a name. */
+export function globMatch(pattern: string, name: string): boolean {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${re}$`).test(name);
+}
+
 const APT = ['-y', '-q', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Options::=--force-confdef'];
 
 /** Install and purge packages in a stock image: the layer step, run once per layer key. */
@@ -28,7 +34,7 @@ export async function applyPackages(root: string, arch: Arch, install: string[],
     if (purge.length > 0) {
       const out = await must(t, ['dpkg-query', '-W', '-f', '${Package} ${db:Status-Status}\n']);
       const have = new Set(out.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]));
-      const present = purge.filter((p) => have.has(p));
+      const present = [...have].filter((name): name is string => !!name && purge.some((pattern) => globMatch(pattern, name)));
       if (present.length > 0) await must(t, ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'purge', ...APT, ...present]);
       await must(t, ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'autoremove', '--purge', ...APT]);
     }

@@ -8,12 +8,11 @@ import { createReadStream, createWriteStream, existsSync, statSync } from 'node:
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
-import { execa } from 'execa';
 import { join, resolve } from 'node:path';
 import type { Reporter } from '../util/report.js';
 import { Failure, UserError } from '../util/errors.js';
 import { cacheDir } from './cache.js';
-import { run } from './run.js';
+import { run, runToFile } from './run.js';
 
 export interface AcquiredBase {
   img: string;
@@ -108,13 +107,9 @@ export async function acquireBase(source: string, sha256: string | undefined, re
   try {
     await reporter.step(`unpack ${kind === 'xz' ? '.xz' : '.zip'} base image`, async (progress) => {
       if (kind === 'xz') {
-        const p = execa('xz', ['-dc', '-T0', file], { stdout: { file: tmp }, stdin: 'ignore' });
         const timer = setInterval(() => existsSync(tmp) && progress({ done: statSync(tmp).size, unit: 'bytes' }), 1000);
         try {
-          await p;
-        } catch (e) {
-          if ((e as { code?: string }).code === 'ENOENT') throw new Failure('xz not found on this machine: install the Debian package "xz-utils"');
-          throw new Failure(`could not unpack ${source}: ${(e as Error).message.split('\n')[0]}`);
+          await runToFile('xz', ['-dc', '-T0', file], tmp);
         } finally {
           clearInterval(timer);
         }
@@ -122,7 +117,7 @@ export async function acquireBase(source: string, sha256: string | undefined, re
         const list = await run('unzip', ['-Z1', file]);
         const entry = list.split('\n').find((l) => l.toLowerCase().endsWith('.img'));
         if (!entry) throw new UserError(`base image ${source}: the zip holds no .img file`);
-        await execa('unzip', ['-p', file, entry], { stdout: { file: tmp }, stdin: 'ignore' });
+        await runToFile('unzip', ['-p', file, entry], tmp);
       }
     });
     await rename(tmp, img);

@@ -70,6 +70,9 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
     '--dpkgopt=path-exclude=/usr/share/locale/*',
     '--dpkgopt=path-exclude=/usr/share/info/*',
     '--aptopt=Acquire::Retries "3"',
+    // debconf's pre-install scan of every .deb (apt-extracttemplates) costs minutes under
+    // emulation and asks nothing in a non-interactive build; configure still sets defaults
+    '--aptopt=#clear DPkg::Pre-Install-Pkgs;',
     `--include=${include.join(',')}`,
     `--essential-hook=${join(recipe, 'hooks/essential.sh')}`,
     `--customize-hook=${join(recipe, 'hooks/customize.sh')}`,

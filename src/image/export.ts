@@ -7,9 +7,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { rename, rm, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import type { Reporter } from '../util/report.js';
-import { Failure } from '../util/errors.js';
+import { runToFile } from './run.js';
 import { createBmap } from './bmap.js';
 import { sha256File } from './base.js';
 
@@ -69,13 +68,9 @@ export async function exportImage(opts: {
   let xzBytes: number | undefined;
   if (opts.xz) {
     await reporter.step('compress (xz -T0)', async (progress) => {
-      const p = execa('xz', ['-T0', '-6', '-c', opts.workImg], { stdout: { file: tmp.xz }, stdin: 'ignore' });
       const timer = setInterval(() => existsSync(tmp.xz) && progress({ done: statSync(tmp.xz).size, unit: 'bytes' }), 1000);
       try {
-        await p;
-      } catch (e) {
-        if ((e as { code?: string }).code === 'ENOENT') throw new Failure('xz not found on this machine: install the Debian package "xz-utils"');
-        throw new Failure(`xz failed: ${(e as Error).message.split('\n')[0]}`);
+        await runToFile('xz', ['-T0', '-6', '-c', opts.workImg], tmp.xz);
       } finally {
         clearInterval(timer);
       }

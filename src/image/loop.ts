@@ -24,11 +24,12 @@ export async function attachImage(scope: CleanupScope, img: string, label = 'loo
   });
   const partition = (n: number) => `${device}p${n}`;
   // partition nodes appear asynchronously (udev or devtmpfs); wait briefly rather than race
-  for (let i = 0; i < 100 && !existsSync(partition(1)); i++) await sleep(50);
-  if (!existsSync(partition(1))) {
-    // without udev the nodes may never show up on their own; ask the kernel to rescan
-    await run('partx', ['-u', device]).catch(() => undefined);
-    for (let i = 0; i < 40 && !existsSync(partition(1)); i++) await sleep(50);
+  const ready = () => existsSync(partition(1)) && existsSync(partition(2));
+  for (let i = 0; i < 40 && !ready(); i++) await sleep(50);
+  if (!ready()) {
+    // the kernel's own scan does not always produce the nodes here; add them explicitly
+    await run('partx', ['-a', device]).catch(() => undefined);
+    for (let i = 0; i < 60 && !ready(); i++) await sleep(50);
     if (!existsSync(partition(1))) throw new Failure(`partition devices of ${device} did not appear (is this a container without loop partition support?)`);
   }
   return { device, partition };

@@ -4,6 +4,8 @@
  */
 import { execa, type Options } from 'execa';
 import { Failure } from '../util/errors.js';
+import { spawn } from 'node:child_process';
+import { open } from 'node:fs/promises';
 
 /** Which Debian package provides each host tool the pipeline calls. */
 export const TOOL_PACKAGES: Record<string, string> = {
@@ -39,5 +41,32 @@ export async function run(cmd: string, args: readonly string[], opts: Options = 
     }
     const stderr = typeof err.stderr === 'string' ? err.stderr.trim().split('\n').slice(-15) : [];
     throw new Failure(`${cmd} failed: ${err.shortMessage ?? String(e)}`.split('\n')[0]!, stderr, { cause: e });
+  }
+}
+
+/**
+ * Run a tool whose stdout is a large file (xz -c, unzip -p): the file descriptor is handed to
+ * the child directly, so nothing passes through this process's memory.
+ */
+export async function runToFile(cmd: string, args: readonly string[], outPath: string): Promise<void> {
+  const fh = await open(outPath, 'w');
+  try {
+    await new Promise<void>((resolvePromise, reject) => {
+      const child = spawn(cmd, args, { stdio: ['ignore', fh.fd, 'pipe'] });
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-4000);
+      });
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        const pkg = TOOL_PACKAGES[cmd];
+        reject(e.code === 'ENOENT' ? new Failure(`${cmd} not found on this machine${pkg ? `: install the Debian package "${pkg}"` : ''}`) : e);
+      });
+      child.on('close', (code, signal) => {
+        if (code === 0) resolvePromise();
+        else reject(new Failure(`${cmd} failed (${signal ?? `exit ${code}`})`, stderr.trim().split('\n').slice(-10)));
+      });
+    });
+  } finally {
+    await fh.close();
   }
 }

@@ -185,6 +185,8 @@ async function loadIdentities(files: string[] | undefined, label: string): Promi
 export class SshTarget {
   /** Channels opened (one per exec/forward): the round trips this host cost. */
   roundTrips = 0;
+  /** Why the connection ended, when it ended with an error. */
+  lastError: string | undefined;
   readonly label: string;
   private constructor(
     private readonly ssh: NodeSSH,
@@ -267,6 +269,11 @@ export class SshTarget {
     }
     const t = new SshTarget(ssh, o.host, port, user);
     (t as { label: string }).label = label;
+    // An error after the handshake (keepalive timeout, reset) ends the connection: pending commands
+    // learn it from 'close'. Unlistened, it would crash the whole process (every host of a fleet).
+    ssh.connection?.on('error', (e: Error) => {
+      t.lastError = e.message;
+    });
     return t;
   }
 
@@ -285,7 +292,7 @@ export class SshTarget {
       const onClose = (): void => {
         if (!settled) {
           settled = true;
-          reject(new Failure(`${this.label}: connection lost`));
+          reject(new Failure(`${this.label}: connection lost${this.lastError ? ` (${this.lastError})` : ''}`));
         }
       };
       client.once('close', onClose);

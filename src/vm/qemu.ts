@@ -231,7 +231,12 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
       throw new Failure(spawnError ?? `QEMU exited during boot of ${opts.image}`, [...err, '--- serial console:', ...(await serialTail(25))]);
     }
     if (Date.now() > deadline) {
-      throw new Failure(`${opts.image}: no SSH banner within ${Math.round((opts.bootTimeoutMs ?? 300_000) / 1000)} s of boot`, ['--- serial console:', ...(await serialTail(30))]);
+      const serial = await readFile(serialLog, 'utf8').catch(() => '');
+      // sshd up in the guest but silent here means the guest never got onto QEMU's network
+      const hint = /Started .*ssh\.service|login: *$/m.test(serial.replace(/\x1b\[[0-9;]*m/g, ''))
+        ? ' (the serial console shows sshd started: the guest has no network on its virtio NIC — no DHCP client or no connection for it?)'
+        : '';
+      throw new Failure(`${opts.image}: no SSH banner within ${Math.round((opts.bootTimeoutMs ?? 300_000) / 1000)} s of boot${hint}`, ['--- serial console:', ...(await serialTail(30))]);
     }
     if (await sshBanner(sshPort, 2000)) {
       bootMs = Date.now() - t0;

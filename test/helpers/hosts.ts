@@ -27,7 +27,7 @@ const STATE = '/run/syncpi-test';
 const SUITE = 'bookworm';
 const INCLUDE = ['openssh-server', 'systemd-sysv', 'dbus', 'sudo', 'python3', 'iproute2', 'libpam-systemd'];
 /** What the local repository carries: what appliance plans install on a stock system. */
-export const REPO_PACKAGES = ['syncthing', 'nftables', 'ca-certificates', 'locales', 'network-manager', 'tzdata', 'unattended-upgrades', 'fail2ban'];
+export const REPO_PACKAGES = ['syncthing', 'nftables', 'ca-certificates', 'locales', 'network-manager', 'tzdata', 'unattended-upgrades', 'fail2ban', 'python3-systemd', 'rsync', 'smartmontools'];
 const TOOLS = ['mmdebstrap', 'systemd-nspawn', 'nsenter', 'ip', 'ssh-keygen', 'dpkg-scanpackages', 'mount', 'umount'];
 
 export interface TestHost {
@@ -338,6 +338,8 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
       '-D',
       root,
       `--network-namespace-path=/run/netns/${slot.ns}`,
+      // The namespace is the container's own: let it load its firewall and configure its links, as a Pi does.
+      '--capability=CAP_NET_ADMIN',
       `--bind-ro=${base.repo}:/srv/syncpi-repo`,
       '--resolv-conf=off',
       '--timezone=off',

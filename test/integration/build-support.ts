@@ -4,13 +4,13 @@
  * test can interrupt it.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Plan } from '../../src/plan/types.js';
 import type { Reporter, ProgressUpdate } from '../../src/util/report.js';
 
-export const HOST_TOOLS = ['mmdebstrap', 'sfdisk', 'mkfs.vfat', 'mcopy', 'mkfs.ext4', 'resize2fs', 'e2fsck', 'losetup', 'bmaptool', 'xz', 'blkid'];
+export const HOST_TOOLS = ['mmdebstrap', 'sfdisk', 'mkfs.vfat', 'mcopy', 'mdir', 'blkdiscard', 'mkfs.ext4', 'resize2fs', 'e2fsck', 'losetup', 'bmaptool', 'xz', 'blkid'];
 
 /** Fail loudly (not skip) when a tool CI should have installed is missing. */
 export function requireTools(tools = HOST_TOOLS): void {
@@ -44,26 +44,32 @@ export function testPlan(over: Partial<Plan> & { hostname?: string } = {}): Plan
   };
 }
 
-/** Attach an image read-only, mount both partitions read-only, run fn, always undo. */
+/**
+ * Attach an image read-only, mount the root read-only and copy the FAT boot partition's files
+ * out with mtools (build machines may lack a vfat driver), run fn, always undo.
+ */
 export async function inspectImage<T>(img: string, fn: (root: string, boot: string, dev: string) => Promise<T> | T): Promise<T> {
   const dev = execFileSync('losetup', ['--find', '--show', '--partscan', '--read-only', img], { encoding: 'utf8' }).trim();
   const root = mkdtempSync(join(tmpdir(), 'syncpi-inspect-'));
-  const boot = join(root, 'boot/firmware');
-  const mounted: string[] = [];
+  const boot = mkdtempSync(join(tmpdir(), 'syncpi-inspect-boot-'));
+  let mounted = false;
   try {
-    for (let i = 0; i < 100 && spawnSync('test', ['-b', `${dev}p2`]).status !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const ready = () => spawnSync('test', ['-b', `${dev}p2`]).status === 0;
+    for (let i = 0; i < 40 && !ready(); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!ready()) spawnSync('partx', ['-a', dev]);
+    for (let i = 0; i < 60 && !ready(); i++) await new Promise((r) => setTimeout(r, 50));
     execFileSync('mount', ['-o', 'ro', `${dev}p2`, root]);
-    mounted.push(root);
-    execFileSync('mount', ['-o', 'ro', `${dev}p1`, boot]);
-    mounted.push(boot);
+    mounted = true;
+    execFileSync('mcopy', ['-s', '-p', '-m', '-n', '-i', `${dev}p1`, '::/*', `${boot}/`], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
     return await fn(root, boot, dev);
   } finally {
-    for (const m of mounted.reverse()) spawnSync('umount', [m]);
+    if (mounted) spawnSync('umount', [root]);
     spawnSync('losetup', ['-d', dev]);
+    rmSync(boot, { recursive: true, force: true });
     try {
       rmdirSync(root);
     } catch {
-      /* still mounted: the assertion below reports it */
+      /* still mounted: the assertions on mounts report it */
     }
   }
 }

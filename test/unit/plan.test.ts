@@ -105,7 +105,7 @@ test('the drive is mounted without ever blocking boot, with ownership for exFAT'
   assert.match(file(plan, '/etc/syncpi/syncthing/config.xml').content, /ignorePerms="true"/);
   const unit = file(plan, '/etc/systemd/system/syncthing.service').content;
   assert.match(unit, /^RequiresMountsFor=\/srv\/sync$/m);
-  assert.match(unit, /^ReadWritePaths=\/var\/lib\/syncthing \/srv\/sync$/m);
+  assert.match(unit, /^ReadWritePaths=\/var\/lib\/syncthing -\/srv\/sync$/m);
 });
 
 test('firewall: SSH only from allowed networks of both families; loopback panel gets no rule', () => {

@@ -6,10 +6,20 @@ root=$1
 f=$SYNCPI_RECIPE/files
 
 if [ -n "${SYNCPI_PURGE:-}" ]; then
-  # word splitting is wanted: package names never contain spaces
+  # entries may be patterns (bluez*): expanded by dpkg-query against installed packages, never
+  # by this shell
+  set -f
   # shellcheck disable=SC2086
-  chroot "$root" apt-get purge -y --allow-remove-essential $SYNCPI_PURGE
+  present=$(chroot "$root" dpkg-query -W -f '${db:Status-Status} ${Package}\n' $SYNCPI_PURGE 2>/dev/null | awk '$1 == "installed" { print $2 }' | tr '\n' ' ')
+  if [ -n "$present" ]; then
+    # shellcheck disable=SC2086
+    chroot "$root" apt-get purge -y $present
+  fi
+  set +f
 fi
+
+# the build's apt options (no debconf pre-scan) must not stay in the image
+rm -f "$root/etc/apt/apt.conf.d/99mmdebstrap"
 
 install -m 0644 "$f/fstab" "$root/etc/fstab"
 echo raspberrypi > "$root/etc/hostname"
@@ -18,7 +28,10 @@ install -d "$root/etc/systemd/network"
 install -m 0644 "$f/20-wired.network" "$root/etc/systemd/network/20-wired.network"
 install -m 0644 "$f/syncpi-grow-root.service" "$root/etc/systemd/system/syncpi-grow-root.service"
 install -m 0755 "$f/syncpi-grow-root" "$root/usr/local/sbin/syncpi-grow-root"
-for u in systemd-networkd.service systemd-resolved.service syncpi-grow-root.service; do
+units="systemd-resolved.service syncpi-grow-root.service"
+# wired DHCP through networkd unless the Plan brought NetworkManager, which must own it alone
+[ -e "$root/usr/sbin/NetworkManager" ] || units="$units systemd-networkd.service"
+for u in $units; do
   chroot "$root" systemctl enable "$u" >/dev/null 2>&1 || true
 done
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
