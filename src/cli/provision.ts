@@ -57,19 +57,27 @@ export function register(program: Command): void {
     for (const a of prepared.announcements) rep.info(a);
 
     const label = `${opts.check ? 'check' : 'apply'} on ${host}`;
-    const report = await rep.step(label, async () =>
-      applyToHost({ name: host, address: host, user: user ?? 'pi', port }, prepared.archive, {
-        check: !!opts.check,
-        policy: {
-          identities: opts.identity,
-          knownHostsFile: opts.knownHosts,
-          acceptNewHostKey: !!opts.acceptNewHostKey,
-          hostKeyFingerprint: opts.hostKeyFingerprint,
-          connectTimeoutMs: timeout * 1000,
-        },
-      }),
-      (r) => (r.status === 'failed' ? 'failed' : `${r.changes.length} change(s)${r.handlers.length ? `, ${r.handlers.length} restart(s)/reload(s)` : ''}`),
-    );
+    // The step fails (✖) when the host does, but the report is still printed below.
+    let applied: Awaited<ReturnType<typeof applyToHost>> | undefined;
+    try {
+      await rep.step(label, async () => {
+        applied = await applyToHost({ name: host, address: host, user: user ?? 'pi', port }, prepared.archive, {
+          check: !!opts.check,
+          policy: {
+            identities: opts.identity,
+            knownHostsFile: opts.knownHosts,
+            acceptNewHostKey: !!opts.acceptNewHostKey,
+            hostKeyFingerprint: opts.hostKeyFingerprint,
+            connectTimeoutMs: timeout * 1000,
+          },
+        });
+        if (applied.status === 'failed') throw new Failure(`${host} failed`);
+        return applied;
+      }, (r) => `${r.changes.length} change(s)${r.handlers.length ? `, ${r.handlers.length} restart(s)/reload(s)` : ''}`);
+    } catch (e) {
+      if (!applied) throw e;
+    }
+    const report = applied!;
 
     if (rep.json) rep.result(report);
     else {
