@@ -34,9 +34,17 @@ function install(): void {
       process.exit(code);
     });
   };
-  process.once('SIGINT', () => onSignal('SIGINT', 130));
-  process.once('SIGTERM', () => onSignal('SIGTERM', 143));
-  process.once('SIGHUP', () => onSignal('SIGHUP', 129));
+  // `on`, not `once`: while a listener of ours stays registered, execa's signal-exit does not
+  // re-raise the signal (which would kill the process before the cleanup has run)
+  let cleaning = false;
+  const handle = (sig: NodeJS.Signals, code: number) => () => {
+    if (cleaning) return;
+    cleaning = true;
+    onSignal(sig, code);
+  };
+  process.on('SIGINT', handle('SIGINT', 130));
+  process.on('SIGTERM', handle('SIGTERM', 143));
+  process.on('SIGHUP', handle('SIGHUP', 129));
 }
 
 export interface CleanupScope {

@@ -16,6 +16,7 @@ buildImage({ plan, outDir: outDir!, reporter, boot: !rest.includes('--small') })
   (e: unknown) => {
     process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
     for (const d of (e as { details?: string[] }).details ?? []) process.stderr.write(`  ${d}\n`);
-    process.exit(1);
+    // not process.exit: after Ctrl-C the cleanup handler is still releasing mounts and exits 130
+    process.exitCode = 1;
   },
 );
