@@ -6,39 +6,40 @@
 import type { Plan } from '../plan/types.js';
 import type { Reporter } from '../util/report.js';
 import type { CleanupScope } from '../util/cleanup.js';
-import { Failure } from '../util/errors.js';
-import { withChroot, type ChrootTarget, type Arch } from '../targets/chroot.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { applyToRootfs } from '../targets/rootfs.js';
 
-async function must(t: ChrootTarget, argv: string[]): Promise<string> {
-  const r = await t.exec(argv);
-  if (r.exitCode !== 0) throw new Failure(`${argv.slice(0, 2).join(' ')} failed in the image (exit ${r.exitCode})`, r.stderr.trim().split('\n').slice(-15));
-  return r.stdout;
+/** The package part of a Plan alone: what the cached layer of a stock image holds. */
+export function packagesOnly(plan: Plan): Plan {
+  return { ...plan, users: [], dirs: [], files: [], units: { enable: [], disable: [], mask: [] }, sysctls: {}, handlers: [], checks: [] };
 }
 
-/** dpkg-style package pattern (bluez*, rpd-?) against a name. */
-export function globMatch(pattern: string, name: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${re}$`).test(name);
+/** Installed-Size (bytes) of every package, read from the image's dpkg database. */
+function installedSizes(root: string): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const stanza of readFileSync(join(root, 'var/lib/dpkg/status'), 'utf8').split('\n\n')) {
+    const name = /^Package: (\S+)$/m.exec(stanza)?.[1];
+    const kib = /^Installed-Size: (\d+)$/m.exec(stanza)?.[1];
+    if (name && kib) sizes.set(name, Number(kib) * 1024);
+  }
+  return sizes;
 }
 
-const APT = ['-y', '-q', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Options::=--force-confdef'];
-
-/** Install and purge packages in a stock image: the layer step, run once per layer key. */
-export async function applyPackages(root: string, arch: Arch, install: string[], purge: string[], scope: CleanupScope): Promise<void> {
-  await withChroot(root, { arch, scope }, async (t) => {
-    if (install.length > 0) {
-      await must(t, ['apt-get', 'update', '-q']);
-      await must(t, ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', ...APT, '--no-install-recommends', ...install]);
-    }
-    if (purge.length > 0) {
-      const out = await must(t, ['dpkg-query', '-W', '-f', '${Package} ${db:Status-Status}\n']);
-      const have = new Set(out.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]));
-      const present = [...have].filter((name): name is string => !!name && purge.some((pattern) => globMatch(pattern, name)));
-      if (present.length > 0) await must(t, ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'purge', ...APT, ...present]);
-      await must(t, ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'autoremove', '--purge', ...APT]);
-    }
-  });
+/**
+ * Install and purge packages in a stock image: the layer step, run once per layer key. It goes
+ * through the same converger as everything else, so its protections hold here too: Essential and
+ * required packages, and whatever the Plan installs or keeps, are never removed.
+ * Returns the bytes the purge freed.
+ */
+export async function applyPackages(root: string, plan: Plan, reporter: Reporter, scope: CleanupScope): Promise<{ freed: number; purged: string[] }> {
+  // Measured as apt does ("… will be freed"): the purged packages' Installed-Size. The
+  // filesystem's own count would net out the package lists apt-get update downloads.
+  const sizes = installedSizes(root);
+  const report = await applyToRootfs(root, packagesOnly(plan), { arch: plan.base.arch, reporter, scope });
+  const purged = report.changes.filter((c) => c.kind === 'package' && c.action === 'purged').map((c) => c.target);
+  const freed = purged.reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0);
+  return { freed, purged };
 }
 
 /** Apply everything of the Plan on top of the layer (its packages are already in the layer). */

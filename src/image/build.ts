@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Plan } from '../plan/types.js';
-import type { Reporter } from '../util/report.js';
+import { formatBytes, type Reporter } from '../util/report.js';
 import { withCleanup, type CleanupScope } from '../util/cleanup.js';
 import { UserError } from '../util/errors.js';
 import { hostMirror } from './mirror.js';
@@ -105,6 +105,7 @@ async function buildLayer(opts: BuildOptions, base: ResolvedBase, key: string, b
   return withCleanup(async (scope) => {
     scope.defer('layer:tmp', () => rm(tmp, { force: true }));
     let bootstrap: BootstrapTimes | undefined;
+    let stripped: LayerMeta['stripped'];
     if (plan.base.kind === 'debian') {
       const workDir = join(cacheDir('work'), `${key}-${process.pid}`);
       bootstrap = await bootstrapImage(
@@ -131,15 +132,19 @@ async function buildLayer(opts: BuildOptions, base: ResolvedBase, key: string, b
           const dev = await attachImage(inner, tmp);
           await growFs(dev.partition(2));
           const { root, boot } = await mountImage(inner, dev);
-          await reporter.step(`install ${plan.packages.install.length} and purge ${plan.packages.purge.length} packages`, () =>
-            applyPackages(root, plan.base.arch, plan.packages.install, plan.packages.purge, inner),
+          const result = await reporter.step(
+            `install ${plan.packages.install.length} and purge ${plan.packages.purge.length} package patterns`,
+            () => applyPackages(root, plan, reporter, inner),
+            (r) => `${r.purged.length} packages purged, ${formatBytes(r.freed)} freed`,
           );
+          stripped = { purged: result.purged, freedBytes: result.freed };
+          if (result.purged.length) reporter.info(`stripping freed ${formatBytes(result.freed)}: ${result.purged.join(' ')}`);
           // a kernel or firmware upgrade writes the boot partition
           await boot.writeBack();
         });
       }
     }
-    const meta: LayerMeta = { key, created: new Date().toISOString(), base: base.describe, packages: [], buildMs: Date.now() - t0, ...(bootstrap ? { bootstrap: { ...bootstrap } } : {}) };
+    const meta: LayerMeta = { key, created: new Date().toISOString(), base: base.describe, packages: [], buildMs: Date.now() - t0, ...(bootstrap ? { bootstrap: { ...bootstrap } } : {}), ...(stripped ? { stripped } : {}) };
     await storeLayer(tmp, meta);
     return meta;
   });
@@ -220,6 +225,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
         rootPartuuid: `${diskId}-02`,
         packages,
         purged: plan.packages.purge,
+        ...(layer.stripped ? { stripped: layer.stripped } : {}),
       },
     });
     done = true;

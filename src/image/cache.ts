@@ -58,6 +58,8 @@ export interface LayerMeta {
   packages: Array<{ name: string; version: string }>;
   buildMs: number;
   bootstrap?: Record<string, number | undefined>;
+  /** What stripping removed from a stock base, and the space it freed. */
+  stripped?: { purged: string[]; freedBytes: number };
 }
 
 export function layerPaths(key: string): { img: string; meta: string } {

@@ -179,6 +179,11 @@ test('stock image path: an RPi OS–shaped .img.xz is verified, cached, and buil
   assert.equal(manifest.base.kind, 'image');
   assert.equal(manifest.base.sha256, digest);
   assert.deepEqual(manifest.purged, ['jq']);
+  // jq and the libraries only it needed (apt's autoremove): what stripping actually removed
+  assert.ok(manifest.stripped.purged.includes('jq'), manifest.stripped.purged.join(' '));
+  assert.ok(manifest.stripped.purged.every((n: string) => n === 'jq' || n.startsWith('lib')), manifest.stripped.purged.join(' '));
+  assert.ok(manifest.stripped.freedBytes > 0, 'and the space it freed');
+  assert.ok(reporter.infos.some((m) => /^stripping freed \d.*: jq\b/.test(m)), 'the build reports it');
   assert.deepEqual(loopsUnder(CACHE), []);
 });
 

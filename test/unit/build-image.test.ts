@@ -97,14 +97,3 @@ test('PARTUUID references: cmdline.txt, fstab and raspi-firmware follow the disk
     rmSync(dir, { recursive: true });
   }
 });
-
-test('purge patterns match like dpkg globs, and nothing else', async () => {
-  const { globMatch } = await import('../../src/image/apply.js');
-  assert.equal(globMatch('bluez*', 'bluez'), true);
-  assert.equal(globMatch('bluez*', 'bluez-firmware'), true);
-  assert.equal(globMatch('gnome-*', 'gnome'), false);
-  assert.equal(globMatch('lib.+c', 'libxc'), false, 'regex characters are literal');
-  assert.equal(globMatch('rpd-?', 'rpd-x'), true);
-  assert.equal(globMatch('jq', 'jq'), true);
-  assert.equal(globMatch('jq', 'jqx'), false);
-});
