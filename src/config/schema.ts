@@ -222,7 +222,7 @@ const DriveSchema = z
     mount: targetPath().default('/srv/sync'),
     fs: z.enum(DRIVE_FS).default('ext4'),
     options: z.array(z.string().regex(/^[A-Za-z0-9_.=-]{1,64}$/, 'expected a mount option like noatime or commit=60')).max(32).default([]),
-    timeout: z.number().int().min(1).max(600).default(10).describe('Seconds to wait for the drive at boot before giving up (boot continues).'),
+    timeout: z.number().int().min(1).max(600).default(30).describe('Seconds to wait for the drive at boot before giving up (boot continues; a drive that comes later still starts the sync daemon).'),
     spin_down: z.number().int().min(0).max(86400).default(0).describe('Spin the disk down after this many idle seconds (0: never).'),
   })
   .superRefine((d, ctx) => {

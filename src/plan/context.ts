@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import type { ResolvedInputs } from '../config/secrets.js';
 import { isLoopbackHost, parseListen } from '../config/validators.js';
 import { render, type TemplateSource } from './render.js';
+import { driveDeviceUnit } from './units.js';
 import type { FeatureName, PlanCheck, PlanDir, PlanFile, PlanHandler, PlanUser } from './types.js';
 
 export const SYNCTHING_HOME = '/var/lib/syncthing';
@@ -102,6 +103,7 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
   const vars: Record<string, unknown> = {
     ...config,
     drive: d ?? null,
+    drive_device_unit: d ? driveDeviceUnit(d) : null,
     folders: derived.folders,
     devices: config.sync.devices,
     panel_listen: derived.panelListen,

@@ -90,8 +90,8 @@ export type PlanCheck =
   | {
       kind: 'http';
       url: string;
-      /** Expected status without credentials and with them. */
-      expectUnauthenticated: number;
+      /** Expected status without credentials (any of them) and with them. */
+      expectUnauthenticated: number | number[];
       expectAuthenticated?: number;
       /** Name of a secret in the secrets file holding the credential to try. */
       credential?: 'panel';

@@ -50,20 +50,27 @@ export function sshConnector(t: SshTarget): Connector {
 export interface HttpAnswer {
   status: number;
   location?: string;
+  setCookies: string[];
 }
 
 /** One GET over a stream the connector opens; TLS without certificate checks (per-device self-signed). */
-export async function httpGetVia(connect: Connector, url: string, auth?: { user: string; password: string }, timeoutMs = 15_000): Promise<HttpAnswer> {
+export async function httpGetVia(
+  connect: Connector,
+  url: string,
+  auth?: { user: string; password: string },
+  extraHeaders: Record<string, string> = {},
+  timeoutMs = 15_000,
+): Promise<HttpAnswer> {
   const u = new URL(url);
   const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
   const raw = await connect(u.hostname, port);
   const stream: Duplex = u.protocol === 'https:' ? tls.connect({ socket: raw as net.Socket, rejectUnauthorized: false, servername: undefined }) : raw;
-  const headers: Record<string, string> = { host: u.host, connection: 'close' };
+  const headers: Record<string, string> = { host: u.host, connection: 'close', ...extraHeaders };
   if (auth) headers.authorization = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
   return new Promise((res, rej) => {
     const req = http.request({ method: 'GET', path: `${u.pathname}${u.search}`, headers, createConnection: () => stream as net.Socket, timeout: timeoutMs }, (r) => {
       r.resume();
-      r.on('end', () => res({ status: r.statusCode ?? 0, ...(r.headers.location ? { location: r.headers.location } : {}) }));
+      r.on('end', () => res({ status: r.statusCode ?? 0, ...(r.headers.location ? { location: r.headers.location } : {}), setCookies: r.headers['set-cookie'] ?? [] }));
       r.on('error', rej);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
@@ -120,6 +127,24 @@ export interface LiveCheckOptions {
   panel: { user: string; password: string } | null;
 }
 
+/**
+ * Syncthing's GUI refuses every /rest/ call without its CSRF token (403, whatever the credentials),
+ * as a browser would get it: from a cookie set on the first page load, echoed back as a header.
+ * Fetching it first makes a REST URL answer by credentials alone (403 without, 200 with).
+ */
+async function csrfHeaders(connect: Connector, url: string, auth?: { user: string; password: string }): Promise<Record<string, string>> {
+  const u = new URL(url);
+  if (!u.pathname.startsWith('/rest/')) return {};
+  // Older Syncthing (basic auth) sets the cookie only for a logged-in page load; newer serves a
+  // login page with the cookie to anyone.
+  const first = await httpGetVia(connect, `${u.origin}/`, auth);
+  for (const c of first.setCookies) {
+    const m = /^(CSRF-Token-[A-Za-z0-9]+)=([^;]+)/.exec(c);
+    if (m) return { cookie: `${m[1]}=${m[2]}`, [`x-${m[1]!.toLowerCase()}`]: m[2]! };
+  }
+  return {};
+}
+
 async function remoteCheck(check: PlanCheck, o: LiveCheckOptions & { connect: Connector }): Promise<Pick<CheckOutcome, 'status' | 'detail'>> {
   if (check.kind === 'ssh-password-refused') {
     const methods = await sshAuthMethods(o.sshHost, o.sshPort, o.user);
@@ -129,9 +154,11 @@ async function remoteCheck(check: PlanCheck, o: LiveCheckOptions & { connect: Co
       : { status: 'pass', detail: `server offers only ${methods.join(', ') || 'nothing'}` };
   }
   if (check.kind === 'http') {
-    const a = await httpGetVia(o.connect, check.url);
+    const csrf = await csrfHeaders(o.connect, check.url);
+    const a = await httpGetVia(o.connect, check.url, undefined, csrf);
     const parts = [`${check.url} → ${a.status}${a.location ? ` (Location: ${a.location})` : ''} without credentials`];
-    let ok = a.status === check.expectUnauthenticated;
+    const refused = ([] as number[]).concat(check.expectUnauthenticated);
+    let ok = refused.includes(a.status);
     // a redirect must lead to HTTPS, otherwise it could downgrade the login
     if (ok && a.status >= 300 && a.status < 400 && !check.tls && !(a.location ?? '').startsWith('https:')) ok = false;
     if (check.expectAuthenticated !== undefined) {
@@ -139,12 +166,12 @@ async function remoteCheck(check: PlanCheck, o: LiveCheckOptions & { connect: Co
         ok = false;
         parts.push('no panel password known to try (secrets file)');
       } else {
-        const b = await httpGetVia(o.connect, check.url, o.panel);
+        const b = await httpGetVia(o.connect, check.url, o.panel, await csrfHeaders(o.connect, check.url, o.panel));
         parts.push(`${b.status} with credentials`);
         if (b.status !== check.expectAuthenticated) ok = false;
       }
     }
-    return { status: ok ? 'pass' : 'fail', detail: `${parts.join(', ')} (expected ${check.expectUnauthenticated}${check.expectAuthenticated !== undefined ? `/${check.expectAuthenticated}` : ''})` };
+    return { status: ok ? 'pass' : 'fail', detail: `${parts.join(', ')} (expected ${refused.join(' or ')}${check.expectAuthenticated !== undefined ? `/${check.expectAuthenticated}` : ''})` };
   }
   return { status: 'skip', detail: `no remote runner for ${check.kind}` };
 }

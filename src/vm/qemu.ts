@@ -180,6 +180,7 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
   let spawnError: string | undefined;
   const exitPromise = child.then((r) => {
     exitedFlag = true;
+    errStream.end();
     if ((r as { code?: string }).code === 'ENOENT') spawnError = 'qemu-system-aarch64 not found on this machine: install the Debian package "qemu-system-arm"';
     return r;
   });
@@ -200,7 +201,6 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
     }, 5000);
     await exitPromise;
     clearTimeout(killer);
-    errStream.end();
   };
   scope.defer(`vm:${name}`, stop);
 

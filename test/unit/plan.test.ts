@@ -98,7 +98,7 @@ test('the drive is mounted without ever blocking boot, with ownership for exFAT'
   assert.equal(spec, 'UUID=0f3c2a51-8d1e-4b7a-9c2d-1e2f3a4b9b2e');
   assert.equal(mount, '/srv/sync');
   assert.equal(fstype, 'exfat');
-  for (const o of ['nofail', 'x-systemd.automount', 'x-systemd.device-timeout=10s', 'uid=syncthing', 'gid=syncthing', 'umask=0007']) assert.ok(opts!.split(',').includes(o), o);
+  for (const o of ['nofail', 'x-systemd.automount', 'x-systemd.device-timeout=30s', 'uid=syncthing', 'gid=syncthing', 'umask=0007']) assert.ok(opts!.split(',').includes(o), o);
   assert.equal(pass, '0');
   assert.ok(plan.packages.install.includes('exfatprogs'));
   assert.ok(plan.packages.install.includes('hd-idle'));
@@ -169,5 +169,18 @@ test('the default appliance compiles to the expected parts', () => {
   for (const p of ['syncthing', 'nftables', 'openssh-server', 'unattended-upgrades']) assert.ok(plan.packages.install.includes(p), p);
   assert.ok(plan.packages.purge.includes('avahi-daemon'));
   assert.equal(plan.users.find((u) => u.name === 'pi')?.authorizedKeys.length, 1);
-  assert.ok(plan.checks.some((c) => c.kind === 'http' && c.expectUnauthenticated === 401));
+  assert.ok(plan.checks.some((c) => c.kind === 'http' && c.url.endsWith('/rest/system/status') && c.expectAuthenticated === 200));
+});
+
+test('unit names from paths match systemd-escape, and a late drive starts Syncthing', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { unitNameForPath } = await import('../../src/plan/units.js');
+  for (const [p, suffix] of [['/srv/sync', 'mount'], ['/dev/disk/by-label/SYNC.DRIVE_2', 'device'], ['/dev/disk/by-uuid/0f3c2a51-8d1e-4b7a-9c2d-1e2f3a4b9b2e', 'device'], ['/media/ünï', 'automount']] as const) {
+    const want = execFileSync('systemd-escape', ['--path', `--suffix=${suffix}`, p], { encoding: 'utf8' }).trim();
+    assert.equal(unitNameForPath(p, suffix), want, p);
+  }
+  const p = writeConfig(minimalYaml('drive:\n  label: SYNCDRIVE\n'));
+  const unit = planFromFile(p).plan.files.find((f) => f.path === '/etc/systemd/system/syncthing.service')!.content;
+  assert.match(unit, /^WantedBy=dev-disk-by\\x2dlabel-SYNCDRIVE\.device$/m);
+  assert.match(unit, /^RequiresMountsFor=\/srv\/sync$/m);
 });

@@ -3,19 +3,9 @@
  * timeout), per-filesystem ownership options, and optional spin-down.
  */
 import { SYNCPI_LIB, type Feature } from '../context.js';
+export { driveDeviceUnit, mountUnitName, unitNameForPath } from '../units.js';
 
 const FSTYPE: Record<string, string> = { ext4: 'ext4', btrfs: 'btrfs', xfs: 'xfs', exfat: 'exfat', vfat: 'vfat', ntfs: 'ntfs3' };
-
-/** systemd's path escaping for unit names (systemd-escape --path). */
-export function mountUnitName(path: string): string {
-  const body = path.replace(/^\/+|\/+$/g, '');
-  if (body === '') return '-.mount';
-  const esc = body
-    .split('/')
-    .map((seg) => Array.from(seg, (ch, i) => (/[A-Za-z0-9:_]/.test(ch) || (ch === '.' && i > 0) ? ch : [...Buffer.from(ch)].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join(''))).join(''))
-    .join('-');
-  return `${esc}.mount`;
-}
 
 export const drive: Feature = {
   name: 'drive',

@@ -20,7 +20,9 @@ export const panel: Feature = {
     return {
       files,
       checks: [
-        { kind: 'http', url, expectUnauthenticated: 401, expectAuthenticated: 200, credential: 'panel', tls: true, description: 'panel asks for a password over TLS' },
+        // The REST API, not the page: newer Syncthing serves its login page to anyone, and
+        // refuses the API with 403 (older: 401) until the password is given.
+        { kind: 'http', url: `${url}rest/system/status`, expectUnauthenticated: [401, 403], expectAuthenticated: 200, credential: 'panel', tls: true, description: 'panel asks for a password over TLS' },
         { kind: 'http', url: url.replace('https:', 'http:'), expectUnauthenticated: 307, tls: false, description: 'panel redirects plain HTTP to HTTPS' },
       ],
       notes,

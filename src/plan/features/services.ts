@@ -1,7 +1,7 @@
 /** Boot services from appliance.yaml: a unit (and a timer when scheduled) per entry. */
 import type { PlanCheck } from '../types.js';
 import type { Contribution, Feature } from '../context.js';
-import { mountUnitName } from './drive.js';
+import { mountUnitName } from '../units.js';
 
 export const services: Feature = {
   name: 'services',
