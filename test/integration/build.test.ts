@@ -114,17 +114,14 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
   assert.deepEqual(loopsUnder(work), []);
 });
 
-test('config-only rebuild reuses the base layer, says so, and takes under 60 s', { timeout: 10 * 60_000 }, async () => {
+test('config-only rebuild reuses the base layer and says so (its time is a benchmark figure: bench/build.mjs)', { timeout: 10 * 60_000 }, async () => {
   assert.ok(first, 'needs the cold build');
   const reporter = new RecordingReporter();
   const out = join(work, 'out2');
-  const t0 = Date.now();
   const r = await buildImage({ plan: testPlan({ hostname: 'pi-second' }), outDir: out, reporter, boot: false });
-  const ms = Date.now() - t0;
   assert.equal(r.layer.reused, true);
   assert.equal(r.layer.key, first.layer.key);
   assert.ok(reporter.infos.some((m) => /reusing cached base layer/.test(m)), 'the build says it reused the layer');
-  assert.ok(ms < 60_000, `config-only rebuild took ${ms} ms`);
   assert.notEqual(r.diskId, first.diskId, 'another config, another disk id');
   await inspectImage(r.img, (root, boot) => {
     assertPartuuidsConsistent(root, boot, r.diskId);
