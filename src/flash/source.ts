@@ -6,7 +6,8 @@
 import { existsSync } from 'node:fs';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { execa, type ResultPromise } from 'execa';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { execa } from 'execa';
 import { bmapPathFor, dataExtents, extentsToBlocks, parseBmap, BMAP_BLOCK_SIZE, type Bmap } from '../image/bmap.js';
 import { Failure, UserError } from '../util/errors.js';
 
@@ -47,24 +48,38 @@ class FileSource implements ImageSource {
   }
 }
 
+/**
+ * The decompressor is a plain child process whose stdout only this class reads: a wrapper that
+ * also listens to the pipe (execa does, even with buffer: false) can take the first chunk — the
+ * partition table — before the iterator sees it, and the image would then start with zeros.
+ */
 class XzSource implements ImageSource {
   readonly compressed = true;
   private pos = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private readonly iter: AsyncIterator<Buffer>;
-  private readonly stdout: Readable;
-  constructor(readonly path: string, readonly size: number, private readonly child: ResultPromise) {
-    this.stdout = child.stdout as Readable;
-    this.iter = this.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  private stderr = '';
+  private readonly exited: Promise<number | null>;
+  constructor(readonly path: string, readonly size: number, private readonly child: ChildProcessByStdio<null, Readable, Readable>) {
+    this.iter = child.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    child.stderr.on('data', (c: Buffer) => {
+      if (this.stderr.length < 4096) this.stderr += c.toString();
+    });
+    this.exited = new Promise((resolve) => {
+      child.on('error', (e) => {
+        this.stderr ||= (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'xz not found: install xz-utils' : e.message;
+        resolve(-1);
+      });
+      child.on('close', (code) => resolve(code));
+    });
   }
   private async fill(need: number): Promise<void> {
     while (this.pendingBytes < need) {
       const r = await this.iter.next();
       if (r.done) {
-        await this.child.catch((e: { stderr?: string }) => {
-          throw new Failure(`xz could not decompress ${this.path}: ${String(e.stderr ?? e).trim().split('\n')[0]}`);
-        });
+        const code = await this.exited;
+        if (code !== 0) throw new Failure(`xz could not decompress ${this.path}: ${this.stderr.trim().split('\n')[0] || `exit ${code}`}`);
         throw new Failure(`${this.path} decompresses to ${this.pos + this.pendingBytes} bytes, fewer than the ${this.pos + need} its map needs`);
       }
       this.pending.push(r.value);
@@ -97,9 +112,9 @@ class XzSource implements ImageSource {
     this.take(length, buf, 0);
   }
   async close(): Promise<void> {
-    this.stdout.destroy();
+    this.child.stdout.destroy();
     this.child.kill();
-    await this.child.catch(() => undefined);
+    await this.exited;
   }
 }
 
@@ -127,8 +142,7 @@ export async function imageSize(path: string): Promise<number> {
 
 export async function openSource(path: string, size: number): Promise<ImageSource> {
   if (isCompressed(path)) {
-    const child = execa('xz', ['-dc', '-T0', path], { stdin: 'ignore', buffer: false, encoding: 'buffer' });
-    return new XzSource(path, size, child);
+    return new XzSource(path, size, spawn('xz', ['-dc', '-T0', path], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
   return new FileSource(path, size, await open(path, 'r'));
 }
