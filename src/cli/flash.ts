@@ -6,23 +6,8 @@ import { createReporter, formatBytes } from '../util/report.js';
 import { UserError } from '../util/errors.js';
 import type { FlashOptions, Prompter } from '../flash/flash.js';
 
-interface Flags {
-  device?: string;
-  yes?: boolean;
-  allowFixed?: boolean;
-  unmount?: boolean;
-  toFile?: boolean;
-  verify?: boolean;
-  verifyOnly?: boolean;
-  eject?: boolean;
-  list?: boolean;
-  hostname?: string;
-  sshKey?: string[];
-  wifiSsid?: string;
-  wifiPskFile?: string;
-  wifiCountry?: string;
-  json?: boolean;
-}
+/** The command's flags: every FlashOptions field but the image (an argument), plus CLI-only switches. */
+type Flags = Omit<FlashOptions, 'image'> & { list?: boolean; json?: boolean };
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
