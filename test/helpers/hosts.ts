@@ -272,6 +272,30 @@ function waitForBanner(ip: string, port: number, deadline: number): Promise<void
   });
 }
 
+async function waitForLogin(name: string, ip: string, keyPath: string, knownLine: string, slot: Slot, deadline: number): Promise<void> {
+  const kh = path.join(slot.dir, 'known_hosts');
+  writeFileSync(kh, knownLine + '\n');
+  let last = '';
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    const r = await execa(
+      'ssh',
+      ['-F', 'none', '-i', keyPath, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${kh}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=5', `pi@${ip}`, 'true'],
+      { reject: false, stdin: 'ignore', timeout: 15_000 },
+    );
+    if (r.exitCode === 0) return;
+    last = `${r.stderr.trim().split('\n').slice(-3).join(' | ')} (exit ${r.exitCode ?? r.signal})`;
+    await new Promise((res) => setTimeout(res, Math.min(200 * (attempt + 1), 2000)));
+  }
+  let journal = '';
+  try {
+    const pid = leaderPid(slot.pid!);
+    journal = (await execa('nsenter', ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '--', 'journalctl', '-b', '-u', 'ssh.service', '-n', '25', '--no-pager'], { reject: false })).stdout;
+  } catch {
+    journal = '(container gone)';
+  }
+  throw new Error(`test host ${name} answers with an SSH banner but no login succeeds: ${last}\n${journal}`);
+}
+
 /** PID of the container's init (PID 1 inside), a direct child of systemd-nspawn. */
 function leaderPid(nspawnPid: number): number {
   for (const t of readdirSync(`/proc/${nspawnPid}/task`)) {
@@ -376,6 +400,9 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
     const tail = existsSync(path.join(slot.dir, 'console.log')) ? readFileSync(path.join(slot.dir, 'console.log'), 'utf8').split('\n').slice(-15).join('\n') : '';
     throw new Error(`test host ${name} did not boot: ${(e as Error).message}\n${tail}`);
   }
+  // A banner is not a usable host: sshd can still drop sessions while the container finishes
+  // booting. Ready means a real key login ran a command; if it never does, say why.
+  await waitForLogin(name, ip, keyPath, `${ip} ${hk.line}`, slot, deadline);
   const bootMs = Date.now() - t0;
 
   const host: TestHost = {
