@@ -1,7 +1,5 @@
 /** `syncpi plan CONFIG`: what the appliance consists of, without touching any system. */
 import type { Command } from 'commander';
-import { planFromFile } from '../plan/load.js';
-import { redactPlan, summarisePlan } from '../plan/summary.js';
 
 export function register(program: Command): void {
   program
@@ -11,7 +9,9 @@ export function register(program: Command): void {
     .option('--json', 'print the full plan as JSON (secret file contents redacted)')
     .option('--show-secrets', 'with --json: include secret file contents')
     .option('--secrets <file>', 'secrets file (default: CONFIG.secrets.yaml beside the config)')
-    .action((file: string, opts: { json?: boolean; showSecrets?: boolean; secrets?: string }) => {
+    .action(async (file: string, opts: { json?: boolean; showSecrets?: boolean; secrets?: string }) => {
+      const { planFromFile } = await import('../plan/load.js');
+      const { redactPlan, summarisePlan } = await import('../plan/summary.js');
       const { plan, inputs } = planFromFile(file, opts.secrets ? { secretsFile: opts.secrets } : {});
       for (const a of inputs.announcements) process.stderr.write(`${a}\n`);
       if (opts.json) process.stdout.write(JSON.stringify(opts.showSecrets ? plan : redactPlan(plan), null, 2) + '\n');

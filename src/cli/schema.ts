@@ -2,7 +2,6 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
-import { jsonSchema } from '../config/schema.js';
 
 async function inventorySchema(): Promise<unknown> {
   const { z } = await import('zod');
@@ -22,7 +21,7 @@ export function register(program: Command): void {
     .option('--inventory', 'the fleet inventory schema instead')
     .option('--out <file>', 'write it to this file instead of stdout')
     .action(async (opts: { out?: string; inventory?: boolean }) => {
-      const text = JSON.stringify(opts.inventory ? await inventorySchema() : jsonSchema(), null, 2) + '\n';
+      const text = JSON.stringify(opts.inventory ? await inventorySchema() : (await import('../config/schema.js')).jsonSchema(), null, 2) + '\n';
       if (!opts.out) {
         process.stdout.write(text);
         return;

@@ -1,6 +1,5 @@
 /** `syncpi validate CONFIG`: schema and cross-field checks, all problems at once, exit 2 on any. */
 import type { Command } from 'commander';
-import { loadConfig } from '../config/load.js';
 
 export function register(program: Command): void {
   program
@@ -8,7 +7,8 @@ export function register(program: Command): void {
     .description('check an appliance.yaml and report every problem with file:line:col')
     .argument('<config>', 'path to appliance.yaml')
     .option('--json', 'print the validated config (defaults filled in) as JSON')
-    .action((file: string, opts: { json?: boolean }) => {
+    .action(async (file: string, opts: { json?: boolean }) => {
+      const { loadConfig } = await import('../config/load.js');
       const { config, yaml } = loadConfig(file);
       if (opts.json) process.stdout.write(JSON.stringify(config, null, 2) + '\n');
       else process.stdout.write(`${yaml.shownAs}: valid\n`);

@@ -219,6 +219,9 @@ export function issuesToProblems(loaded: LoadedYaml, issues: readonly z.core.$Zo
     if (issue.code === 'invalid_union') {
       // Report the branch that got furthest, rather than "invalid input" for the union as a whole.
       const branches = (issue as unknown as { errors: z.core.$ZodIssue[][] }).errors;
+      // A branch that rejects the input's very type (a key line given a mapping) got nowhere.
+      const wrongType = (b: z.core.$ZodIssue[]): boolean => b.length === 1 && b[0]!.code === 'invalid_type' && b[0]!.path.length === 0;
+      if (branches.some((b) => !wrongType(b))) branches.splice(0, branches.length, ...branches.filter((b) => !wrongType(b)));
       const allUnknown = branches.every((b) => b.some((i) => i.code === 'unrecognized_keys'));
       // Every branch rejects a key: the key is the problem, not what each branch then misses.
       const best = allUnknown

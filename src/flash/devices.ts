@@ -4,7 +4,7 @@
  * image, so every refusal can be reasoned about and tested on its own.
  */
 import { readFileSync } from 'node:fs';
-import { execa } from 'execa';
+import { run } from '../util/run.js';
 import { Failure } from '../util/errors.js';
 import { formatBytes } from '../util/report.js';
 
@@ -72,7 +72,7 @@ export function parseLsblk(json: string): BlockDevice[] {
 /** Every whole disk (top-level lsblk node) with its partitions and holders as children. */
 export async function listDevices(): Promise<BlockDevice[]> {
   const attempt = async (mountCol: string): Promise<string> =>
-    (await execa('lsblk', ['--json', '--bytes', '-o', `${COLUMNS},${mountCol}`], { stdin: 'ignore' })).stdout;
+    (await run('lsblk', ['--json', '--bytes', '-o', `${COLUMNS},${mountCol}`])).stdout;
   try {
     try {
       return parseLsblk(await attempt('MOUNTPOINTS'));

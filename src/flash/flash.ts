@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { access, open, realpath, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileSync } from 'node:fs';
-import { execa } from 'execa';
+import { run } from '../util/run.js';
 import { withCleanup } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
 import { formatBytes, type Reporter } from '../util/report.js';
@@ -24,7 +24,7 @@ import {
 import { findBootPartition, loadCardSettings, summarize, writeSettings, type CardSettings, type CardSettingsInput } from './settings.js';
 import { imageSize, openSource, planWrite, type WritePlan } from './source.js';
 import { lastRecord, record, type FlashRecord } from './state.js';
-import { firstBadOffset, verifyRanges } from './verify.js';
+import { dropDeviceCache, firstBadOffset, verifyRanges } from './verify.js';
 import { openTarget, writeImage, type Target } from './write.js';
 import { limitDirtyCache } from './tune.js';
 
@@ -68,7 +68,7 @@ async function imageFacts(path: string, size: number): Promise<ImageFacts> {
   const st = await stat(path, { bigint: true });
   let hostSource: string | undefined;
   try {
-    const out = (await execa('findmnt', ['-n', '-o', 'SOURCE', '--target', path], { stdin: 'ignore' })).stdout.trim();
+    const out = (await run('findmnt', ['-n', '-o', 'SOURCE', '--target', path])).stdout.trim();
     if (out.startsWith('/dev/')) hostSource = await realpath(out).catch(() => out);
   } catch {
     // findmnt is optional: the device number alone still identifies the host in most cases
@@ -94,12 +94,21 @@ async function resolveDevice(devices: BlockDevice[], given: string): Promise<Blo
   return undefined;
 }
 
-/** Pause between the write and verify phases when asked to (lets a test alter the medium there). */
-async function gateBeforeVerify(): Promise<void> {
+/**
+ * A test's hook into the medium: pause before reading back the byte at SYNCPI_FLASH_GATE_OFFSET
+ * (default 0) until the file SYNCPI_FLASH_GATE_BEFORE_VERIFY exists, announcing the pause with
+ * FILE.ready. Lets a test change the card between the write and its read-back.
+ */
+function verifyGate(): { offset: number; wait: () => Promise<void> } | undefined {
   const gate = process.env.SYNCPI_FLASH_GATE_BEFORE_VERIFY;
-  if (!gate) return;
-  writeFileSync(`${gate}.ready`, '');
-  for (let i = 0; i < 6000 && !existsSync(gate); i++) await sleep(100);
+  if (!gate) return undefined;
+  return {
+    offset: Number(process.env.SYNCPI_FLASH_GATE_OFFSET ?? 0),
+    wait: async () => {
+      writeFileSync(`${gate}.ready`, '');
+      for (let i = 0; i < 6000 && !existsSync(gate); i++) await sleep(100);
+    },
+  };
 }
 
 async function preflightSettings(image: string, size: number, settings: CardSettings): Promise<void> {
@@ -146,7 +155,7 @@ export async function listForImage(image: string | undefined, opts: FlashOptions
 async function unmountAll(dev: BlockDevice, reporter: Reporter): Promise<void> {
   for (const mp of mountpointsOf(dev)) {
     try {
-      await execa('umount', [mp], { stdin: 'ignore' });
+      await run('umount', [mp]);
       reporter.info(`unmounted ${mp}`);
     } catch (e) {
       throw new Failure(`cannot unmount ${mp}: ${(e as { stderr?: string }).stderr?.trim() || String(e)}`);
@@ -165,7 +174,7 @@ async function eject(target: Target, dev: BlockDevice | undefined, reporter: Rep
     ['eject', [target.path]],
   ] as const) {
     try {
-      await execa(cmd, [...args], { stdin: 'ignore' });
+      await run(cmd, [...args]);
       reporter.info(`ejected ${target.path}: you can remove the card`);
       return true;
     } catch (e) {
@@ -245,28 +254,40 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
     const rec: FlashRecord = { device: devPath, identity: identity(dev, devPath), image, status: 'writing', startedAt: new Date().toISOString(), updatedAt: '' };
     record(rec);
 
-    const written = await reporter.step(`write ${label}`, async (progress) => {
+    const wantVerify = opts.verify !== false;
+    const gate = wantVerify ? verifyGate() : undefined;
+    const mismatchFailure = async (m: { range: number; expected: string; actual: string }): Promise<Failure> => {
+      const r = plan.ranges[m.range]!;
+      const detail = `range blocks ${r.first}-${r.last}: expected sha256 ${m.expected}, read ${m.actual}`;
+      await dropDeviceCache(target);
+      const offset = await firstBadOffset(target, plan, image, m.range);
+      if (offset < 0) {
+        record({ ...rec, status: 'failed', detail: 'image does not match its bmap' });
+        return new Failure(`${image} does not match its bmap: blocks ${r.first}-${r.last} (offset ${r.first * plan.blockSize}) hold other data than the bmap says; the image is corrupt or the bmap belongs to another image (${devPath} has no partition table)`, [detail]);
+      }
+      record({ ...rec, status: 'failed', detail: `mismatch at byte ${offset}` });
+      return new Failure(`verification failed: ${devPath} differs from the image at byte offset ${offset} (0x${offset.toString(16)}); the card is faulty or was changed while writing — try another card`, [detail]);
+    };
+
+    // On a block device, each chunk is read back right after it is written: one pass does both.
+    const written = await reporter.step(wantVerify && target.blockDevice ? `write and verify ${label}` : `write ${label}`, async (progress) => {
       const source = await openSource(image, size);
       try {
-        return await writeImage(source, plan, target, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+        return await writeImage(source, plan, target, { verify: wantVerify, gate }, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
       } finally {
         await source.close();
       }
-    }, (r) => `${formatBytes(r.bytes)} written and synced`);
+    }, (r) => (r.mismatch ? `${formatBytes(r.bytes)} written; a range differs` : r.verified ? `${formatBytes(r.bytes)} written, read back from the medium and matched (${plan.ranges.length} ranges)` : `${formatBytes(r.bytes)} written and synced`));
+    if (written.mismatch) throw await mismatchFailure(written.mismatch);
     record({ ...rec, status: 'written' });
 
-    let verified = false;
-    if (opts.verify !== false) {
-      await gateBeforeVerify();
+    let verified = written.verified;
+    if (wantVerify && !verified) {
+      // no direct I/O here (a regular file, or a device that refuses it): a second pass, from the medium
+      await gate?.wait();
       await reporter.step(`verify ${label}`, async (progress) => {
         const bad = await verifyRanges(target, plan, written.digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
-        if (bad) {
-          const offset = await firstBadOffset(target, plan, image, bad.range);
-          record({ ...rec, status: 'failed', detail: `mismatch at byte ${offset}` });
-          throw new Failure(`verification failed: ${devPath} differs from the image at byte offset ${offset} (0x${offset.toString(16)}); the card is faulty or was changed while writing — try another card`, [
-            `range blocks ${plan.ranges[bad.range]!.first}-${plan.ranges[bad.range]!.last}: expected sha256 ${bad.expected}, read ${bad.actual}`,
-          ]);
-        }
+        if (bad) throw await mismatchFailure(bad);
       }, () => `${plan.ranges.length} ranges match (read from the medium)`);
       verified = true;
     }
@@ -348,6 +369,7 @@ async function verifyOnly(
       const bad = await verifyRanges(target, plan, digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
       if (bad) {
         const offset = await firstBadOffset(target, plan, image, bad.range);
+        if (offset < 0) throw new Failure(`${image} does not match its bmap (blocks ${plan.ranges[bad.range]!.first}-${plan.ranges[bad.range]!.last}): the image is corrupt or the bmap belongs to another image`);
         const why = previous?.status === 'writing' ? ' (the last write to it was interrupted)' : '';
         throw new Failure(`${devPath} does not hold ${image}${why}: first difference at byte offset ${offset} (0x${offset.toString(16)})`);
       }

@@ -10,7 +10,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { run } from '../util/run.js';
 import { Failure, UserError } from '../util/errors.js';
 
 export const SETTINGS_FILE = 'syncpi-firstboot.txt';
@@ -211,7 +211,7 @@ const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
 
 async function mtool(cmd: string, args: string[]): Promise<string> {
   try {
-    return (await execa(cmd, args, { stdin: 'ignore', env: MTOOLS_ENV })).stdout;
+    return (await run(cmd, args, { env: MTOOLS_ENV })).stdout;
   } catch (e) {
     if ((e as { code?: string }).code === 'ENOENT') throw new Failure(`${cmd} not found: install mtools to write per-card settings`);
     throw new Failure(`${cmd} failed: ${(e as { stderr?: string }).stderr?.trim().split('\n')[0] || String(e)}`);

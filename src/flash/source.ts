@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { execa } from 'execa';
+import { run } from '../util/run.js';
 import { bmapPathFor, dataExtents, extentsToBlocks, parseBmap, BMAP_BLOCK_SIZE, type Bmap } from '../image/bmap.js';
 import { Failure, UserError } from '../util/errors.js';
 
@@ -121,7 +121,7 @@ class XzSource implements ImageSource {
 /** Uncompressed size of an .xz file, from its index (no decompression). */
 async function xzSize(path: string): Promise<number> {
   try {
-    const out = (await execa('xz', ['--robot', '--list', path], { stdin: 'ignore' })).stdout;
+    const out = (await run('xz', ['--robot', '--list', path])).stdout;
     const total = out.split('\n').find((l) => l.startsWith('totals\t'));
     const n = Number(total?.split('\t')[4]);
     if (!Number.isSafeInteger(n) || n <= 0) throw new Error('no size in xz --list output');

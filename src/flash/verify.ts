@@ -8,7 +8,7 @@
  * buffers aligned in memory, which Node cannot guarantee.
  */
 import { createHash } from 'node:crypto';
-import { execa } from 'execa';
+import { run } from '../util/run.js';
 import { Failure } from '../util/errors.js';
 import { openSource, type WritePlan } from './source.js';
 import { CHUNK, chunksOf, type Target } from './write.js';
@@ -17,7 +17,7 @@ export async function dropDeviceCache(target: Target): Promise<void> {
   if (!target.blockDevice) return;
   await target.fh.sync();
   try {
-    await execa('blockdev', ['--flushbufs', target.path], { stdin: 'ignore' });
+    await run('blockdev', ['--flushbufs', target.path]);
   } catch (e) {
     if ((e as { code?: string }).code === 'ENOENT') throw new Failure('blockdev not found: install util-linux (needed to verify against the medium, not the cache)');
     throw new Failure(`blockdev --flushbufs ${target.path} failed: ${(e as { stderr?: string }).stderr?.trim() || String(e)}`);
@@ -79,7 +79,10 @@ export async function verifyRanges(
   return undefined;
 }
 
-/** Find the first differing byte of a range that failed verification, by comparing with the image. */
+/**
+ * Find the first differing byte of a range that failed verification, by comparing with the image.
+ * -1 when the device holds exactly the image's bytes: then the image, not the card, is at fault.
+ */
 export async function firstBadOffset(target: Target, plan: WritePlan, imagePath: string, range: number): Promise<number> {
   const r = plan.ranges[range]!;
   const start = r.first * plan.blockSize;
@@ -98,5 +101,5 @@ export async function firstBadOffset(target: Target, plan: WritePlan, imagePath:
   } finally {
     await source.close();
   }
-  return start;
+  return -1;
 }

@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
-import { execa } from 'execa';
+import { run } from '../util/run.js';
 import { Failure, UserError } from '../util/errors.js';
 
 export const BMAP_BLOCK_SIZE = 4096;
@@ -117,7 +117,7 @@ export async function dataExtents(path: string): Promise<{ extents: Extent[]; me
   ];
   for (const [cmd, args] of attempts) {
     try {
-      const r = await execa(cmd, args, { stdin: 'ignore' });
+      const r = await run(cmd, args);
       return { extents: parseExtents(r.stdout, size), method: r.stdout.startsWith('fiemap') ? 'fiemap' : 'seek' };
     } catch (e) {
       if ((e as { code?: string }).code === 'ENOENT') continue;

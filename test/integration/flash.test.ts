@@ -363,7 +363,7 @@ describe('writing', () => {
     const big = [...bmapRanges].sort((a, b) => b.last - b.first - (a.last - a.first))[0]!;
     const offset = Math.floor((big.first + big.last) / 2) * 4096 + 123;
     try {
-      const run = flashCli([image, '--device', dev, '--yes', '--allow-fixed'], { env: { SYNCPI_FLASH_GATE_BEFORE_VERIFY: gate } });
+      const run = flashCli([image, '--device', dev, '--yes', '--allow-fixed'], { env: { SYNCPI_FLASH_GATE_BEFORE_VERIFY: gate, SYNCPI_FLASH_GATE_OFFSET: String(offset) } });
       for (let i = 0; i < 1200 && !existsSync(`${gate}.ready`); i++) await sleep(100);
       assert.ok(existsSync(`${gate}.ready`), 'the write phase did not finish');
       // change the backing file behind the loop device: the device's own page cache still has
@@ -384,6 +384,39 @@ describe('writing', () => {
       await detach(dev);
       rmSync(gate, { force: true });
       rmSync(`${gate}.ready`, { force: true });
+    }
+  });
+
+  test('an image that does not match its bmap is blamed on the image, with or without verify; the card gets no partition table', async () => {
+    const dir = join(work, 'badimg');
+    mkdirSync(dir, { recursive: true });
+    const bad = join(dir, 'appliance.img');
+    await x('cp', ['--sparse=always', image, bad]);
+    await x('cp', [image.replace(/\.img$/, '.bmap'), join(dir, 'appliance.bmap')]);
+    const big = [...bmapRanges].sort((a, b) => b.last - b.first - (a.last - a.first))[0]!;
+    const offset = big.first * 4096 + 4321;
+    const fd = openSync(bad, 'r+');
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, offset);
+    b[0] = b[0]! ^ 0x5a;
+    writeSync(fd, b, 0, 1, offset);
+    closeSync(fd);
+    const dev = await attach(await sparseFile(join(work, 'badimg.bin'), 400));
+    try {
+      for (const extra of [[], ['--no-verify']]) {
+        const r = await flashCli([bad, '--device', dev, '--yes', '--allow-fixed', ...extra]);
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /appliance\.img does not match its bmap: blocks \d+-\d+/);
+        assert.doesNotMatch(r.stderr, /card is faulty/);
+        const head = Buffer.alloc(512);
+        const dfd = openSync(dev, 'r');
+        readSync(dfd, head, 0, 512, 0);
+        closeSync(dfd);
+        assert.ok(!(head[510] === 0x55 && head[511] === 0xaa), `no partition table after a refused image (${extra.join(' ') || 'verify'})`);
+      }
+    } finally {
+      await detach(dev);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
