@@ -64,6 +64,8 @@ export interface StartHostsOptions {
 
 interface Slot {
   idx: number;
+  /** Set once booted: what a diagnostic login needs. */
+  login?: { name: string; ip: string; keyPath: string };
   ns: string;
   veth: string;
   dir: string;
@@ -272,28 +274,37 @@ function waitForBanner(ip: string, port: number, deadline: number): Promise<void
   });
 }
 
+/** One key login running `true`; the reason when it fails. */
+async function loginProblem(ip: string, keyPath: string, knownHosts: string | undefined): Promise<string | undefined> {
+  const hostKeyOpts = knownHosts ? ['-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes'] : ['-o', 'UserKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=no'];
+  const r = await execa(
+    'ssh',
+    ['-F', 'none', '-i', keyPath, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR', ...hostKeyOpts, '-o', 'ConnectTimeout=5', `pi@${ip}`, 'true'],
+    { reject: false, stdin: 'ignore', timeout: 15_000 },
+  );
+  return r.exitCode === 0 ? undefined : `${r.stderr.trim().split('\n').slice(-3).join(' | ')} (exit ${r.exitCode ?? r.signal})`;
+}
+
+async function sshJournal(slot: Slot): Promise<string> {
+  try {
+    const pid = leaderPid(slot.pid!);
+    const args = ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '--', 'journalctl', '-b', '-u', 'ssh.service', '-u', 'systemd-logind.service', '-n', '30', '--no-pager'];
+    return (await execa('nsenter', args, { reject: false })).stdout;
+  } catch {
+    return '(container gone)';
+  }
+}
+
 async function waitForLogin(name: string, ip: string, keyPath: string, knownLine: string, slot: Slot, deadline: number): Promise<void> {
   const kh = path.join(slot.dir, 'known_hosts');
   writeFileSync(kh, knownLine + '\n');
-  let last = '';
+  let last: string | undefined;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
-    const r = await execa(
-      'ssh',
-      ['-F', 'none', '-i', keyPath, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${kh}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=5', `pi@${ip}`, 'true'],
-      { reject: false, stdin: 'ignore', timeout: 15_000 },
-    );
-    if (r.exitCode === 0) return;
-    last = `${r.stderr.trim().split('\n').slice(-3).join(' | ')} (exit ${r.exitCode ?? r.signal})`;
+    last = await loginProblem(ip, keyPath, kh);
+    if (!last) return;
     await new Promise((res) => setTimeout(res, Math.min(200 * (attempt + 1), 2000)));
   }
-  let journal = '';
-  try {
-    const pid = leaderPid(slot.pid!);
-    journal = (await execa('nsenter', ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '--', 'journalctl', '-b', '-u', 'ssh.service', '-n', '25', '--no-pager'], { reject: false })).stdout;
-  } catch {
-    journal = '(container gone)';
-  }
-  throw new Error(`test host ${name} answers with an SSH banner but no login succeeds: ${last}\n${journal}`);
+  throw new Error(`test host ${name} answers with an SSH banner but no login succeeds: ${last}\n${await sshJournal(slot)}`);
 }
 
 /** PID of the container's init (PID 1 inside), a direct child of systemd-nspawn. */
@@ -403,6 +414,7 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
   // A banner is not a usable host: sshd can still drop sessions while the container finishes
   // booting. Ready means a real key login ran a command; if it never does, say why.
   await waitForLogin(name, ip, keyPath, `${ip} ${hk.line}`, slot, deadline);
+  slot.login = { name, ip, keyPath };
   const bootMs = Date.now() - t0;
 
   const host: TestHost = {
@@ -487,6 +499,12 @@ export async function startHosts(n: number, opts: StartHostsOptions = {}): Promi
 }
 
 export async function stopAll(): Promise<void> {
+  // A host that stopped taking logins during the tests explains their failures: say so, with its sshd log.
+  for (const s of running.values()) {
+    if (!s.login) continue;
+    const problem = await loginProblem(s.login.ip, s.login.keyPath, undefined);
+    if (problem) console.log(`# test host ${s.login.name} no longer takes SSH logins: ${problem}\n${(await sshJournal(s)).replace(/^/gm, '#   ')}`);
+  }
   await Promise.all([...running.values()].map(stopSlot));
   if (runDir && running.size === 0) {
     rmSync(runDir, { recursive: true, force: true });
