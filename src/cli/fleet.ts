@@ -1,7 +1,7 @@
 /** `syncpi fleet apply|check INVENTORY`: the appliance on many Pis, with per-host values. */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { Failure, UserError } from '../util/errors.js';
+import { EXIT_DRIFT, Failure, UserError } from '../util/errors.js';
 import { addSshOptions, parsePositiveInt, type SshCliOptions } from './provision.js';
 
 interface FleetCliOptions extends SshCliOptions {
@@ -79,6 +79,7 @@ async function fleetAction(inventoryPath: string, opts: FleetCliOptions, check: 
     const msg = `${result.reports.filter((r) => r.status === 'failed').length} of ${result.reports.length} host(s) failed${result.stopped ? ` (stopped: ${result.stopped})` : ''}; logs in ${result.runDir}`;
     throw allBadInput ? new UserError(msg) : new Failure(msg);
   }
+  if (check && result.reports.some((r) => r.status === 'changed')) process.exitCode = EXIT_DRIFT;
 }
 
 export function register(program: Command): void {
@@ -99,7 +100,9 @@ export function register(program: Command): void {
     .option('--canary <n>', 'apply to the first N hosts first; stop if any of them fails')
     .option('--max-fail <n>', 'stop starting new hosts once N have failed')
     .action((inv: string, opts: FleetCliOptions) => fleetAction(inv, opts, false));
-  common(fleet.command('check').description('report drift on every host (what apply would change); changes nothing')).action((inv: string, opts: FleetCliOptions) =>
+  common(fleet.command('check').description('report drift on every host (what apply would change); changes nothing'))
+    .addHelpText('after', `\nExit codes: 0 no drift, ${EXIT_DRIFT} drift found, 1 a host failed, 2 bad input.`)
+    .action((inv: string, opts: FleetCliOptions) =>
     fleetAction(inv, opts, true),
   );
 }

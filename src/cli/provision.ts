@@ -1,6 +1,6 @@
 /** `syncpi provision [USER@]HOST CONFIG`: apply (or --check) the appliance on one running Pi over SSH. */
 import { Option, type Command } from 'commander';
-import { Failure, UserError } from '../util/errors.js';
+import { EXIT_DRIFT, Failure, UserError } from '../util/errors.js';
 
 export interface SshCliOptions {
   identity?: string[];
@@ -37,7 +37,7 @@ export function register(program: Command): void {
       .description('apply the appliance to a running Pi over SSH (idempotent; --check shows what would change)')
       .argument('<destination>', '[USER@]HOST of the Pi (default user: pi)')
       .argument('<config>', 'path to appliance.yaml')
-      .option('--check', 'print what would change (diffs, packages, restarts) and change nothing')
+      .option('--check', `print what would change (diffs, packages, restarts) and change nothing; exit ${EXIT_DRIFT} when something would`)
       .option('-p, --port <port>', 'SSH port', '22')
       .option('--secrets <file>', 'secrets file (default: CONFIG.secrets.yaml beside the config)')
       .option('--no-diff', 'do not print file diffs in --check mode')
@@ -96,5 +96,6 @@ export function register(program: Command): void {
     if (report.failure) {
       throw new Failure(`${host}: step "${report.failure.step}" failed (exit ${report.failure.code}): ${report.failure.message}`);
     }
+    if (opts.check && (report.changes.length > 0 || report.handlers.length > 0)) process.exitCode = EXIT_DRIFT;
   });
 }

@@ -129,6 +129,20 @@ async function deviceRangeHashes(dev: string): Promise<string[]> {
   }
 }
 
+/** Invert one byte of a file in place, durably. */
+function flipByte(file: string, offset: number): void {
+  const fd = openSync(file, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, offset);
+    b[0] = b[0]! ^ 0xff;
+    writeSync(fd, b, 0, 1, offset);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function assertRefused(r: Run, pattern: RegExp): void {
   assert.equal(r.code, 2, `expected exit 2, got ${r.code}: ${r.stderr}`);
   assert.match(r.stderr, pattern);
@@ -368,13 +382,7 @@ describe('writing', () => {
       assert.ok(existsSync(`${gate}.ready`), 'the write phase did not finish');
       // change the backing file behind the loop device: the device's own page cache still has
       // the good byte, so only a verify that reads the medium can notice
-      const fd = openSync(backing, 'r+');
-      const b = Buffer.alloc(1);
-      readSync(fd, b, 0, 1, offset);
-      b[0] = b[0]! ^ 0xff;
-      writeSync(fd, b, 0, 1, offset);
-      fsyncSync(fd);
-      closeSync(fd);
+      flipByte(backing, offset);
       writeFileSync(gate, '');
       const r = await run;
       assert.equal(r.code, 1, r.stderr);
@@ -395,12 +403,7 @@ describe('writing', () => {
     await x('cp', [image.replace(/\.img$/, '.bmap'), join(dir, 'appliance.bmap')]);
     const big = [...bmapRanges].sort((a, b) => b.last - b.first - (a.last - a.first))[0]!;
     const offset = big.first * 4096 + 4321;
-    const fd = openSync(bad, 'r+');
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, offset);
-    b[0] = b[0]! ^ 0x5a;
-    writeSync(fd, b, 0, 1, offset);
-    closeSync(fd);
+    flipByte(bad, offset);
     const dev = await attach(await sparseFile(join(work, 'badimg.bin'), 400));
     try {
       for (const extra of [[], ['--no-verify']]) {

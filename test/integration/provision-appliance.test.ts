@@ -71,7 +71,7 @@ describe('syncpi provision with the real appliance', () => {
   test('--check shows diffs, packages and restarts, and changes nothing', async () => {
     const before = await snapshot(A());
     const r = await provision(A(), cfg.a, ['--check']);
-    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.exitCode, 3, `--check exits 3 when something would change: ${r.stderr}`);
     const rep = jsonResult<HostReport>(r.stdout);
     assert.equal(rep.mode, 'check');
     assert.equal(rep.status, 'changed');

@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
@@ -116,6 +116,23 @@ describe('fleet apply of the real appliance, then syncpi status', () => {
     assert.equal(chk.summary.unchanged, 3, JSON.stringify(chk.hosts));
     // Not drift, but said: Syncthing did not come up on the drive-absent host.
     assert.match(chk.hosts.find((h) => h.name === 'nas-home')!.warnings.join('\n'), /restart-syncthing: did not bring its unit up/);
+  });
+
+  test('fleet check exits 3 on drift, naming the host and the file; apply repairs it', async () => {
+    const h = hosts[1]!;
+    const name = NAMES[1];
+    const file = path.join(h.root, 'etc/timezone');
+    const was = await readFile(file, 'utf8');
+    await writeFile(file, 'Etc/Drifted\n');
+    const c = await fleet('check', path.join(dir, 'run-drift'));
+    assert.equal(c.exitCode, 3, c.stderr + c.stdout.slice(-2000));
+    const chk = jsonResult<FleetJson>(c.stdout);
+    assert.equal(chk.summary.changed, 1, JSON.stringify(chk.hosts.map((x) => [x.name, x.status])));
+    assert.equal(chk.hosts.find((x) => x.status === 'changed')?.name, name);
+    assert.equal(await readFile(file, 'utf8'), 'Etc/Drifted\n', 'check changes nothing');
+    const a = await fleet('apply', path.join(dir, 'run-repair'));
+    assert.equal(a.exitCode, 0, a.stdout.slice(-2000));
+    assert.equal(await readFile(file, 'utf8'), was);
   });
 
   test('status: daemon, folders in sync via the REST API through SSH, drive, free space', async () => {
