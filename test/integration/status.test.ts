@@ -128,7 +128,9 @@ describe('fleet apply of the real appliance, then syncpi status', () => {
     assert.equal(c.exitCode, 3, c.stderr + c.stdout.slice(-2000));
     const chk = jsonResult<FleetJson>(c.stdout);
     assert.equal(chk.summary.changed, 1, JSON.stringify(chk.hosts.map((x) => [x.name, x.status])));
-    assert.equal(chk.hosts.find((x) => x.status === 'changed')?.name, name);
+    const drifted = chk.hosts.find((x) => x.status === 'changed');
+    assert.equal(drifted?.name, name);
+    assert.ok((drifted!.changes as Array<{ target: string }>).some((c) => c.target === '/etc/timezone'), JSON.stringify(drifted!.changes));
     assert.equal(await readFile(file, 'utf8'), 'Etc/Drifted\n', 'check changes nothing');
     const a = await fleet('apply', path.join(dir, 'run-repair'));
     assert.equal(a.exitCode, 0, a.stdout.slice(-2000));
