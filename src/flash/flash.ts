@@ -271,7 +271,8 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
 
     // On a block device, each chunk is read back right after it is written: one pass does both.
     const written = await reporter.step(wantVerify && target.blockDevice ? `write and verify ${label}` : `write ${label}`, async (progress) => {
-      const source = await openSource(image, size);
+      // the pool's buffers are aligned for direct I/O exactly when the target is a block device
+      const source = await openSource(image, size, { direct: target.blockDevice });
       try {
         return await writeImage(source, plan, target, { verify: wantVerify, gate }, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
       } finally {

@@ -3,13 +3,14 @@
  * .img.xz decompressed as a stream by `xz -dc` (never unpacked to disk). Readers only ever move
  * forward, which is what lets a compressed image be flashed without seeking.
  */
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { run } from '../util/run.js';
 import { bmapPathFor, dataExtents, extentsToBlocks, parseBmap, BMAP_BLOCK_SIZE, type Bmap } from '../image/bmap.js';
 import { Failure, UserError } from '../util/errors.js';
+import { DIRECT_UNIT, roundUp } from './direct.js';
 
 export interface ImageSource {
   readonly path: string;
@@ -32,10 +33,39 @@ export interface WritePlan {
   mappedBytes: number;
 }
 
+/**
+ * With `direct`, whole-unit reads into aligned buffers bypass the page cache: the image is read
+ * once, so caching it would only evict the rest of the machine's cache (and cost a copy). Any
+ * read that cannot be direct (odd offset, a buffer O_DIRECT refuses, a file system without it)
+ * goes through the ordinary handle.
+ */
 class FileSource implements ImageSource {
   readonly compressed = false;
-  constructor(readonly path: string, readonly size: number, private readonly fh: FileHandle) {}
+  constructor(
+    readonly path: string,
+    readonly size: number,
+    private readonly fh: FileHandle,
+    private direct: FileHandle | undefined,
+  ) {}
   async read(buf: Buffer, offset: number, length: number): Promise<void> {
+    if (this.direct && offset % DIRECT_UNIT === 0) {
+      // a whole number of units, which at the end of the file simply comes back short
+      const want = Math.min(roundUp(length), buf.length - (buf.length % DIRECT_UNIT));
+      if (want >= length) {
+        try {
+          let got = 0;
+          while (got < length) {
+            const { bytesRead } = await this.direct.read(buf, got, want - got, offset + got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+          if (got >= length) return;
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'EINVAL') throw e;
+          await this.dropDirect();
+        }
+      }
+    }
     let got = 0;
     while (got < length) {
       const { bytesRead } = await this.fh.read(buf, got, length - got, offset + got);
@@ -43,7 +73,13 @@ class FileSource implements ImageSource {
       got += bytesRead;
     }
   }
+  private async dropDirect(): Promise<void> {
+    const d = this.direct;
+    this.direct = undefined;
+    await d?.close();
+  }
   async close(): Promise<void> {
+    await this.dropDirect();
     await this.fh.close();
   }
 }
@@ -140,11 +176,14 @@ export async function imageSize(path: string): Promise<number> {
   return isCompressed(path) ? xzSize(path) : (await stat(path)).size;
 }
 
-export async function openSource(path: string, size: number): Promise<ImageSource> {
+/** `direct`: the caller reads into buffers aligned for O_DIRECT (see direct.ts). */
+export async function openSource(path: string, size: number, opts: { direct?: boolean } = {}): Promise<ImageSource> {
   if (isCompressed(path)) {
     return new XzSource(path, size, spawn('xz', ['-dc', '-T0', path], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
-  return new FileSource(path, size, await open(path, 'r'));
+  const fh = await open(path, 'r');
+  const direct = opts.direct ? await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => undefined) : undefined;
+  return new FileSource(path, size, fh, direct);
 }
 
 /**
