@@ -204,7 +204,7 @@ async function pipeline(
     }
   };
 
-  interface Job { index: number; buf: Buffer; skip: number; done: Promise<void> }
+  interface Job { index: number; buf: Buffer; done: Promise<void> }
   const fifo: Job[] = [];
   let done = 0;
   const settle = async (): Promise<void> => {
@@ -241,7 +241,6 @@ async function pipeline(
       const job: Job = {
         index: i,
         buf,
-        skip,
         done: (async () => {
           if (skip < c.length) await writeChunk(buf.subarray(skip), c.offset + skip, c.length - skip);
           if (!readBack || skip >= c.length) return;
