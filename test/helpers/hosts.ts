@@ -12,7 +12,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, renameSync, chownSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync, renameSync, chownSync, chmodSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -72,6 +72,8 @@ interface Slot {
   merged: string;
   child?: ChildProcess;
   pid?: number;
+  /** The container's own cgroups, one per hierarchy nspawn uses. */
+  cgroups?: string[];
 }
 
 const running = new Map<number, Slot>();
@@ -82,8 +84,65 @@ function sh(cmd: string, args: string[]): void {
   void r;
 }
 
+/**
+ * With --keep-unit nspawn roots the container in the cgroup it was started from, so containers
+ * started side by side from one process share a cgroup tree: each container's systemd then
+ * creates and removes the others' unit cgroups, and units fail at random with 219/CGROUP
+ * (systemd-user-sessions among them, leaving /run/nologin: no logins). Every container gets its
+ * own cgroup below ours, in each hierarchy systemd tracks processes with.
+ */
+function containerCgroups(idx: number): string[] {
+  const own = new Map<string, string>();
+  for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (m) own.set(m[1]!, m[2]!);
+  }
+  const mounts: [string, string][] = existsSync('/sys/fs/cgroup/cgroup.controllers')
+    ? [['/sys/fs/cgroup', '']]
+    : [
+        ['/sys/fs/cgroup/systemd', 'name=systemd'],
+        ['/sys/fs/cgroup/unified', ''],
+      ];
+  return mounts
+    .filter(([mnt, key]) => existsSync(mnt) && own.has(key))
+    .map(([mnt, key]) => path.join(mnt, own.get(key)!, `syncpi-test-${idx}`));
+}
+
+/** Kill whatever still runs in a container's cgroups, then remove them, deepest first. */
+function removeCgroups(dirs: string[]): void {
+  for (const top of dirs) {
+    if (!existsSync(top)) continue;
+    const all: string[] = [];
+    const walk = (d: string): void => {
+      all.push(d);
+      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(d, e.name));
+    };
+    walk(top);
+    for (const d of all) {
+      for (const pid of readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    for (const d of all.reverse()) {
+      // A killed process leaves its cgroup a moment later.
+      for (let i = 0; i < 50; i++) {
+        try {
+          rmdirSync(d);
+          break;
+        } catch {
+          spawnSync('sleep', ['0.1']);
+        }
+      }
+    }
+  }
+}
+
 /** Synchronous teardown: usable from an 'exit' handler and for reclaiming a dead run's leftovers. */
-function teardownSync(s: { idx: number; ns: string; merged: string; pid?: number; dir?: string }): void {
+function teardownSync(s: { idx: number; ns: string; merged: string; pid?: number; dir?: string; cgroups?: string[] }): void {
   if (s.pid) {
     try {
       process.kill(s.pid, 'SIGKILL');
@@ -93,6 +152,7 @@ function teardownSync(s: { idx: number; ns: string; merged: string; pid?: number
   }
   // The container's init dies with its pid namespace once nspawn is gone; give the kernel a moment.
   for (let i = 0; i < 50 && s.pid && pidAlive(s.pid); i++) spawnSync('sleep', ['0.1']);
+  if (s.cgroups) removeCgroups(s.cgroups);
   sh('umount', ['-l', s.merged]);
   // Deleting our end destroys the pair at once; namespace teardown alone is asynchronous.
   sh('ip', ['link', 'delete', `spt${s.idx}h`]);
@@ -205,7 +265,7 @@ function reclaimStale(): void {
   for (const f of readdirSync(STATE)) {
     if (!f.endsWith('.json')) continue;
     try {
-      const rec = JSON.parse(readFileSync(path.join(STATE, f), 'utf8')) as { owner: number; idx: number; ns: string; merged: string; pid?: number; dir?: string };
+      const rec = JSON.parse(readFileSync(path.join(STATE, f), 'utf8')) as { owner: number; idx: number; ns: string; merged: string; pid?: number; dir?: string; cgroups?: string[] };
       if (!pidAlive(rec.owner)) teardownSync(rec);
     } catch {
       rmSync(path.join(STATE, f), { force: true });
@@ -239,7 +299,7 @@ function claimSlot(dir: string): Slot {
 }
 
 function recordSlot(s: Slot): void {
-  writeFileSync(path.join(STATE, `${s.idx}.json`), JSON.stringify({ owner: process.pid, idx: s.idx, ns: s.ns, merged: s.merged, pid: s.pid, dir: s.dir }));
+  writeFileSync(path.join(STATE, `${s.idx}.json`), JSON.stringify({ owner: process.pid, idx: s.idx, ns: s.ns, merged: s.merged, pid: s.pid, dir: s.dir, cgroups: s.cgroups }));
 }
 
 async function run(cmd: string, args: string[]): Promise<void> {
@@ -285,10 +345,19 @@ async function loginProblem(ip: string, keyPath: string, knownHosts: string | un
   return r.exitCode === 0 ? undefined : `${r.stderr.trim().split('\n').slice(-3).join(' | ')} (exit ${r.exitCode ?? r.signal})`;
 }
 
-async function sshJournal(slot: Slot): Promise<string> {
+async function hostDiagnostics(slot: Slot): Promise<string> {
   try {
     const pid = leaderPid(slot.pid!);
-    const args = ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '--', 'journalctl', '-b', '-u', 'ssh.service', '-u', 'systemd-logind.service', '-n', '30', '--no-pager'];
+    // What sshd said, and why the system may not take logins yet: unfinished jobs, failed units, /run/nologin.
+    const script = [
+      'journalctl -b -u ssh.service -u systemd-logind.service -n 12 --no-pager',
+      'echo "state: $(systemctl is-system-running)"',
+      'systemctl list-jobs --no-pager --no-legend | head -n 10',
+      'systemctl --failed --no-pager --no-legend',
+      'ls -l /run/nologin 2>&1',
+      'systemctl status --no-pager -n 5 systemd-user-sessions.service 2>&1 | head -n 12',
+    ].join('; ');
+    const args = ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '--', 'sh', '-c', script];
     return (await execa('nsenter', args, { reject: false })).stdout;
   } catch {
     return '(container gone)';
@@ -304,7 +373,7 @@ async function waitForLogin(name: string, ip: string, keyPath: string, knownLine
     if (!last) return;
     await new Promise((res) => setTimeout(res, Math.min(200 * (attempt + 1), 2000)));
   }
-  throw new Error(`test host ${name} answers with an SSH banner but no login succeeds: ${last}\n${await sshJournal(slot)}`);
+  throw new Error(`test host ${name} answers with an SSH banner but no login succeeds: ${last}\n${await hostDiagnostics(slot)}`);
 }
 
 /** PID of the container's init (PID 1 inside), a direct child of systemd-nspawn. */
@@ -358,11 +427,22 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
     writeFileSync(path.join(root, 'etc/apt/apt.conf.d/99syncpi-test-broken'), 'DPkg::Pre-Invoke { "echo simulated dpkg failure >&2; exit 100"; };\n');
   }
 
+  slot.cgroups = containerCgroups(slot.idx);
+  removeCgroups(slot.cgroups);
+  for (const cg of slot.cgroups) mkdirSync(cg);
+  recordSlot(slot);
+
   const log = openSync(path.join(slot.dir, 'console.log'), 'w');
   const t0 = Date.now();
+  // The shell moves itself into the container's cgroups, then becomes nspawn.
+  const enter = 'for cg in $SYNCPI_CGROUPS; do echo $$ > "$cg/cgroup.procs" || exit 125; done; exec "$@"';
   const child = spawn(
-    'systemd-nspawn',
+    'sh',
     [
+      '-c',
+      enter,
+      'sh',
+      'systemd-nspawn',
       '--boot',
       // No systemd on this machine's PID 1 to allocate a scope: stay in our cgroup, skip machined.
       '--register=no',
@@ -381,7 +461,7 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
       '--link-journal=no',
       '--console=read-only',
     ],
-    { stdio: ['ignore', log, log], detached: true },
+    { stdio: ['ignore', log, log], detached: true, env: { ...process.env, SYNCPI_CGROUPS: slot.cgroups.join(' ') } },
   );
   closeSync(log);
   child.unref();
@@ -415,6 +495,12 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
   // booting. Ready means a real key login ran a command; if it never does, say why.
   await waitForLogin(name, ip, keyPath, `${ip} ${hk.line}`, slot, deadline);
   slot.login = { name, ip, keyPath };
+  // A unit that failed at boot makes every later failure on this host ambiguous: refuse the host.
+  const state = await execa('nsenter', ['-t', String(leaderPid(slot.pid!)), '-m', '-u', '-i', '-n', '-p', '--', 'systemctl', 'is-system-running', '--wait'], {
+    reject: false,
+    timeout: Math.max(1000, deadline - Date.now()),
+  });
+  if (state.stdout.trim() !== 'running') throw new Error(`test host ${name} booted ${state.stdout.trim() || 'into an unknown state'}\n${await hostDiagnostics(slot)}`);
   const bootMs = Date.now() - t0;
 
   const host: TestHost = {
@@ -503,7 +589,7 @@ export async function stopAll(): Promise<void> {
   for (const s of running.values()) {
     if (!s.login) continue;
     const problem = await loginProblem(s.login.ip, s.login.keyPath, undefined);
-    if (problem) console.log(`# test host ${s.login.name} no longer takes SSH logins: ${problem}\n${(await sshJournal(s)).replace(/^/gm, '#   ')}`);
+    if (problem) console.log(`# test host ${s.login.name} no longer takes SSH logins: ${problem}\n${(await hostDiagnostics(s)).replace(/^/gm, '#   ')}`);
   }
   await Promise.all([...running.values()].map(stopSlot));
   if (runDir && running.size === 0) {
