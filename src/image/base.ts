@@ -3,7 +3,7 @@
  * an http(s) URL; .img, .img.xz or .zip. The compressed file is verified against its SHA-256
  * and both it and the unpacked image are cached by that hash.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -52,6 +52,11 @@ export async function sha256File(path: string, progress?: (n: number) => void): 
   return h.digest('hex');
 }
 
+/** Two builds acquiring the same base each fill their own file; the final rename is atomic. */
+function privateTemp(dest: string, tag: string): string {
+  return `${dest}.${tag}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
 async function download(url: string, expected: string, dest: string, reporter: Reporter): Promise<void> {
   await reporter.step(`download ${url}`, async (progress) => {
     const res = await fetch(url).catch((e: unknown) => {
@@ -60,7 +65,7 @@ async function download(url: string, expected: string, dest: string, reporter: R
     if (!res.ok || !res.body) throw new Failure(`download of ${url} failed: HTTP ${res.status}`);
     const total = Number(res.headers.get('content-length') ?? '') || undefined;
     const h = createHash('sha256');
-    const tmp = `${dest}.part`;
+    const tmp = privateTemp(dest, 'part');
     try {
       await pipeline(
         Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
@@ -103,7 +108,7 @@ export async function acquireBase(source: string, sha256: string | undefined, re
 
   const img = join(cacheDir('bases'), `${digest}.img`);
   if (existsSync(img)) return { img, sha256: digest, source };
-  const tmp = `${img}.tmp-${process.pid}`;
+  const tmp = privateTemp(img, 'tmp');
   try {
     await reporter.step(`unpack ${kind === 'xz' ? '.xz' : '.zip'} base image`, async (progress) => {
       if (kind === 'xz') {

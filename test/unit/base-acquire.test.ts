@@ -59,7 +59,20 @@ before(async () => {
       return;
     }
     const body = readFileSync(f);
-    res.writeHead(200, { 'content-length': String(body.length) }).end(body);
+    res.writeHead(200, { 'content-length': String(body.length) });
+    if (!req.url!.includes('slow')) {
+      res.end(body);
+      return;
+    }
+    // In four parts, so that concurrent downloads overlap for certain.
+    const part = Math.ceil(body.length / 4);
+    let i = 0;
+    const next = (): void => {
+      if (i >= 4) return void res.end();
+      res.write(body.subarray(i * part, ++i * part));
+      setTimeout(next, 50);
+    };
+    next();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -121,6 +134,21 @@ describe('base images from a URL', () => {
     assert.equal(seen.filter((l) => l.startsWith('step download')).length, 1);
     assert.ok(seen.some((l) => l.startsWith('info base image: using cached download')));
     assert.deepEqual(cacheFiles('downloads'), [`${want}.zip`]);
+  });
+
+  test('two builds fetching the same base at once both get it whole, and leave one cache entry', async () => {
+    const want = sha(readFileSync(xzPath));
+    const [a, b] = await Promise.all([
+      acquireBase(`${base}/raspios-lite.img.xz?slow=1`, want, reporter),
+      acquireBase(`${base}/raspios-lite.img.xz?slow=2`, want, reporter),
+    ]);
+    assert.equal(hits.get('/raspios-lite.img.xz?slow=1'), 1);
+    assert.equal(hits.get('/raspios-lite.img.xz?slow=2'), 1, 'both downloaded: neither found the other\'s file half-written');
+    assert.equal(a.img, b.img);
+    assert.ok(readFileSync(a.img).equals(img));
+    assert.ok(cacheFiles('downloads').includes(`${want}.xz`));
+    assert.ok(!cacheFiles('downloads').some((f) => f.includes('.part')), 'no temporary left');
+    assert.ok(!cacheFiles('bases').some((f) => f.includes('.tmp')), 'no temporary left');
   });
 
   test('a download with another SHA-256 or an HTTP error leaves nothing in the cache', async () => {
