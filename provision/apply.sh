@@ -65,6 +65,7 @@ trap 'cleanup; exit 141' PIPE
 : >"$WORK/notified"
 : >"$WORK/changed"
 : >"$WORK/started"
+: >"$WORK/reinstall"
 CHANGES=0
 HANDLERS=0
 STEP=start
@@ -288,8 +289,13 @@ step_packages_purge() {
 
 # ---- users --------------------------------------------------------------------------------
 
+# Supplementary groups syncpi added, "USER<TAB>GROUP" per line: only these are ever removed.
+GROUPS_OURS=/var/lib/syncpi/groups
+
 step_users() {
   step users
+  if [ -f "$GROUPS_OURS" ]; then cp "$GROUPS_OURS" "$WORK/groups-ours"; else : >"$WORK/groups-ours"; fi
+  : >"$WORK/groups-ours-next"
   records group >"$WORK/groups"
   while IFS= read -r g; do
     getent group "$g" >/dev/null 2>&1 && continue
@@ -327,13 +333,33 @@ step_users() {
     records usergroup >"$WORK/ugroups"
     while IFS="$TAB" read -r uname g; do
       [ "$uname" = "$name" ] || continue
-      member=0
-      for have in $(id -nG "$name" 2>/dev/null); do [ "$have" = "$g" ] && member=1; done
-      [ "$member" = 1 ] && continue
+      if in_group "$name" "$g"; then
+        # Kept as ours only if we added it: a membership the system had before is never taken away.
+        grep -qxF -e "$name$TAB$g" "$WORK/groups-ours" && printf '%s\t%s\n' "$name" "$g" >>"$WORK/groups-ours-next"
+        continue
+      fi
       [ "$MODE" = check ] || run usermod --append --groups "$g" "$name"
+      printf '%s\t%s\n' "$name" "$g" >>"$WORK/groups-ours-next"
       change user "$name" "group $g"
     done <"$WORK/ugroups"
   done <"$WORK/users"
+  # Memberships syncpi added that the plan no longer lists are removed.
+  while IFS="$TAB" read -r name g; do
+    grep -qxF -e "$name$TAB$g" "$WORK/groups-ours-next" && continue
+    getent passwd "$name" >/dev/null 2>&1 && in_group "$name" "$g" || continue
+    [ "$MODE" = check ] || run gpasswd --delete "$name" "$g"
+    change user "$name" "group $g removed"
+  done <"$WORK/groups-ours"
+  if [ "$MODE" = apply ] && ! cmp -s "$WORK/groups-ours" "$WORK/groups-ours-next"; then
+    run mkdir -p "${GROUPS_OURS%/*}"
+    run cp "$WORK/groups-ours-next" "$GROUPS_OURS.new"
+    run mv -f "$GROUPS_OURS.new" "$GROUPS_OURS"
+  fi
+}
+
+in_group() { # USER GROUP
+  for have in $(id -nG "$1" 2>/dev/null); do [ "$have" = "$2" ] && return 0; done
+  return 1
 }
 
 # ---- dirs and files -----------------------------------------------------------------------
@@ -454,6 +480,7 @@ step_files() {
       if [ "${cur%% *}" != "$mode" ]; then action=mode; else action=owner; fi
     fi
     [ -n "$action" ] || continue
+    [ "$action" = updated ] && install_changed "$old" "$src" "$path"
     if [ "$MODE" = check ]; then
       case $action in
         created | updated) show_diff "$old" "$src" "$path" "$secret" ;;
@@ -473,6 +500,21 @@ step_files() {
     change file "$path" "$action"
     file_changed "$path"
   done <"$WORK/files"
+}
+
+# The [Install] section of a unit file, without comments or blank lines.
+install_section() {
+  awk '/^[[:space:]]*\[/ { inst = ($0 ~ /^[[:space:]]*\[Install\][[:space:]]*$/); next }
+       inst && !/^[[:space:]]*([#;]|$)/ { print }' "$1"
+}
+
+# A unit already enabled keeps the links of its old [Install] section: note it for re-enabling.
+install_changed() { # OLD NEW PATH
+  case $3 in
+    /etc/systemd/system/*.service | /etc/systemd/system/*.timer | /etc/systemd/system/*.socket | /etc/systemd/system/*.path | /etc/systemd/system/*.mount) ;;
+    *) return 0 ;;
+  esac
+  [ "$(install_section "$1")" = "$(install_section "$2")" ] || printf '%s\n' "${3##*/}" >>"$WORK/reinstall"
 }
 
 # ---- units --------------------------------------------------------------------------------
@@ -511,6 +553,11 @@ step_units() {
   done
   for u in $(records enable); do
     st=$(unit_state "$u")
+    if [ "$st" = enabled ] && grep -qxF -e "$u" "$WORK/reinstall"; then
+      [ "$MODE" = check ] || run systemctl_offline reenable "$u"
+      change unit "$u" reenabled
+      continue
+    fi
     case $st in
       enabled | enabled-runtime | static | alias | indirect | generated) continue ;;
     esac

@@ -135,6 +135,55 @@ describe('converger in a bookworm amd64 chroot', () => {
     assert.equal(await inRoot(root, 'stat', '-c', '%a', '/etc/syncd/secret.key'), '600');
   });
 
+  test('a unit whose [Install] changed is re-enabled: its old links go, the new ones come', async () => {
+    const moved = (): ReturnType<typeof demoPlan> => {
+      const p = demoPlan();
+      const unit = p.files.find((f) => f.path === '/etc/systemd/system/syncpi-demo.service')!;
+      unit.content = unit.content.replace('WantedBy=multi-user.target', '# now started with the timers\nWantedBy=timers.target');
+      return p;
+    };
+    const oldLink = join(root, 'etc/systemd/system/multi-user.target.wants/syncpi-demo.service');
+    const newLink = join(root, 'etc/systemd/system/timers.target.wants/syncpi-demo.service');
+    assert.ok(lstatSync(oldLink, { throwIfNoEntry: false })?.isSymbolicLink(), 'enabled by the first apply');
+    const c = await apply(moved(), true);
+    assert.ok(c.changes.some((x) => x.kind === 'unit' && x.target === 'syncpi-demo.service' && x.action === 'reenabled'), JSON.stringify(c.changes));
+    assert.ok(lstatSync(oldLink, { throwIfNoEntry: false }), '--check changed nothing');
+    const r = await apply(moved());
+    assert.ok(r.changes.some((x) => x.kind === 'unit' && x.action === 'reenabled'));
+    assert.equal(lstatSync(oldLink, { throwIfNoEntry: false }), undefined, 'old link removed');
+    assert.ok(lstatSync(newLink, { throwIfNoEntry: false })?.isSymbolicLink(), 'new link made');
+    // A comment or blank line in [Install] is no reason to touch the links.
+    const again = moved();
+    const unit = again.files.find((f) => f.path === '/etc/systemd/system/syncpi-demo.service')!;
+    unit.content = unit.content.replace('# now started with the timers\n', '');
+    const q = await apply(again);
+    assert.deepEqual(q.changes.map((x) => `${x.kind} ${x.action}`), ['file updated']);
+    await apply();
+    assert.ok(lstatSync(oldLink, { throwIfNoEntry: false }) && !lstatSync(newLink, { throwIfNoEntry: false }), 'back where it was');
+  });
+
+  test('a group syncpi added is removed when the plan drops it; one the system had is kept', async () => {
+    await inRoot(root, 'usermod', '--append', '--groups', 'users', 'syncd');
+    const withUsers = demoPlan();
+    withUsers.users[0]!.groups = ['syncgrp', 'users'];
+    const r1 = await apply(withUsers);
+    assert.ok(!r1.changes.some((x) => x.kind === 'user' && /users/.test(x.action)), 'already a member: nothing to do');
+    const dropped = demoPlan();
+    dropped.users[0]!.groups = [];
+    const c = await apply(dropped, true);
+    assert.deepEqual(c.changes.filter((x) => x.kind === 'user').map((x) => `${x.target} ${x.action}`), ['syncd group syncgrp removed']);
+    assert.match(await inRoot(root, 'id', '-nG', 'syncd'), /\bsyncgrp\b/, '--check changed nothing');
+    const r2 = await apply(dropped);
+    assert.equal(r2.changes.filter((x) => x.kind === 'user').length, 1);
+    const groups = (await inRoot(root, 'id', '-nG', 'syncd')).split(/\s+/);
+    assert.ok(!groups.includes('syncgrp'), 'the group syncpi added is gone');
+    assert.ok(groups.includes('users'), 'the group it found is kept');
+    assert.equal((await apply(dropped)).counts.changes, 0, 'and that is converged');
+    const back = await apply();
+    assert.ok(back.changes.some((x) => x.kind === 'user' && x.action === 'group syncgrp'));
+    await inRoot(root, 'gpasswd', '--delete', 'syncd', 'users');
+  });
+
   test('verify on the rootfs: offline checks pass, live-only ones are skipped', async () => {
     const out = await verifyRootfs(root, demoPlan(), { arch: 'amd64', reporter: quiet });
     assert.deepEqual(
