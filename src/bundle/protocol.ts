@@ -1,7 +1,7 @@
 /**
  * Parsers for the line protocol provision/apply.sh and verify.sh print on stdout (documented in
- * provision/README.md). Shared by every target: the chroot adapter and the SSH adapter feed the
- * same lines in and get the same report out.
+ * provision/README.md). Shared by every target: an image build's chroot, provision and fleet
+ * over SSH feed the same lines in and get the same report out.
  */
 
 export interface ApplyChange {
@@ -44,8 +44,12 @@ export interface ApplyReport {
 
 export const APPLY_STEPS = ['facts', 'packages-install', 'packages-purge', 'users', 'dirs', 'files', 'units', 'handlers'] as const;
 
-/** Incremental parser: feed lines as they arrive (for progress), then take the report. */
+/**
+ * Incremental parser: feed output as it arrives (for progress), then take the report.
+ * `onRecord` hears every protocol record with the step it belongs to.
+ */
 export class ApplyOutputParser {
+  private buf = '';
   private mode: 'apply' | 'check' = 'apply';
   private env: 'chroot' | 'live' = 'live';
   private sawProto = false;
@@ -59,6 +63,25 @@ export class ApplyOutputParser {
   private failure: ApplyFailure | undefined;
   /** Lines that are not part of the protocol (kept for error messages). */
   readonly stray: string[] = [];
+
+  constructor(private readonly onRecord?: (tag: string, step: string | undefined) => void) {}
+
+  /** A chunk of stdout, split at newlines; a partial line waits for the rest. */
+  push(chunk: Buffer | string): void {
+    this.buf += chunk.toString();
+    let nl: number;
+    while ((nl = this.buf.indexOf('\n')) >= 0) {
+      this.line(this.buf.slice(0, nl));
+      this.buf = this.buf.slice(nl + 1);
+    }
+  }
+
+  /** The stream ended: the report, counting a last unterminated line. */
+  end(): ApplyReport {
+    if (this.buf) this.line(this.buf);
+    this.buf = '';
+    return this.report();
+  }
 
   line(raw: string): void {
     const l = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
@@ -111,7 +134,9 @@ export class ApplyOutputParser {
         break;
       default:
         if (l !== '') this.stray.push(l);
+        return;
     }
+    this.onRecord?.(tag, this.currentStep);
   }
 
   /** The last step started, for progress display. */
@@ -181,6 +206,16 @@ export function parseVerifyOutput(text: string): VerifyOutput {
     } else if (f[0] === 'SUMMARY') complete = true;
   }
   return { results, complete };
+}
+
+/** Handlers that did (or would do) something: restart, reload, start. */
+export function ranHandlers(r: Pick<ApplyReport, 'handlers'>): HandlerRun[] {
+  return r.handlers.filter((h) => h.status === 'ran' || h.status === 'would-run');
+}
+
+/** " (exit N)" for a failure whose command had an exit code, else nothing. */
+export function exitText(f: ApplyFailure): string {
+  return f.exitCode === null ? '' : ` (exit ${f.exitCode})`;
 }
 
 /** One line per change, for humans ("+ file /etc/x (created)"). */

@@ -50,8 +50,8 @@ async function fleetAction(inventoryPath: string, opts: FleetCliOptions, check: 
         check,
         policy: { identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 },
         onConnected: () => ctx.setState(check ? 'checking' : 'applying'),
-        onEvent: (kind, oc) => {
-          if (kind === 'STEP') ctx.setState(`${check ? 'checking' : 'applying'}: ${oc.lastStep}`);
+        onEvent: (kind, step) => {
+          if (kind === 'STEP') ctx.setState(`${check ? 'checking' : 'applying'}: ${step}`);
         },
         onOutput: (chunk, stream) => ctx.log.write(stream === 'stderr' ? `[stderr] ${chunk.toString()}` : chunk),
       });

@@ -48,6 +48,7 @@ export function register(program: Command): void {
     const { prepare } = await import('../fleet/prepare.js');
     const { applyToHost, describeReport } = await import('../fleet/host.js');
     const { createReporter } = await import('../util/report.js');
+    const { exitText } = await import('../bundle/protocol.js');
     const port = parsePort(opts.port);
     const { user, host } = parseDestination(dest);
     const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
@@ -94,7 +95,7 @@ export function register(program: Command): void {
       throw report.error.exitCode === 2 ? new UserError(report.error.message) : new Failure(report.error.message);
     }
     if (report.failure) {
-      throw new Failure(`${host}: step "${report.failure.step}" failed (exit ${report.failure.code}): ${report.failure.message}`);
+      throw new Failure(`${host}: step "${report.failure.step}" failed${exitText(report.failure)}: ${report.failure.message}`);
     }
     if (opts.check && (report.changes.length > 0 || report.handlers.length > 0)) process.exitCode = EXIT_DRIFT;
   });

@@ -4,8 +4,7 @@
  */
 import { Failure, UserError } from '../util/errors.js';
 import { SshTarget } from '../targets/ssh.js';
-import type { ApplyOutcome, ChangeRecord, HandlerRecord, ApplyFailure } from './protocol.js';
-import { ranHandlers } from './protocol.js';
+import { exitText, ranHandlers, type ApplyChange, type ApplyFailure, type HandlerRun } from '../bundle/protocol.js';
 import { applyOverSsh, type BundleArchive } from './remote.js';
 
 export interface HostSpec {
@@ -30,9 +29,10 @@ export interface HostReport {
   address: string;
   status: HostStatus;
   mode: 'apply' | 'check';
-  changes: ChangeRecord[];
-  handlers: HandlerRecord[];
-  diffs: Record<string, string[]>;
+  changes: ApplyChange[];
+  handlers: HandlerRun[];
+  /** Unified diff per file path (check mode). */
+  diffs: Record<string, string>;
   warnings: string[];
   failure?: ApplyFailure;
   /** Connection or input problem (no converger output): message and exit class. */
@@ -61,7 +61,7 @@ export async function applyToHost(
   o: {
     check?: boolean;
     policy: ConnectPolicy;
-    onEvent?: (kind: string, outcome: ApplyOutcome) => void;
+    onEvent?: (kind: string, step: string | undefined) => void;
     onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
     onConnected?: (t: SshTarget) => void;
   },
@@ -73,15 +73,15 @@ export async function applyToHost(
     t = await connectTo(h, o.policy);
     o.onConnected?.(t);
     const r = await applyOverSsh(t, archive, { check: o.check, onEvent: o.onEvent, onOutput: o.onOutput });
-    const oc = r.outcome;
+    const rep = r.report;
     return {
       ...base,
-      status: oc.failure ? 'failed' : r.changed ? 'changed' : 'unchanged',
-      changes: oc.changes,
-      handlers: ranHandlers(oc),
-      diffs: Object.fromEntries(oc.diffs),
-      warnings: oc.warnings,
-      failure: oc.failure,
+      status: rep.failure ? 'failed' : r.changed ? 'changed' : 'unchanged',
+      changes: rep.changes,
+      handlers: ranHandlers(rep),
+      diffs: rep.diffs,
+      warnings: rep.warnings,
+      ...(rep.failure ? { failure: rep.failure } : {}),
       ms: Date.now() - t0,
       roundTrips: t.roundTrips,
     };
@@ -103,15 +103,15 @@ export function describeReport(r: HostReport, o: { diffs?: boolean } = {}): stri
   const verbIng = r.mode === 'check' ? 'would change' : 'changed';
   for (const c of r.changes) out.push(`  ${verbIng}: ${c.kind} ${c.target} (${c.action})`);
   if (o.diffs !== false) {
-    for (const [p, lines] of Object.entries(r.diffs)) {
+    for (const [p, diff] of Object.entries(r.diffs)) {
       out.push(`  --- diff ${p}`);
-      for (const l of lines) out.push(`  ${l}`);
+      for (const l of diff.replace(/\n$/, '').split('\n')) out.push(`  ${l}`);
     }
   }
-  for (const hd of r.handlers) out.push(`  ${r.mode === 'check' ? 'would run' : 'ran'}: ${hd.action} ${hd.unit !== '-' ? hd.unit : hd.name}`);
+  for (const hd of r.handlers) out.push(`  ${r.mode === 'check' ? 'would run' : 'ran'}: ${hd.action} ${hd.unit ?? hd.name}`);
   for (const w of r.warnings) out.push(`  warning: ${w}`);
   if (r.failure) {
-    out.push(`  FAILED at step "${r.failure.step}" (exit ${r.failure.code}): ${r.failure.message}`);
+    out.push(`  FAILED at step "${r.failure.step}"${exitText(r.failure)}: ${r.failure.message}`);
     for (const l of r.failure.output.slice(-20)) out.push(`    | ${l}`);
   }
   if (r.error) out.push(`  error: ${r.error.message}`);

@@ -24,7 +24,7 @@ export interface Prepared {
 export async function archiveOf(plan: Plan): Promise<BundleArchive> {
   const bundle = await buildBundle(plan);
   // The bundle's tar holds apply.sh beside the manifest, at the archive's top level.
-  return { tar: bundleTar(bundle), script: 'apply.sh', bundleDir: '.' };
+  return { tar: bundleTar(bundle) };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -6,6 +6,7 @@
 import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import type { HostReport, HostSpec } from './host.js';
+import { exitText } from '../bundle/protocol.js';
 
 export interface FleetOptions {
   parallel: number;
@@ -87,7 +88,7 @@ export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: 
     } catch (e) {
       r = { name: h.name, address: h.address, status: 'failed', mode: 'apply', changes: [], handlers: [], diffs: {}, warnings: [], error: { message: e instanceof Error ? e.message : String(e), exitCode: 1 }, ms: 0, roundTrips: 0 };
     }
-    log.write(`\n== result: ${r.status}${r.failure ? ` at step ${r.failure.step} (exit ${r.failure.code}): ${r.failure.message}` : ''}${r.error ? `: ${r.error.message}` : ''}\n`);
+    log.write(`\n== result: ${r.status}${r.failure ? ` at step ${r.failure.step}${exitText(r.failure)}: ${r.failure.message}` : ''}${r.error ? `: ${r.error.message}` : ''}\n`);
     await new Promise<void>((res) => log.end(res));
     if (r.status === 'failed') failed++;
     reports.set(h.name, r);
@@ -151,7 +152,7 @@ export function summaryTable(r: FleetResult): string {
     String(x.changes.length),
     String(x.handlers.length),
     x.ms ? `${(x.ms / 1000).toFixed(1)}s` : '-',
-    x.failure ? `step ${x.failure.step} (exit ${x.failure.code}): ${x.failure.message}` : (x.error?.message ?? ''),
+    x.failure ? `step ${x.failure.step}${exitText(x.failure)}: ${x.failure.message}` : (x.error?.message ?? ''),
   ]);
   const head = ['HOST', 'RESULT', 'CHANGES', 'RESTARTS', 'TIME', 'DETAIL'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));

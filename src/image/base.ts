@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import type { Reporter } from '../util/report.js';
 import { Failure, UserError } from '../util/errors.js';
 import { cacheDir } from './cache.js';
-import { run, runToFile } from './run.js';
+import { tool, toolToFile } from '../util/tool.js';
 
 export interface AcquiredBase {
   img: string;
@@ -114,15 +114,15 @@ export async function acquireBase(source: string, sha256: string | undefined, re
       if (kind === 'xz') {
         const timer = setInterval(() => existsSync(tmp) && progress({ done: statSync(tmp).size, unit: 'bytes' }), 1000);
         try {
-          await runToFile('xz', ['-dc', '-T0', file], tmp);
+          await toolToFile('xz', ['-dc', '-T0', file], tmp);
         } finally {
           clearInterval(timer);
         }
       } else {
-        const list = await run('unzip', ['-Z1', file]);
+        const list = await tool('unzip', ['-Z1', file]);
         const entry = list.split('\n').find((l) => l.toLowerCase().endsWith('.img'));
         if (!entry) throw new UserError(`base image ${source}: the zip holds no .img file`);
-        await runToFile('unzip', ['-p', file, entry], tmp);
+        await toolToFile('unzip', ['-p', file, entry], tmp);
       }
     });
     await rename(tmp, img);

@@ -6,7 +6,7 @@
  */
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { run } from './run.js';
+import { tool } from '../util/tool.js';
 import { BOOT_LABEL } from './layout.js';
 
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
@@ -46,8 +46,8 @@ export interface StagedBoot {
 /** Copy the FAT partition `dev` into `dir` (which must be empty). */
 export async function stageBoot(dev: string, dir: string): Promise<StagedBoot> {
   await mkdir(dir, { recursive: true });
-  const listing = await run('mdir', ['-i', dev, '-b', '::/'], { env: MTOOLS_ENV }).catch(() => '');
-  if (listing.trim()) await run('mcopy', ['-s', '-p', '-m', '-n', '-i', dev, '::/*', dir + '/'], { env: MTOOLS_ENV });
+  const listing = await tool('mdir', ['-i', dev, '-b', '::/'], { env: MTOOLS_ENV }).catch(() => '');
+  if (listing.trim()) await tool('mcopy', ['-s', '-p', '-m', '-n', '-i', dev, '::/*', dir + '/'], { env: MTOOLS_ENV });
   const before = await snapshot(dir);
   return {
     dir,
@@ -66,10 +66,10 @@ export async function stageBoot(dev: string, dir: string): Promise<StagedBoot> {
  * discarded first so freed clusters become holes in the image, not stale data in the .bmap.
  */
 export async function writeBoot(dev: string, dir: string): Promise<void> {
-  const label = (await run('blkid', ['-o', 'value', '-s', 'LABEL', dev]).catch(() => '')).trim() || BOOT_LABEL;
-  const uuid = (await run('blkid', ['-o', 'value', '-s', 'UUID', dev]).catch(() => '')).trim();
-  await run('blkdiscard', ['-f', dev]).catch(() => undefined);
-  await run('mkfs.vfat', ['-F', '32', '-n', label, ...(/^[0-9A-F]{4}-[0-9A-F]{4}$/i.test(uuid) ? ['-i', uuid.replace('-', '')] : []), dev]);
+  const label = (await tool('blkid', ['-o', 'value', '-s', 'LABEL', dev]).catch(() => '')).trim() || BOOT_LABEL;
+  const uuid = (await tool('blkid', ['-o', 'value', '-s', 'UUID', dev]).catch(() => '')).trim();
+  await tool('blkdiscard', ['-f', dev]).catch(() => undefined);
+  await tool('mkfs.vfat', ['-F', '32', '-n', label, ...(/^[0-9A-F]{4}-[0-9A-F]{4}$/i.test(uuid) ? ['-i', uuid.replace('-', '')] : []), dev]);
   const entries = await readdir(dir);
-  if (entries.length) await run('mcopy', ['-s', '-p', '-m', '-i', dev, ...entries.map((e) => join(dir, e)), '::/'], { env: MTOOLS_ENV });
+  if (entries.length) await tool('mcopy', ['-s', '-p', '-m', '-i', dev, ...entries.map((e) => join(dir, e)), '::/'], { env: MTOOLS_ENV });
 }

@@ -11,13 +11,13 @@ import type { Reporter } from '../util/report.js';
 import { Failure } from '../util/errors.js';
 import { recipeDir, basePackages } from './recipe.js';
 import { createImageFromTrees } from './layout.js';
-import { run } from './run.js';
+import { missingTool, tool } from '../util/tool.js';
 import { ensureBinfmt } from '../targets/chroot.js';
 import type { CleanupScope } from '../util/cleanup.js';
 
 /** Remove a tree without crossing into anything still mounted inside it (/proc, /dev of a chroot). */
 export async function removeTree(dir: string): Promise<void> {
-  await run('rm', ['-rf', '--one-file-system', dir]);
+  await tool('rm', ['-rf', '--one-file-system', dir]);
 }
 
 export interface BootstrapOptions {
@@ -41,7 +41,7 @@ export interface BootstrapTimes {
 }
 
 async function duBytes(dir: string): Promise<number> {
-  const out = await run('du', ['-s', '--block-size=1', '-x', dir]);
+  const out = await tool('du', ['-s', '--block-size=1', '-x', dir]);
   return Number(out.split(/\s+/)[0]);
 }
 
@@ -109,7 +109,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
     }
     const r = await proc;
     if (r.failed) {
-      if ((r as { code?: string }).code === 'ENOENT') throw new Failure('mmdebstrap not found on this machine: install the Debian package "mmdebstrap"');
+      if ((r as { code?: string }).code === 'ENOENT') throw missingTool('mmdebstrap');
       throw new Failure(`mmdebstrap failed (exit ${r.exitCode ?? r.signal})`, tail.slice(-20));
     }
   });

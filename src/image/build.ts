@@ -25,7 +25,7 @@ import { bootMountPoint, fixPartitionRefs, setDiskId } from './layout.js';
 import { applyPackages, applyPlan } from './apply.js';
 import { finishRoot, installedPackages } from './finish.js';
 import { exportImage, partialName, type ExportResult } from './export.js';
-import { run } from './run.js';
+import { tool } from '../util/tool.js';
 import { stageBoot, type StagedBoot } from './bootpart.js';
 
 const MiB = 1024 * 1024;
@@ -60,7 +60,7 @@ export function diskIdFor(plan: Plan): string {
 }
 
 async function copySparse(src: string, dst: string): Promise<void> {
-  await run('cp', ['--sparse=always', '--reflink=auto', src, dst]);
+  await tool('cp', ['--sparse=always', '--reflink=auto', src, dst]);
 }
 
 interface ResolvedBase {

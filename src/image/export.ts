@@ -8,7 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import { rename, rm, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Reporter } from '../util/report.js';
-import { runToFile } from './run.js';
+import { toolToFile } from '../util/tool.js';
 import { createBmap } from './bmap.js';
 import { sha256File } from './base.js';
 
@@ -70,7 +70,7 @@ export async function exportImage(opts: {
     await reporter.step('compress (xz -T0)', async (progress) => {
       const timer = setInterval(() => existsSync(tmp.xz) && progress({ done: statSync(tmp.xz).size, unit: 'bytes' }), 1000);
       try {
-        await runToFile('xz', ['-T0', '-6', '-c', opts.workImg], tmp.xz);
+        await toolToFile('xz', ['-T0', '-6', '-c', opts.workImg], tmp.xz);
       } finally {
         clearInterval(timer);
       }

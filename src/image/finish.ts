@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, symlink, writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from './run.js';
+import { tool } from '../util/tool.js';
 
 const HOSTKEY_UNIT = `[Unit]
 Description=Generate SSH host keys (first boot)
@@ -67,7 +67,7 @@ export async function finishRoot(root: string): Promise<void> {
 
 /** Installed packages with versions, read from the image's dpkg database by the host's dpkg-query. */
 export async function installedPackages(root: string): Promise<Array<{ name: string; version: string }>> {
-  const out = await run('dpkg-query', [`--admindir=${join(root, 'var/lib/dpkg')}`, '-W', '-f', '${db:Status-Status}\t${Package}\t${Version}\n']);
+  const out = await tool('dpkg-query', [`--admindir=${join(root, 'var/lib/dpkg')}`, '-W', '-f', '${db:Status-Status}\t${Package}\t${Version}\n']);
   return out
     .split('\n')
     .map((l) => l.split('\t'))

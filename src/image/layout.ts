@@ -7,7 +7,7 @@
 import { open, truncate, readFile, writeFile, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from './run.js';
+import { tool } from '../util/tool.js';
 import { Failure } from '../util/errors.js';
 
 export const SECTOR = 512;
@@ -29,7 +29,7 @@ export interface DiskInfo {
 }
 
 export async function readDisk(img: string): Promise<DiskInfo> {
-  const json = JSON.parse(await run('sfdisk', ['--json', img])) as {
+  const json = JSON.parse(await tool('sfdisk', ['--json', img])) as {
     partitiontable: { label: string; id?: string; partitions?: Array<{ start: number; size: number; type: string }> };
   };
   const t = json.partitiontable;
@@ -40,13 +40,13 @@ export async function readDisk(img: string): Promise<DiskInfo> {
 
 export async function setDiskId(img: string, diskId: string): Promise<void> {
   if (!/^[0-9a-f]{8}$/.test(diskId)) throw new Error(`bad disk id ${diskId}`);
-  await run('sfdisk', ['--disk-id', img, `0x${diskId}`]);
+  await tool('sfdisk', ['--disk-id', img, `0x${diskId}`]);
 }
 
 /** Resize partition `n` (1-based) to `sizeSectors`, or to the end of the file when omitted. */
 export async function resizePartition(img: string, n: number, sizeSectors?: number): Promise<void> {
   const spec = sizeSectors === undefined ? ', +\n' : `, ${sizeSectors}\n`;
-  await run('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', '-N', String(n), img], { input: spec });
+  await tool('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', '-N', String(n), img], { input: spec });
 }
 
 /**
@@ -77,15 +77,15 @@ export async function createImageFromTrees(opts: {
     `start=${rootStart}, size=${rootSectors}, type=83`,
     '',
   ].join('\n');
-  await run('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.img], { input: table });
-  await run('mkfs.vfat', ['-F', '32', '-n', BOOT_LABEL, '--offset', String(BOOT_START_SECTORS), opts.img, String((bootSectors * SECTOR) / 1024)]);
+  await tool('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.img], { input: table });
+  await tool('mkfs.vfat', ['-F', '32', '-n', BOOT_LABEL, '--offset', String(BOOT_START_SECTORS), opts.img, String((bootSectors * SECTOR) / 1024)]);
   const entries = await import('node:fs/promises').then((m) => m.readdir(opts.bootDir));
   if (entries.length > 0) {
-    await run('mcopy', ['-s', '-p', '-m', '-i', `${opts.img}@@${BOOT_START_SECTORS * SECTOR}`, ...entries.map((e) => join(opts.bootDir, e)), '::/'], {
+    await tool('mcopy', ['-s', '-p', '-m', '-i', `${opts.img}@@${BOOT_START_SECTORS * SECTOR}`, ...entries.map((e) => join(opts.bootDir, e)), '::/'], {
       env: { MTOOLS_SKIP_CHECK: '1' },
     });
   }
-  await run('mkfs.ext4', [
+  await tool('mkfs.ext4', [
     '-F', '-q', '-L', ROOT_LABEL, '-d', opts.rootDir,
     // a Pi root fs is resized on first boot; these features keep it mountable by older tools too
     '-O', '^orphan_file,^metadata_csum_seed',

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CleanupScope } from '../util/cleanup.js';
-import { run } from './run.js';
+import { tool } from '../util/tool.js';
 import { Failure } from '../util/errors.js';
 
 export interface AttachedImage {
@@ -18,9 +18,9 @@ export interface AttachedImage {
 
 /** Attach `img` with partition scanning; detached when the scope ends (or on release(label)). */
 export async function attachImage(scope: CleanupScope, img: string, label = 'loop'): Promise<AttachedImage> {
-  const device = (await run('losetup', ['--find', '--show', '--partscan', img])).trim();
+  const device = (await tool('losetup', ['--find', '--show', '--partscan', img])).trim();
   scope.defer(label, async () => {
-    await run('losetup', ['-d', device]);
+    await tool('losetup', ['-d', device]);
   });
   const partition = (n: number) => `${device}p${n}`;
   // partition nodes appear asynchronously (udev or devtmpfs); wait briefly rather than race
@@ -28,7 +28,7 @@ export async function attachImage(scope: CleanupScope, img: string, label = 'loo
   for (let i = 0; i < 40 && !ready(); i++) await sleep(50);
   if (!ready()) {
     // the kernel's own scan does not always produce the nodes here; add them explicitly
-    await run('partx', ['-a', device]).catch(() => undefined);
+    await tool('partx', ['-a', device]).catch(() => undefined);
     for (let i = 0; i < 60 && !ready(); i++) await sleep(50);
     if (!existsSync(partition(1))) throw new Failure(`partition devices of ${device} did not appear (is this a container without loop partition support?)`);
   }
@@ -52,7 +52,7 @@ async function processesRootedIn(dir: string): Promise<number[]> {
 async function umountWithRetry(target: string): Promise<void> {
   for (let i = 0; ; i++) {
     try {
-      await run('umount', [target]);
+      await tool('umount', [target]);
       return;
     } catch (e) {
       // a process started in the chroot may still hold the mount; it belongs to this build
@@ -71,7 +71,7 @@ async function umountWithRetry(target: string): Promise<void> {
 
 export async function mountDev(scope: CleanupScope, dev: string, target: string, label: string, options?: string): Promise<void> {
   if (!existsSync(target)) mkdirSync(target, { recursive: true });
-  await run('mount', [...(options ? ['-o', options] : []), dev, target]);
+  await tool('mount', [...(options ? ['-o', options] : []), dev, target]);
   scope.defer(label, () => umountWithRetry(target));
 }
 

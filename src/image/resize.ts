@@ -5,7 +5,7 @@
  */
 import { truncate, stat } from 'node:fs/promises';
 import { execa } from 'execa';
-import { run } from './run.js';
+import { tool } from '../util/tool.js';
 import { Failure } from '../util/errors.js';
 import { readDisk, resizePartition, SECTOR } from './layout.js';
 
@@ -32,7 +32,7 @@ export async function growImageFile(img: string, extraBytes: number): Promise<vo
 /** Grow the ext4 on `dev` to fill its partition. */
 export async function growFs(dev: string): Promise<void> {
   await fsck(['-fy', dev]);
-  await run('resize2fs', [dev]);
+  await tool('resize2fs', [dev]);
 }
 
 /**
@@ -42,12 +42,12 @@ export async function growFs(dev: string): Promise<void> {
  */
 export async function shrinkFs(dev: string, headroomBytes: number): Promise<number> {
   await fsck(['-fy', dev]);
-  const info = await run('dumpe2fs', ['-h', dev]);
+  const info = await tool('dumpe2fs', ['-h', dev]);
   const blockSize = Number(/^Block size:\s+(\d+)/m.exec(info)?.[1] ?? 4096);
   const current = Number(/^Block count:\s+(\d+)/m.exec(info)?.[1] ?? 0);
-  const minBlocks = Number(/(\d+)\s*$/.exec((await run('resize2fs', ['-P', dev])).trim())?.[1] ?? 0);
+  const minBlocks = Number(/(\d+)\s*$/.exec((await tool('resize2fs', ['-P', dev])).trim())?.[1] ?? 0);
   const target = Math.min(current, Math.ceil((minBlocks * blockSize + headroomBytes) / MiB) * (MiB / blockSize));
-  if (target < current) await run('resize2fs', [dev, String(target)]);
+  if (target < current) await tool('resize2fs', [dev, String(target)]);
   await fsck(['-fy', '-E', 'discard', dev]);
   return target * blockSize;
 }

@@ -4,14 +4,19 @@
  */
 import type { Plan, PlanCheck } from '../plan/types.js';
 import { bundleTar, type Bundle } from '../bundle/bundle.js';
-import { APPLY_STEPS, ApplyOutputParser, parseVerifyOutput, type ApplyReport, type CheckResult } from '../bundle/protocol.js';
+import { APPLY_STEPS, ApplyOutputParser, exitText, parseVerifyOutput, type ApplyReport, type CheckResult } from '../bundle/protocol.js';
 import { Failure } from '../util/errors.js';
 import type { ProgressUpdate } from '../util/report.js';
 import type { Target } from './target.js';
 
+/** Serialises applies to one live host; a second syncpi waits instead of interleaving writes. */
+const LOCK = '/run/syncpi-apply.lock';
+
 /**
- * The script a target runs. It contains no value from the Plan (those travel in the tar), so it
- * needs no quoting; the temp dir is 0700 because the bundle may hold secrets.
+ * The script a target runs, as root. It contains no value from the Plan (those travel in the
+ * tar), so it needs no quoting; the temp dir is 0700 because the bundle may hold secrets. A cut
+ * connection closes its pipes: the next write raises SIGPIPE, which (like HUP/TERM) exits
+ * through the EXIT trap so the unpacked bundle is removed.
  */
 export function bundleRunScript(entry: 'apply' | 'verify', opts: { env: 'chroot' | 'live'; check?: boolean }): string {
   const flags = [`--${opts.env}`];
@@ -19,16 +24,42 @@ export function bundleRunScript(entry: 'apply' | 'verify', opts: { env: 'chroot'
   return [
     'set -u',
     'umask 077',
-    'd=$(mktemp -d "${TMPDIR:-/tmp}/syncpi-bundle.XXXXXX") || { printf \'FAIL\\tupload\\t-\\tcannot create a temp dir\\n\'; exit 1; }',
-    'trap \'rm -rf "$d"\' EXIT',
-    'trap \'rm -rf "$d"; exit 129\' HUP',
-    'trap \'rm -rf "$d"; exit 130\' INT',
-    'trap \'rm -rf "$d"; exit 143\' TERM',
-    'tar -x -f - -C "$d" 2>"$d/.tar-err" || { printf \'FAIL\\tupload\\t-\\tcannot unpack the bundle: %s\\n\' "$(head -c 300 "$d/.tar-err" | tr "\\n\\t" "  ")"; exit 1; }',
+    'd=$(mktemp -d "${TMPDIR:-/tmp}/syncpi-bundle.XXXXXX") || { printf "FAIL\\tupload\\t-\\tcannot create a temp dir\\n"; exit 1; }',
+    `trap 'rm -rf "$d"' EXIT`,
+    "trap 'exit 129' HUP PIPE",
+    "trap 'exit 143' TERM",
+    "trap 'exit 130' INT",
+    'tar -x -f - -C "$d" 2>"$d/.tar-err" || {',
+    '  rc=$?; while IFS= read -r l; do printf "OUT\\t%s\\n" "$l"; done <"$d/.tar-err"',
+    '  printf "FAIL\\tupload\\t%s\\tthe bundle did not arrive whole\\n" "$rc"; exit 1',
+    '}',
+    ...(entry === 'apply' && opts.env === 'live'
+      ? [
+          `exec 9>${LOCK}`,
+          'if command -v flock >/dev/null 2>&1 && ! flock -w 300 9; then printf "FAIL\\tlock\\t-\\tanother apply is still running on this host\\n"; exit 1; fi',
+        ]
+      : []),
     `sh "$d/${entry}.sh" ${flags.join(' ')} "$d"`,
     'rc=$?',
     'exit $rc',
   ].join('\n');
+}
+
+/**
+ * Complete a parsed report with what the transport saw. A converger that failed without saying
+ * so (cut off, killed, or exiting non-zero after its summary) still yields a failure.
+ */
+export function settleReport(report: ApplyReport, res: { exitCode: number | null; signal?: string | null; stderr: string }): ApplyReport {
+  const stderr = res.stderr.trim() ? res.stderr.trim().split('\n').slice(-50) : [];
+  if (report.failure) {
+    if (report.failure.output.length === 0) report.failure.output = stderr;
+    if (report.failure.exitCode === null && !report.steps.length) report.failure.exitCode = res.exitCode;
+  } else if (res.exitCode !== 0) {
+    const how = res.exitCode === null ? `was killed${res.signal ? ` by ${res.signal}` : ''}` : `exited ${res.exitCode}`;
+    report.failure = { step: report.steps[report.steps.length - 1] ?? 'start', exitCode: res.exitCode, message: `the converger ${how} after reporting success`, output: stderr };
+    report.ok = false;
+  }
+  return report;
 }
 
 /** A failed apply: the report says which step, its exit code and output. */
@@ -36,8 +67,7 @@ export class ApplyFailed extends Failure {
   readonly report: ApplyReport;
   constructor(target: string, report: ApplyReport) {
     const f = report.failure!;
-    const code = f.exitCode === null ? '' : ` (exit ${f.exitCode})`;
-    super(`apply on ${target} failed at step "${f.step}"${code}: ${f.message}`, f.output);
+    super(`apply on ${target} failed at step "${f.step}"${exitText(f)}: ${f.message}`, f.output);
     this.name = 'ApplyFailed';
     this.report = report;
   }
@@ -66,15 +96,8 @@ export async function applyBundle(target: Target, bundle: Bundle, opts: ApplyOpt
       }
     },
   });
-  const report = parser.report();
-  if (report.failure) {
-    if (report.failure.output.length === 0 && res.stderr.trim()) report.failure.output = res.stderr.trim().split('\n').slice(-50);
-    if (report.failure.exitCode === null && !report.steps.length) report.failure.exitCode = res.exitCode;
-    throw new ApplyFailed(target.name, report);
-  }
-  if (res.exitCode !== 0) {
-    throw new Failure(`apply on ${target.name}: the converger exited ${res.exitCode} after reporting success`, res.stderr.split('\n'));
-  }
+  const report = settleReport(parser.report(), res);
+  if (report.failure) throw new ApplyFailed(target.name, report);
   opts.progress?.({ done: total, total, unit: 'items' });
   return report;
 }

@@ -1,9 +1,8 @@
 /**
- * Running a short host tool (lsblk, findmnt, blockdev, xz --list, mtools) and collecting its
- * output. The flash path uses this instead of execa because its time to first write is a
- * benchmark figure and loading execa costs about 70 ms there; the rest of syncpi uses execa.
- * Errors carry what callers look at: `code` 'ENOENT' when the tool is missing, else `exitCode`
- * and `stderr`.
+ * Running a short host tool (lsblk, sfdisk, mtools, mke2fs…) and collecting its output. Plain
+ * spawn rather than execa: flash's time to first write is a benchmark figure and loading execa
+ * costs about 70 ms. Errors carry what callers look at: `code` 'ENOENT' when the tool is
+ * missing, else `exitCode` and `stderr`. util/tool.ts turns them into user-facing Failures.
  */
 import { spawn } from 'node:child_process';
 
@@ -27,9 +26,14 @@ export class RunError extends Error {
 /** Output is limited to what these tools print (lsblk of a large machine stays far below). */
 const MAX_OUTPUT = 64 << 20;
 
-export function run(cmd: string, args: readonly string[], opts: { env?: Record<string, string> } = {}): Promise<RunResult> {
+export function run(cmd: string, args: readonly string[], opts: { env?: Record<string, string>; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env });
+    const child = spawn(cmd, args, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env });
+    if (opts.input !== undefined) {
+      // A tool that exits without reading all of its input is judged by its exit code, not by EPIPE.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(opts.input);
+    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
@@ -41,8 +45,8 @@ export function run(cmd: string, args: readonly string[], opts: { env?: Record<s
       }
       into.push(c);
     };
-    child.stdout.on('data', collect(out));
-    child.stderr.on('data', collect(err));
+    child.stdout!.on('data', collect(out));
+    child.stderr!.on('data', collect(err));
     child.on('error', (e: NodeJS.ErrnoException) => reject(new RunError(`${cmd}: ${e.message}`, e.code, undefined, '', '')));
     child.on('close', (code, signal) => {
       const stdout = Buffer.concat(out).toString('utf8').replace(/\n$/, '');

@@ -5,7 +5,7 @@
  * boots is what the Pi would boot.
  */
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { tool } from '../util/tool.js';
 import { Failure, UserError } from '../util/errors.js';
 
 const SECTOR = 512;
@@ -19,17 +19,8 @@ export interface BootFiles {
   diskId: string;
 }
 
-async function tool(cmd: string, args: string[], pkg: string, opts: { encoding?: 'utf8' | 'buffer' } = {}): Promise<string> {
-  try {
-    // MTOOLS_SKIP_CHECK: mkfs.vfat geometries that mtools finds unusual are still valid FATs
-    const r = await execa(cmd, args, { stdin: 'ignore', env: { MTOOLS_SKIP_CHECK: '1' }, encoding: 'utf8', ...opts } as never);
-    return String((r as { stdout: unknown }).stdout ?? '');
-  } catch (e) {
-    const err = e as { code?: string; stderr?: string; shortMessage?: string };
-    if (err.code === 'ENOENT') throw new Failure(`${cmd} not found on this machine: install the Debian package "${pkg}"`);
-    throw new Failure(`${cmd} failed: ${(err.shortMessage ?? String(e)).split('\n')[0]}`, (err.stderr ?? '').trim().split('\n').slice(-10));
-  }
-}
+// mkfs.vfat geometries that mtools finds unusual are still valid FATs.
+const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1' };
 
 interface DosTable {
   diskId: string;
@@ -39,7 +30,7 @@ interface DosTable {
 export async function readPartitionTable(img: string): Promise<DosTable> {
   let json: { partitiontable: { label: string; id?: string; partitions?: Array<{ start: number; size: number; type: string }> } };
   try {
-    json = JSON.parse(await tool('sfdisk', ['--json', img], 'fdisk'));
+    json = JSON.parse(await tool('sfdisk', ['--json', img]));
   } catch (e) {
     if (e instanceof Failure && e.message.startsWith('sfdisk not found')) throw e;
     throw new UserError(`${img}: no partition table found (expected a Raspberry Pi SD image)`);
@@ -81,11 +72,11 @@ export async function extractBootFiles(img: string, dir: string): Promise<BootFi
   const boot = table.partitions[0];
   if (!boot || !/^(c|b|e|ef)$/i.test(boot.type)) throw new UserError(`${img}: the first partition is not a FAT boot partition (type ${boot?.type ?? 'none'})`);
   const fat = `${img}@@${boot.start * SECTOR}`;
-  const names = (await tool('mdir', ['-b', '-i', fat, '::/'], 'mtools'))
+  const names = (await tool('mdir', ['-b', '-i', fat, '::/'], { env: MTOOLS_ENV }))
     .split('\n')
     .map((l) => l.trim().replace(/^::\//, ''))
     .filter(Boolean);
-  const read = async (name: string): Promise<string> => (has(name) ? tool('mtype', ['-i', fat, `::/${name}`], 'mtools') : '');
+  const read = async (name: string): Promise<string> => (has(name) ? tool('mtype', ['-i', fat, `::/${name}`], { env: MTOOLS_ENV }) : '');
   const has = (n: string): boolean => names.includes(n);
   const configTxt = await read('config.txt');
   const cmdline = (await read('cmdline.txt')).split('\n').find((l) => l.trim())?.trim() ?? '';
@@ -95,11 +86,11 @@ export async function extractBootFiles(img: string, dir: string): Promise<BootFi
     throw new UserError(`${img}: no kernel on the boot partition (config.txt names ${pick.kernel ?? 'none'}; found: ${names.slice(0, 12).join(' ')})`);
   }
   const kernel = join(dir, 'kernel');
-  await tool('mcopy', ['-n', '-i', fat, `::/${pick.kernel}`, kernel], 'mtools');
+  await tool('mcopy', ['-n', '-i', fat, `::/${pick.kernel}`, kernel], { env: MTOOLS_ENV });
   let initrd: string | undefined;
   if (pick.initrd && has(pick.initrd)) {
     initrd = join(dir, 'initrd');
-    await tool('mcopy', ['-n', '-i', fat, `::/${pick.initrd}`, initrd], 'mtools');
+    await tool('mcopy', ['-n', '-i', fat, `::/${pick.initrd}`, initrd], { env: MTOOLS_ENV });
   }
   return { kernel, ...(initrd ? { initrd } : {}), cmdline, diskId: table.diskId };
 }

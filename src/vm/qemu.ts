@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { CleanupScope } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
+import { missingTool, tool } from '../util/tool.js';
 import { adaptCmdline, extractBootFiles, type BootFiles } from './boot-files.js';
 
 export interface Forward {
@@ -101,25 +102,9 @@ export function sshBanner(port: number, timeoutMs = 3000): Promise<string | null
   });
 }
 
-async function qemuTool(cmd: string, args: string[]): Promise<void> {
-  try {
-    await execa(cmd, args, { stdin: 'ignore' });
-  } catch (e) {
-    const err = e as { code?: string; stderr?: string; shortMessage?: string };
-    if (err.code === 'ENOENT') throw new Failure(`${cmd} not found on this machine: install the Debian package "${cmd === 'qemu-img' ? 'qemu-utils' : 'qemu-system-arm'}"`);
-    throw new Failure(`${cmd} failed: ${(err.shortMessage ?? String(e)).split('\n')[0]}`, (err.stderr ?? '').trim().split('\n').slice(-10));
-  }
-}
-
 /** An ext4 file system in a sparse file, labelled like the config's drive. */
 export async function makeDriveImage(path: string, label: string, bytes = 512 * 1024 * 1024): Promise<void> {
-  try {
-    await execa('mke2fs', ['-F', '-q', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', path, `${Math.floor(bytes / 1024)}k`], { stdin: 'ignore' });
-  } catch (e) {
-    const err = e as { code?: string; stderr?: string; shortMessage?: string };
-    if (err.code === 'ENOENT') throw new Failure('mke2fs not found on this machine: install the Debian package "e2fsprogs"');
-    throw new Failure(`mke2fs failed: ${err.shortMessage ?? String(e)}`, (err.stderr ?? '').split('\n'));
-  }
+  await tool('mke2fs', ['-F', '-q', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', path, `${Math.floor(bytes / 1024)}k`]);
 }
 
 /** Boot the image; the VM is stopped when `scope` ends whatever happens. */
@@ -134,7 +119,7 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
   if (!overlay) {
     overlay = join(opts.workDir, 'disk.qcow2');
     const size = Math.max(opts.diskBytes ?? 0, Math.ceil(imgSize / GiB) * GiB + 2 * GiB);
-    await qemuTool('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image, '-F', 'raw', overlay, String(size)]);
+    await tool('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image, '-F', 'raw', overlay, String(size)]);
   }
 
   const forwards = opts.forwards ?? DEFAULT_FORWARDS;
@@ -181,7 +166,7 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
   const exitPromise = child.then((r) => {
     exitedFlag = true;
     errStream.end();
-    if ((r as { code?: string }).code === 'ENOENT') spawnError = 'qemu-system-aarch64 not found on this machine: install the Debian package "qemu-system-arm"';
+    if ((r as { code?: string }).code === 'ENOENT') spawnError = missingTool('qemu-system-aarch64').message;
     return r;
   });
 

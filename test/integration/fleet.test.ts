@@ -56,7 +56,7 @@ async function fleet(version: number, o: { check?: boolean; parallel?: number; c
         return await applyToHost(h, archive, {
           check: o.check,
           policy: { identities: [hosts[0]!.keyPath], knownHostsFile: kh },
-          onEvent: (kind, oc) => kind === 'STEP' && ctx.setState(oc.lastStep),
+          onEvent: (kind, step) => kind === 'STEP' && ctx.setState(step ?? ''),
           onOutput: (c) => ctx.log.write(c),
         });
       } finally {

@@ -6,12 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBundle, bundleTar, writeBundleDir, SYSCTL_DROPIN } from '../../src/bundle/bundle.js';
 import { parseManifest } from '../../src/bundle/manifest.js';
-import { parseApplyOutput, parseVerifyOutput } from '../../src/bundle/protocol.js';
+import { ApplyOutputParser, parseApplyOutput, parseVerifyOutput } from '../../src/bundle/protocol.js';
+import { bundleRunScript, settleReport } from '../../src/targets/apply.js';
 import { UserError } from '../../src/util/errors.js';
 import { demoPlan, emptyPlan, file } from '../helpers/converger-plan.js';
 
@@ -154,6 +155,63 @@ test('protocol parser: changes, diffs with tabs, handlers, failure with output',
   assert.equal(cut.ok, false);
   assert.equal(cut.failure?.step, 'files');
   assert.match(cut.failure!.message, /without a summary/);
+});
+
+test('protocol parser: output split anywhere gives the same report; records arrive with their step', () => {
+  const out = [
+    'PROTO\t1\tmode=apply\tenv=live',
+    'STEP\tusers',
+    'CHANGE\tuser\tsyncd\tgroup syncgrp removed',
+    'STEP\tunits',
+    'CHANGE\tunit\tsyncthing@syncd.service\treenabled',
+    'HANDLER\tdaemon-reload\tdaemon-reload\t-\tran',
+    'SUMMARY\tmode=apply\tenv=live\tchanges=2\thandlers=1\tresult=ok',
+  ].join('\n');
+  const whole = parseApplyOutput(out);
+  for (const size of [1, 3, 7, 64]) {
+    const seen: string[] = [];
+    const p = new ApplyOutputParser((tag, step) => seen.push(`${tag}@${step ?? ''}`));
+    for (let i = 0; i < out.length; i += size) p.push(Buffer.from(out.slice(i, i + size)));
+    assert.deepEqual(p.end(), whole, `chunks of ${size}`);
+    assert.deepEqual(seen, ['PROTO@', 'STEP@users', 'CHANGE@users', 'STEP@units', 'CHANGE@units', 'HANDLER@units', 'SUMMARY@units']);
+  }
+  assert.deepEqual(whole.handlers, [{ name: 'daemon-reload', action: 'daemon-reload', status: 'ran' }]);
+});
+
+test('settleReport: what the transport saw completes the report', () => {
+  const ok = () => parseApplyOutput('PROTO\t1\tmode=apply\tenv=live\nSTEP\tfiles\nSUMMARY\tresult=ok\n');
+  assert.equal(settleReport(ok(), { exitCode: 0, stderr: '' }).failure, undefined);
+  const late = settleReport(ok(), { exitCode: null, signal: 'SIGKILL', stderr: 'Killed\n' });
+  assert.equal(late.ok, false);
+  assert.deepEqual(late.failure, { step: 'files', exitCode: null, message: 'the converger was killed by SIGKILL after reporting success', output: ['Killed'] });
+  const never = settleReport(parseApplyOutput(''), { exitCode: 127, stderr: 'sh: 1: tar: not found\n' });
+  assert.deepEqual(never.failure, { step: 'launch', exitCode: 127, message: 'the converger did not start', output: ['sh: 1: tar: not found'] });
+  const cut = settleReport(parseApplyOutput('PROTO\t1\tmode=apply\tenv=live\nSTEP\tfiles\n'), { exitCode: 255, stderr: '' });
+  assert.equal(cut.failure?.step, 'files');
+  assert.equal(cut.failure?.exitCode, null, 'a step ran: the transport\'s code is not that step\'s');
+});
+
+test('the run script: a bundle that does not unpack fails "upload" with tar\'s exit code and message, and leaves no temp dir', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'syncpi-run-'));
+  try {
+    let stdout = '';
+    let status: number | null = 0;
+    try {
+      execFileSync('sh', ['-c', bundleRunScript('apply', { env: 'chroot' })], { input: Buffer.from('this is not a tar archive'.repeat(40)), env: { ...process.env, TMPDIR: tmp }, stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (e) {
+      stdout = String((e as { stdout: Buffer }).stdout);
+      status = (e as { status: number | null }).status;
+    }
+    assert.equal(status, 1);
+    const r = settleReport(parseApplyOutput(stdout), { exitCode: status, stderr: '' });
+    assert.equal(r.failure?.step, 'upload');
+    assert.ok(r.failure!.exitCode && r.failure!.exitCode > 0, `tar's own exit code, got ${r.failure!.exitCode}`);
+    assert.match(r.failure!.message, /did not arrive whole/);
+    assert.ok(r.failure!.output.some((l) => /tar/.test(l)), r.failure!.output.join('\n'));
+    assert.deepEqual(readdirSync(tmp), [], 'temp dir removed');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test('verify.sh reads hostile paths from the manifest exactly (run by dash, read-only)', async () => {
