@@ -10,7 +10,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../util/run.js';
+import { MTOOLS_ENV, tool } from '../util/tool.js';
 import { Failure, UserError } from '../util/errors.js';
 
 export const SETTINGS_FILE = 'syncpi-firstboot.txt';
@@ -207,16 +207,7 @@ export async function findBootPartition(readAt: (offset: number, length: number)
   return parts[0];
 }
 
-const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
-
-async function mtool(cmd: string, args: string[]): Promise<string> {
-  try {
-    return (await run(cmd, args, { env: MTOOLS_ENV })).stdout;
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') throw new Failure(`${cmd} not found: install mtools to write per-card settings`);
-    throw new Failure(`${cmd} failed: ${(e as { stderr?: string }).stderr?.trim().split('\n')[0] || String(e)}`);
-  }
-}
+const mtool = (cmd: string, args: string[]): Promise<string> => tool(cmd, args, { env: MTOOLS_ENV });
 
 /** Put the settings file into the FAT partition at `offset` of `device`, then read it back. */
 export async function writeSettings(device: string, offset: number, s: CardSettings): Promise<void> {

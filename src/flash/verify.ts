@@ -1,14 +1,15 @@
 /**
- * Reading the written ranges back from the medium and comparing SHA-256 per range.
+ * Reading the written ranges back from the medium and comparing SHA-256 per range: the path for
+ * --verify-only, a --to-file target and a device that refuses O_DIRECT. (A block device written
+ * with O_DIRECT is read back chunk by chunk as it is written: write.ts.)
  *
- * A freshly written device still has every block in the page cache, so reading it back would
- * only compare memory with memory. Before reading we ask the kernel to write back and drop the
- * device's buffers (BLKFLSBUF via `blockdev --flushbufs`, util-linux, which is where lsblk comes
- * from too); the reads that follow come from the medium. O_DIRECT would do the same, but needs
- * buffers aligned in memory, which Node cannot guarantee.
+ * A device written through the page cache still has every block cached, so reading it back
+ * would only compare memory with memory. Before reading we ask the kernel to write back and drop
+ * the device's buffers (BLKFLSBUF via `blockdev --flushbufs`); the reads that follow come from
+ * the medium.
  */
 import { createHash } from 'node:crypto';
-import { run } from '../util/run.js';
+import { tool } from '../util/tool.js';
 import { Failure } from '../util/errors.js';
 import { openSource, type WritePlan } from './source.js';
 import { CHUNK, chunksOf, type Target } from './write.js';
@@ -16,12 +17,7 @@ import { CHUNK, chunksOf, type Target } from './write.js';
 export async function dropDeviceCache(target: Target): Promise<void> {
   if (!target.blockDevice) return;
   await target.fh.sync();
-  try {
-    await run('blockdev', ['--flushbufs', target.path]);
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') throw new Failure('blockdev not found: install util-linux (needed to verify against the medium, not the cache)');
-    throw new Failure(`blockdev --flushbufs ${target.path} failed: ${(e as { stderr?: string }).stderr?.trim() || String(e)}`);
-  }
+  await tool('blockdev', ['--flushbufs', target.path]);
 }
 
 async function readExact(target: Target, buf: Buffer, length: number, position: number): Promise<void> {

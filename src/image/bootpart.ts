@@ -6,10 +6,8 @@
  */
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { tool } from '../util/tool.js';
+import { MTOOLS_ENV, tool } from '../util/tool.js';
 import { BOOT_LABEL } from './layout.js';
-
-const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
 
 type Snapshot = Map<string, string>;
 

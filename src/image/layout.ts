@@ -4,10 +4,10 @@
  * referenced as PARTUUID=<disk id>-NN, so the disk id, cmdline.txt, /etc/fstab and the
  * raspi-firmware defaults must always agree.
  */
-import { open, truncate, readFile, writeFile, stat } from 'node:fs/promises';
+import { open, truncate, readdir, readFile, writeFile, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { tool } from '../util/tool.js';
+import { MTOOLS_ENV, tool } from '../util/tool.js';
 import { Failure } from '../util/errors.js';
 
 export const SECTOR = 512;
@@ -79,11 +79,9 @@ export async function createImageFromTrees(opts: {
   ].join('\n');
   await tool('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.img], { input: table });
   await tool('mkfs.vfat', ['-F', '32', '-n', BOOT_LABEL, '--offset', String(BOOT_START_SECTORS), opts.img, String((bootSectors * SECTOR) / 1024)]);
-  const entries = await import('node:fs/promises').then((m) => m.readdir(opts.bootDir));
+  const entries = await readdir(opts.bootDir);
   if (entries.length > 0) {
-    await tool('mcopy', ['-s', '-p', '-m', '-i', `${opts.img}@@${BOOT_START_SECTORS * SECTOR}`, ...entries.map((e) => join(opts.bootDir, e)), '::/'], {
-      env: { MTOOLS_SKIP_CHECK: '1' },
-    });
+    await tool('mcopy', ['-s', '-p', '-m', '-i', `${opts.img}@@${BOOT_START_SECTORS * SECTOR}`, ...entries.map((e) => join(opts.bootDir, e)), '::/'], { env: MTOOLS_ENV });
   }
   await tool('mkfs.ext4', [
     '-F', '-q', '-L', ROOT_LABEL, '-d', opts.rootDir,

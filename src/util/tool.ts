@@ -29,10 +29,17 @@ export const TOOL_PACKAGES: Record<string, string> = {
   chroot: 'coreutils',
   fstrim: 'util-linux',
   blkid: 'util-linux',
+  blockdev: 'util-linux',
   'dpkg-query': 'dpkg',
   'qemu-img': 'qemu-utils',
   'qemu-system-aarch64': 'qemu-system-arm',
 };
+
+/**
+ * For every mtools call: mkfs.vfat geometries that mtools finds unusual are still valid FATs,
+ * and long file names (config.txt beside cmdline.txt) stay readable.
+ */
+export const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
 
 export function missingTool(cmd: string): Failure {
   const pkg = TOOL_PACKAGES[cmd];

@@ -5,7 +5,7 @@
  * boots is what the Pi would boot.
  */
 import { join } from 'node:path';
-import { tool } from '../util/tool.js';
+import { MTOOLS_ENV, tool } from '../util/tool.js';
 import { Failure, UserError } from '../util/errors.js';
 
 const SECTOR = 512;
@@ -19,8 +19,6 @@ export interface BootFiles {
   diskId: string;
 }
 
-// mkfs.vfat geometries that mtools finds unusual are still valid FATs.
-const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1' };
 
 interface DosTable {
   diskId: string;
