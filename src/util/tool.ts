@@ -37,7 +37,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
 
 /**
  * For every mtools call: mkfs.vfat geometries that mtools finds unusual are still valid FATs,
- * and long file names (config.txt beside cmdline.txt) stay readable.
+ * and VFAT long names stay on whatever the machine's mtools.conf says.
  */
 export const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
 

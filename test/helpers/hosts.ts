@@ -76,6 +76,9 @@ interface Slot {
   cgroups?: string[];
 }
 
+/** What /run/syncpi-test/IDX.json keeps of a slot: enough to tear it down from another run. */
+type SlotRecord = Pick<Slot, 'idx' | 'ns' | 'merged' | 'pid' | 'dir' | 'cgroups'> & { owner?: number };
+
 const running = new Map<number, Slot>();
 let exitHookInstalled = false;
 
@@ -142,7 +145,7 @@ function removeCgroups(dirs: string[]): void {
 }
 
 /** Synchronous teardown: usable from an 'exit' handler and for reclaiming a dead run's leftovers. */
-function teardownSync(s: { idx: number; ns: string; merged: string; pid?: number; dir?: string; cgroups?: string[] }): void {
+function teardownSync(s: SlotRecord): void {
   if (s.pid) {
     try {
       process.kill(s.pid, 'SIGKILL');
@@ -265,7 +268,7 @@ function reclaimStale(): void {
   for (const f of readdirSync(STATE)) {
     if (!f.endsWith('.json')) continue;
     try {
-      const rec = JSON.parse(readFileSync(path.join(STATE, f), 'utf8')) as { owner: number; idx: number; ns: string; merged: string; pid?: number; dir?: string; cgroups?: string[] };
+      const rec = JSON.parse(readFileSync(path.join(STATE, f), 'utf8')) as SlotRecord & { owner: number };
       if (!pidAlive(rec.owner)) teardownSync(rec);
     } catch {
       rmSync(path.join(STATE, f), { force: true });
@@ -347,7 +350,6 @@ async function loginProblem(ip: string, keyPath: string, knownHosts: string | un
 
 async function hostDiagnostics(slot: Slot): Promise<string> {
   try {
-    const pid = leaderPid(slot.pid!);
     // What sshd said, and why the system may not take logins yet: unfinished jobs, failed units, /run/nologin.
     const script = [
       'journalctl -b -u ssh.service -u systemd-logind.service -n 12 --no-pager',
@@ -357,8 +359,7 @@ async function hostDiagnostics(slot: Slot): Promise<string> {
       'ls -l /run/nologin 2>&1',
       'systemctl status --no-pager -n 5 systemd-user-sessions.service 2>&1 | head -n 12',
     ].join('; ');
-    const args = ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '--', 'sh', '-c', script];
-    return (await execa('nsenter', args, { reject: false })).stdout;
+    return (await inContainer(slot, ['sh', '-c', script])).stdout;
   } catch {
     return '(container gone)';
   }
@@ -374,6 +375,11 @@ async function waitForLogin(name: string, ip: string, keyPath: string, knownLine
     await new Promise((res) => setTimeout(res, Math.min(200 * (attempt + 1), 2000)));
   }
   throw new Error(`test host ${name} answers with an SSH banner but no login succeeds: ${last}\n${await hostDiagnostics(slot)}`);
+}
+
+/** Run argv inside the container as root, in all its namespaces; no SSH involved. */
+function inContainer(slot: Slot, argv: string[], opts: { input?: string; timeout?: number } = {}) {
+  return execa('nsenter', ['-t', String(leaderPid(slot.pid!)), '-m', '-u', '-i', '-n', '-p', '--', ...argv], { reject: false, ...opts });
 }
 
 /** PID of the container's init (PID 1 inside), a direct child of systemd-nspawn. */
@@ -496,10 +502,7 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
   await waitForLogin(name, ip, keyPath, `${ip} ${hk.line}`, slot, deadline);
   slot.login = { name, ip, keyPath };
   // A unit that failed at boot makes every later failure on this host ambiguous: refuse the host.
-  const state = await execa('nsenter', ['-t', String(leaderPid(slot.pid!)), '-m', '-u', '-i', '-n', '-p', '--', 'systemctl', 'is-system-running', '--wait'], {
-    reject: false,
-    timeout: Math.max(1000, deadline - Date.now()),
-  });
+  const state = await inContainer(slot, ['systemctl', 'is-system-running', '--wait'], { timeout: Math.max(1000, deadline - Date.now()) });
   if (state.stdout.trim() !== 'running') throw new Error(`test host ${name} booted ${state.stdout.trim() || 'into an unknown state'}\n${await hostDiagnostics(slot)}`);
   const bootMs = Date.now() - t0;
 
@@ -514,8 +517,7 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
     root,
     bootMs,
     async exec(argv, opts) {
-      const pid = leaderPid(slot.pid!);
-      const r = await execa('nsenter', ['-t', String(pid), '-m', '-u', '-i', '-n', '-p', '--', ...argv], { reject: false, input: opts?.input });
+      const r = await inContainer(slot, argv, { input: opts?.input });
       return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 };
     },
     async rotateHostKey() {
