@@ -14,6 +14,7 @@ interface ImageTestFlags {
   bootTimeout: string;
   keep?: boolean;
   quick?: boolean;
+  outsideNetwork?: boolean;
   json?: boolean;
 }
 
@@ -28,6 +29,7 @@ export function register(program: Command): void {
     .option('-i, --identity <file>', 'private key for the config\'s user (repeatable; default: ssh-agent and ~/.ssh/id_*)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--boot-timeout <seconds>', 'longest a boot may take until SSH answers', '300')
     .option('--quick', 'one boot with the drive only')
+    .option('--outside-network', 'let the VM reach beyond this machine (NTP, apt); by default it reaches only the forwarded ports')
     .option('--keep', 'keep the scratch directory (disk overlay, serial console logs)')
     .option('--json', 'print progress and the results as JSON lines')
     .action(async (img: string, flags: ImageTestFlags) => {
@@ -51,6 +53,7 @@ export function register(program: Command): void {
         reporter,
         keep: !!flags.keep,
         quick: !!flags.quick,
+        outsideNetwork: !!flags.outsideNetwork,
       });
       const failed = r.outcomes.filter((x) => x.status === 'fail');
       const passed = r.outcomes.filter((x) => x.status === 'pass').length;

@@ -31,6 +31,8 @@ export interface ImageTestOptions {
   keep?: boolean;
   /** Skip the boots without and with the drive again (first boot and checks only). */
   quick?: boolean;
+  /** Let the VM reach beyond this machine (NTP, apt); the test is offline by default. */
+  outsideNetwork?: boolean;
 }
 
 /** A result line of the image test: a Plan check, or one of the boot checks. */
@@ -130,6 +132,7 @@ export async function runImageTest(o: ImageTestOptions): Promise<ImageTestResult
             ...(overlay ? { overlay } : {}),
             ...(withDrive && drive ? { drive: drivePath } : {}),
             bootTimeoutMs: o.bootTimeoutMs ?? 300_000,
+            outsideNetwork: !!o.outsideNetwork,
           }),
         (v) => `SSH after ${formatDuration(v.bootMs)}`,
       );

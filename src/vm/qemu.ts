@@ -5,6 +5,10 @@
  * external USB drive, and user-mode networking forwards SSH, the panel and the sync port to free
  * loopback ports. The serial console goes to a log file; a boot is "up" when sshd's banner
  * arrives on the forwarded port.
+ *
+ * The user network is restricted (restrict=on) unless the caller opts out: the guest reaches
+ * nothing but the forwarded ports and the loopback services named in `guestForwards`, so a boot
+ * never depends on, nor sends anything to, the world beyond this machine (NTP, DNS, apt, relays).
  */
 import { createWriteStream, existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -38,7 +42,20 @@ export interface VmOptions {
   bootTimeoutMs?: number;
   /** Name of this boot, used for the serial log file (serial-NAME.log). */
   name?: string;
+  /** Let the guest reach beyond this machine through QEMU's NAT (default: restricted). */
+  outsideNetwork?: boolean;
+  /** Loopback services of this machine the guest may reach, at GUEST_ADDR:guestPort. */
+  guestForwards?: GuestForward[];
 }
+
+/** A guest connection to 10.0.2.100:guestPort reaches 127.0.0.1:hostPort on this machine. */
+export interface GuestForward {
+  guestPort: number;
+  hostPort: number;
+}
+
+/** The address in QEMU's user network where guest forwards appear (unused by slirp itself). */
+export const GUEST_FORWARD_ADDR = '10.0.2.100';
 
 export interface Vm {
   pid: number;
@@ -107,6 +124,60 @@ export async function makeDriveImage(path: string, label: string, bytes = 512 * 
   await tool('mke2fs', ['-F', '-q', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', path, `${Math.floor(bytes / 1024)}k`]);
 }
 
+export interface QemuArgsInput {
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  overlay: string;
+  drive?: string;
+  serialLog: string;
+  memoryMiB: number;
+  cpus: number;
+  hostForwards: Array<{ hostPort: number; guestPort: number }>;
+  guestForwards: GuestForward[];
+  outsideNetwork: boolean;
+}
+
+/** The user-mode network: forwards bound to loopback only, and closed to the world unless asked. */
+export function userNetdev(i: Pick<QemuArgsInput, 'hostForwards' | 'guestForwards' | 'outsideNetwork'>): string {
+  return [
+    'user',
+    'id=net0',
+    ...(i.outsideNetwork ? [] : ['restrict=on']),
+    ...i.hostForwards.map((f) => `hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`),
+    ...i.guestForwards.map((f) => `guestfwd=tcp:${GUEST_FORWARD_ADDR}:${f.guestPort}-tcp:127.0.0.1:${f.hostPort}`),
+  ].join(',');
+}
+
+/** A value inside a QEMU option list: a comma would start another option, so it is doubled. */
+export function qemuOptValue(v: string): string {
+  return v.replace(/,/g, ',,');
+}
+
+export function qemuArgs(i: QemuArgsInput): string[] {
+  return [
+    '-M', 'virt',
+    // cortex-a72 (the Pi 4's core): "max" adds pointer authentication, which TCG emulates slowly
+    '-cpu', 'cortex-a72',
+    '-accel', 'tcg,thread=multi',
+    '-m', String(i.memoryMiB),
+    '-smp', String(i.cpus),
+    '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
+    '-serial', `file:${i.serialLog}`,
+    '-kernel', i.kernel,
+    ...(i.initrd ? ['-initrd', i.initrd] : []),
+    '-append', i.cmdline,
+    '-drive', `if=none,id=sd,file=${qemuOptValue(i.overlay)},format=qcow2,discard=unmap`,
+    '-device', 'virtio-blk-pci,drive=sd',
+    ...(i.drive ? ['-drive', `if=none,id=usb,file=${qemuOptValue(i.drive)},format=raw`, '-device', 'virtio-blk-pci,drive=usb'] : []),
+    '-netdev', userNetdev(i),
+    '-device', 'virtio-net-pci,netdev=net0',
+    // first boot makes SSH host keys and a TLS certificate: without a hardware RNG it can stall
+    '-device', 'virtio-rng-pci',
+    '-no-reboot',
+  ];
+}
+
 /** Boot the image; the VM is stopped when `scope` ends whatever happens. */
 export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> {
   const image = resolve(opts.image);
@@ -125,30 +196,21 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
   const forwards = opts.forwards ?? DEFAULT_FORWARDS;
   const ports: Record<string, number> = {};
   for (const f of forwards) ports[f.name] = await freePort();
-  const hostfwd = forwards.map((f) => `hostfwd=tcp:127.0.0.1:${ports[f.name]}-:${f.guestPort}`).join(',');
   const serialLog = join(opts.workDir, `serial-${name}.log`);
 
-  const args = [
-    '-M', 'virt',
-    // cortex-a72 (the Pi 4's core): "max" adds pointer authentication, which TCG emulates slowly
-    '-cpu', 'cortex-a72',
-    '-accel', 'tcg,thread=multi',
-    '-m', String(opts.memoryMiB ?? 1024),
-    '-smp', String(opts.cpus ?? 2),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
-    '-serial', `file:${serialLog}`,
-    '-kernel', boot.kernel,
-    ...(boot.initrd ? ['-initrd', boot.initrd] : []),
-    '-append', adaptCmdline(boot.cmdline),
-    '-drive', `if=none,id=sd,file=${overlay},format=qcow2,discard=unmap`,
-    '-device', 'virtio-blk-pci,drive=sd',
-    ...(opts.drive ? ['-drive', `if=none,id=usb,file=${resolve(opts.drive)},format=raw`, '-device', 'virtio-blk-pci,drive=usb'] : []),
-    '-netdev', `user,id=net0${hostfwd ? `,${hostfwd}` : ''}`,
-    '-device', 'virtio-net-pci,netdev=net0',
-    // first boot makes SSH host keys and a TLS certificate: without a hardware RNG it can stall
-    '-device', 'virtio-rng-pci',
-    '-no-reboot',
-  ];
+  const args = qemuArgs({
+    kernel: boot.kernel,
+    ...(boot.initrd ? { initrd: boot.initrd } : {}),
+    cmdline: adaptCmdline(boot.cmdline),
+    overlay,
+    ...(opts.drive ? { drive: resolve(opts.drive) } : {}),
+    serialLog,
+    memoryMiB: opts.memoryMiB ?? 1024,
+    cpus: opts.cpus ?? 2,
+    hostForwards: forwards.map((f) => ({ hostPort: ports[f.name]!, guestPort: f.guestPort })),
+    guestForwards: opts.guestForwards ?? [],
+    outsideNetwork: !!opts.outsideNetwork,
+  });
 
   const stderrLog = join(opts.workDir, `qemu-${name}.stderr`);
   const t0 = Date.now();

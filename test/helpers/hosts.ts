@@ -7,6 +7,14 @@
  * overlay, and install packages from a local file:// apt repository bind-mounted read-only, so no
  * container ever needs a network beyond its veth.
  *
+ * No route beyond the veth peer, by construction (asserted by hostsNetwork() in host-commands):
+ * - the container's namespace holds lo and its end of the veth with one /30 address, so its only
+ *   route is the /30 link route; there is no default route and no IPv6 beyond link-local
+ *   (IPv6 is disabled on both veth ends, so not even link-local multicast crosses);
+ * - this machine's end does not forward what arrives on it (net.ipv4.conf.VETH.forwarding=0),
+ *   so a route the container adds itself (it has CAP_NET_ADMIN for its firewall) leads nowhere;
+ * - resolv.conf is not copied in (--resolv-conf=off): nothing to ask for a name.
+ *
  * Everything acquired is recorded in /run/syncpi-test/IDX.json with the owning process id, so a
  * run that died (SIGKILL, CI timeout) is reclaimed by the next one instead of leaking namespaces.
  */
@@ -415,6 +423,9 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
   await run('ip', ['netns', 'add', slot.ns]);
   await run('ip', ['link', 'add', slot.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', slot.ns]);
   await run('ip', ['addr', 'add', `10.213.${slot.idx}.1/30`, 'dev', slot.veth]);
+  writeFileSync(`/proc/sys/net/ipv4/conf/${slot.veth}/forwarding`, '0');
+  writeFileSync(`/proc/sys/net/ipv6/conf/${slot.veth}/disable_ipv6`, '1');
+  await run('ip', ['netns', 'exec', slot.ns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6']);
   await run('ip', ['link', 'set', slot.veth, 'up']);
   await run('ip', ['-n', slot.ns, 'addr', 'add', `${ip}/30`, 'dev', 'eth0']);
   await run('ip', ['-n', slot.ns, 'link', 'set', 'eth0', 'up']);

@@ -43,6 +43,22 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+test('a test host has no route beyond its veth peer, and this machine forwards nothing from it', async () => {
+  const v4 = (await host.exec(['ip', '-4', 'route', 'show', 'table', 'all'])).stdout.trim().split('\n').filter((l) => !/^(local|broadcast) /.test(l));
+  const net = host.ip.replace(/\.\d+$/, '.0');
+  assert.deepEqual(v4, [`${net}/30 dev eth0 proto kernel scope link src ${host.ip}`]);
+  const v6 = (await host.exec(['ip', '-6', 'route', 'show', 'table', 'all'])).stdout.trim().split('\n').filter((l) => l && !/ dev lo /.test(l));
+  assert.deepEqual(v6, [], 'IPv6 routes other than loopback');
+  const out = await host.exec(['ip', 'route', 'get', '192.0.2.1']);
+  assert.notEqual(out.exitCode, 0, `a route out: ${out.stdout}`);
+  assert.match(out.stderr, /unreachable/i);
+  const peer = host.ip.replace(/\d+$/, '1');
+  const veth = (await execa('ip', ['-o', '-4', 'addr', 'show', 'to', `${peer}/32`])).stdout.split(/\s+/)[1]!;
+  assert.match(veth, /^spt\d+h$/);
+  assert.equal((await execa('cat', [`/proc/sys/net/ipv4/conf/${veth}/forwarding`])).stdout.trim(), '0');
+  assert.equal((await execa('cat', [`/proc/sys/net/ipv6/conf/${veth}/disable_ipv6`])).stdout.trim(), '1');
+});
+
 function planWith(checks: Plan['checks']): Plan {
   return { ...demoPlan({ version: 1 }), checks };
 }

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { adaptCmdline, pickBootFiles } from '../../src/vm/boot-files.js';
+import { GUEST_FORWARD_ADDR, qemuArgs } from '../../src/vm/qemu.js';
 import { driveFromPlan } from '../../src/vm/image-test.js';
 import { parseDeviceId } from '../../src/cli/share.js';
 import { planFromFile } from '../../src/plan/load.js';
@@ -42,4 +43,41 @@ test('device ID is found in syncthing output and garbage is not taken for one', 
   assert.equal(parseDeviceId(`some log line\n${id}\n`), id);
   assert.equal(parseDeviceId('JB2RL7S-VHDZAR2-G34LH2K\n'), undefined);
   assert.equal(parseDeviceId(id.toLowerCase()), undefined);
+});
+
+const argsInput = {
+  kernel: '/w/vmlinuz',
+  initrd: '/w/initrd.img',
+  cmdline: 'root=PARTUUID=1234abcd-02 console=ttyAMA0,115200',
+  overlay: '/w/disk.qcow2',
+  drive: '/w/drive.img',
+  serialLog: '/w/serial-first.log',
+  memoryMiB: 1024,
+  cpus: 2,
+  hostForwards: [{ hostPort: 40022, guestPort: 22 }, { hostPort: 40384, guestPort: 8384 }],
+  guestForwards: [],
+  outsideNetwork: false,
+};
+
+const netdevOf = (args: string[]): string => args[args.indexOf('-netdev') + 1]!;
+
+test('QEMU user network is restricted, forwards bind to loopback, and it is the only NIC', () => {
+  const args = qemuArgs(argsInput);
+  assert.equal(netdevOf(args), 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22,hostfwd=tcp:127.0.0.1:40384-:8384');
+  assert.equal(args.filter((a) => a === '-netdev').length, 1);
+  assert.deepEqual(args.filter((a, i) => args[i - 1] === '-device' && /net/.test(a)), ['virtio-net-pci,netdev=net0']);
+  // -nodefaults: no implicit NIC beside ours
+  assert.ok(args.includes('-nodefaults'));
+  for (const a of args) assert.doesNotMatch(a, /hostfwd=tcp::|hostfwd=tcp:0\.0\.0\.0/, 'no forward on all interfaces');
+});
+
+test('guest forwards reach only loopback services; outside access is an explicit opt-in', () => {
+  const args = qemuArgs({ ...argsInput, hostForwards: [], guestForwards: [{ guestPort: 80, hostPort: 41080 }] });
+  assert.equal(netdevOf(args), `user,id=net0,restrict=on,guestfwd=tcp:${GUEST_FORWARD_ADDR}:80-tcp:127.0.0.1:41080`);
+  assert.equal(netdevOf(qemuArgs({ ...argsInput, outsideNetwork: true })), 'user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22,hostfwd=tcp:127.0.0.1:40384-:8384');
+});
+
+test('a comma in a disk path cannot add QEMU options', () => {
+  const args = qemuArgs({ ...argsInput, overlay: '/w/a,format=raw,file=/dev/sda' });
+  assert.ok(args.includes('if=none,id=sd,file=/w/a,,format=raw,,file=/dev/sda,format=qcow2,discard=unmap'));
 });
