@@ -88,7 +88,8 @@ test('hostile values are quoted for the language of each file', () => {
   assert.equal(wifi.secret, true);
   assert.match(wifi.content, /^ssid=Home\\; "quoted" \\\\ net$/m);
   const prepare = file(plan, '/usr/local/lib/syncpi/syncthing-prepare').content;
-  assert.match(prepare, /install -d -m 0770 -o syncthing -g syncthing '\/srv\/sync\/my docs' '\/srv\/sync\/my docs'\/.stfolder/);
+  assert.match(prepare, /^seed_folder docs '\/srv\/sync\/my docs'$/m);
+  assert.doesNotMatch(prepare, /^\s*(mkdir|install|touch)\b.*\.stfolder/m, 'syncpi never writes a folder marker: Syncthing does, for folders it has never seen');
 });
 
 test('the drive is mounted without ever blocking boot, with ownership for exFAT', () => {

@@ -1,6 +1,11 @@
 /** Syncthing: a dedicated system user, a sandboxed unit, and a config seeded from appliance.yaml. */
 import { SYNCPI_LIB, SYNCTHING_HOME, type Feature } from '../context.js';
 
+/** Adopts the mounted drive for every folder (`syncpi adopt-drive`): resets the index, refills. */
+export const ADOPT_DRIVE = `${SYNCPI_LIB}/adopt-drive`;
+/** Written by syncthing-prepare at each start: "ID<TAB>PATH<TAB>REASON" per held-back folder. */
+export const FOLDER_HOLDS = '/run/syncpi/folder-holds';
+
 export const sync: Feature = {
   name: 'sync',
   contribute(ctx) {
@@ -18,6 +23,7 @@ export const sync: Feature = {
       files: [
         { path: '/etc/syncpi/syncthing/config.xml', mode: '0640', owner: 'root', group: 'syncthing', content: ctx.render('sync/config.xml.hbs'), secret: true, notify: ['restart-syncthing'] },
         { path: `${SYNCPI_LIB}/syncthing-prepare`, mode: '0755', owner: 'root', group: 'root', content: ctx.render('sync/syncthing-prepare.sh.hbs'), notify: ['restart-syncthing'] },
+        { path: ADOPT_DRIVE, mode: '0755', owner: 'root', group: 'root', content: ctx.render('sync/adopt-drive.sh.hbs'), notify: [] },
         { path: '/etc/systemd/system/syncthing.service', mode: '0644', owner: 'root', group: 'root', content: ctx.render('sync/syncthing.service.hbs'), notify: ['daemon-reload', 'restart-syncthing'] },
       ],
       enable: ['syncthing.service'],
@@ -28,6 +34,7 @@ export const sync: Feature = {
         { kind: 'file', path: '/etc/syncpi/syncthing/config.xml', mode: '0640', owner: 'root', description: 'Syncthing config is not world-readable' },
         { kind: 'sysctl', key: 'fs.inotify.max_user_watches', value: String(config.sync.max_user_watches), description: 'inotify watches raised for large folders' },
         ...derived.folders.map((f) => ({ kind: 'command' as const, argv: ['test', '-d', `${f.path}/.stfolder`], expectExit: 0, liveOnly: true, description: `folder ${f.id} has its marker on the drive` })),
+        ...(derived.folders.length ? [{ kind: 'command' as const, argv: ['test', '!', '-s', FOLDER_HOLDS], expectExit: 0, liveOnly: true, description: 'no folder is held back from a drive it was not seeded on' }] : []),
       ],
       notes,
     };
