@@ -58,6 +58,32 @@ function normalize(raw: Raw): BlockDevice {
   };
 }
 
+// Linux dev_t encoding (glibc's gnu_dev_major/minor).
+export function majMin(dev: bigint): string {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/** Every node of the lsblk forest, parents before their children. */
+export function allDevices(devices: BlockDevice[]): BlockDevice[] {
+  return devices.flatMap((d) => [d, ...allDevices(d.children)]);
+}
+
+/**
+ * How the device opened now differs from the one checked and confirmed, or undefined when it is
+ * the same: its number, size, serial and model. A /dev/sdX name passes to another disk when a card
+ * is swapped between the check, the prompt and the open.
+ */
+export function identityChange(checked: BlockDevice, openedMajMin: string, now: BlockDevice | undefined): string | undefined {
+  if (openedMajMin !== checked.majMin) return `it is device ${openedMajMin} now, ${checked.majMin} when checked`;
+  if (!now) return `lsblk no longer lists device ${openedMajMin}`;
+  for (const k of ['size', 'serial', 'model'] as const) {
+    if (now[k] !== checked[k]) return `its ${k} is ${JSON.stringify(now[k])} now, ${JSON.stringify(checked[k])} when checked`;
+  }
+  return undefined;
+}
+
 /** Parse `lsblk --json --bytes` output (exported for tests with recorded output). */
 export function parseLsblk(json: string): BlockDevice[] {
   let data: { blockdevices?: Raw[] };

@@ -13,9 +13,12 @@ import { withCleanup } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
 import { formatBytes, type Reporter } from '../util/report.js';
 import {
+  allDevices,
   assessDevice,
   describe,
+  identityChange,
   listDevices,
+  majMin,
   loopBackingFile,
   mountpointsOf,
   type BlockDevice,
@@ -57,13 +60,6 @@ export interface FlashResult {
   ejected: boolean;
 }
 
-// Linux dev_t encoding (glibc's gnu_dev_major/minor).
-function majMin(dev: bigint): string {
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  return `${major}:${minor}`;
-}
-
 async function imageFacts(path: string, size: number): Promise<ImageFacts> {
   const st = await stat(path, { bigint: true });
   let hostSource: string | undefined;
@@ -83,32 +79,27 @@ function identity(dev: BlockDevice | undefined, path: string): string {
 /** Find the lsblk node for a device path given by the user (following /dev/disk/by-id links). */
 async function resolveDevice(devices: BlockDevice[], given: string): Promise<BlockDevice | undefined> {
   const real = await realpath(given).catch(() => given);
-  for (const top of devices) {
-    const stack = [top];
-    while (stack.length) {
-      const d = stack.pop()!;
-      if (d.path === real || d.path === given) return d;
-      stack.push(...d.children);
-    }
-  }
-  return undefined;
+  return allDevices(devices).find((d) => d.path === real || d.path === given);
 }
 
 /**
- * A test's hook into the medium: pause before reading back the byte at SYNCPI_FLASH_GATE_OFFSET
- * (default 0) until the file SYNCPI_FLASH_GATE_BEFORE_VERIFY exists, announcing the pause with
- * FILE.ready. Lets a test change the card between the write and its read-back.
+ * A test's hook: when the environment names a file in VAR, pause until that file exists,
+ * announcing the pause with FILE.ready. Lets a test change the world at a chosen moment: the
+ * card between the write and its read-back, or the disk behind /dev/X before it is opened.
  */
-function verifyGate(): { offset: number; wait: () => Promise<void> } | undefined {
-  const gate = process.env.SYNCPI_FLASH_GATE_BEFORE_VERIFY;
+function testGate(variable: string): (() => Promise<void>) | undefined {
+  const gate = process.env[variable];
   if (!gate) return undefined;
-  return {
-    offset: Number(process.env.SYNCPI_FLASH_GATE_OFFSET ?? 0),
-    wait: async () => {
-      writeFileSync(`${gate}.ready`, '');
-      for (let i = 0; i < 6000 && !existsSync(gate); i++) await sleep(100);
-    },
+  return async () => {
+    writeFileSync(`${gate}.ready`, '');
+    for (let i = 0; i < 6000 && !existsSync(gate); i++) await sleep(100);
   };
+}
+
+/** Pause before reading back the byte at SYNCPI_FLASH_GATE_OFFSET (default 0). */
+function verifyGate(): { offset: number; wait: () => Promise<void> } | undefined {
+  const wait = testGate('SYNCPI_FLASH_GATE_BEFORE_VERIFY');
+  return wait && { offset: Number(process.env.SYNCPI_FLASH_GATE_OFFSET ?? 0), wait };
 }
 
 async function preflightSettings(image: string, size: number, settings: CardSettings): Promise<void> {
@@ -241,7 +232,17 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
   if (opts.verifyOnly) return verifyOnly(image, plan, devPath, dev, label, reporter, previous);
 
   return withCleanup(async (scope) => {
+    await testGate('SYNCPI_FLASH_GATE_BEFORE_OPEN')?.();
     const target = await openTarget(devPath, { toFile: !!opts.toFile, size });
+    if (target.blockDevice && dev) {
+      // the handle is held exclusively from here on: what it names can no longer change
+      const opened = majMin((await target.fh.stat({ bigint: true })).rdev);
+      const change = identityChange(dev, opened, allDevices(await listDevices()).find((d) => d.majMin === opened));
+      if (change) {
+        await target.fh.close();
+        throw new UserError(`${devPath} is no longer the device that was checked (${change}): nothing was written; run the command again`);
+      }
+    }
     let finished = false;
     scope.defer('close target', async () => {
       await target.fh.close().catch(() => undefined);

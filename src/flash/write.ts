@@ -14,7 +14,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { lstat, open, stat, type FileHandle } from 'node:fs/promises';
 import { Failure, UserError } from '../util/errors.js';
 import { DIRECT_UNIT, openDirect, roundUp, type DirectIo } from './direct.js';
 import type { ImageSource, WritePlan } from './source.js';
@@ -38,6 +38,9 @@ export async function openTarget(path: string, opts: { toFile: boolean; size: nu
   } catch {
     st = undefined;
   }
+  if (opts.toFile && (await lstat(path).catch(() => undefined))?.isSymbolicLink()) {
+    throw new UserError(`${path} is a symbolic link: --to-file writes only to the file named, never through a link`);
+  }
   if (st?.isBlockDevice()) {
     try {
       // O_EXCL on a block device: fails with EBUSY while anything has it mounted or open exclusively
@@ -53,7 +56,8 @@ export async function openTarget(path: string, opts: { toFile: boolean; size: nu
   }
   if (!opts.toFile) throw new UserError(`${path} is not a block device: pass --to-file to write the image into a regular file`);
   if (st && !st.isFile()) throw new UserError(`${path} is neither a block device nor a regular file`);
-  const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  // O_NOFOLLOW: a link planted after the check above is refused by the kernel, not followed
+  const fh = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   // a regular-file target becomes a sparse copy of the image; holes read back as zeros
   await fh.truncate(opts.size);
   return { path, fh, blockDevice: false };

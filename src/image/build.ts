@@ -7,7 +7,7 @@
  *   apply the Plan → strip per-machine state → unmount → shrink + discard free blocks → export
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Plan } from '../plan/types.js';
@@ -24,7 +24,7 @@ import { growFs, growImageFile, shrinkFs, truncateToRoot } from './resize.js';
 import { bootMountPoint, fixPartitionRefs, setDiskId } from './layout.js';
 import { applyPackages, applyPlan } from './apply.js';
 import { finishRoot, installedPackages } from './finish.js';
-import { exportImage, partialName, type ExportResult } from './export.js';
+import { exportImage, partialName, SECRET_FILE_MODE, type ExportResult } from './export.js';
 import { tool } from '../util/tool.js';
 import { stageBoot, type StagedBoot } from './bootpart.js';
 
@@ -188,6 +188,8 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     scope.defer('out:partials', async () => {
       if (!done) for (const f of tracked) await rm(f, { force: true });
     });
+    // created owner-only before a byte of the appliance's secrets can land in it; cp keeps the mode
+    closeSync(openSync(work, 'wx', SECRET_FILE_MODE));
     await reporter.step('copy base layer', () => copySparse(layerPaths(key).img, work));
     await growImageFile(work, 512 * MiB);
     await setDiskId(work, diskId);

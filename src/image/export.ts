@@ -12,6 +12,12 @@ import { toolToFile } from '../util/tool.js';
 import { createBmap } from './bmap.js';
 import { sha256File } from './base.js';
 
+/**
+ * The image carries the appliance's secrets (API key, panel hash, Wi-Fi PSKs, a supplied TLS
+ * key): the image and its compressed copy are readable by their owner only, from their creation.
+ */
+export const SECRET_FILE_MODE = 0o600;
+
 export interface ExportResult {
   img: string;
   bmap: string;
@@ -70,7 +76,7 @@ export async function exportImage(opts: {
     await reporter.step('compress (xz -T0)', async (progress) => {
       const timer = setInterval(() => existsSync(tmp.xz) && progress({ done: statSync(tmp.xz).size, unit: 'bytes' }), 1000);
       try {
-        await toolToFile('xz', ['-T0', '-6', '-c', opts.workImg], tmp.xz);
+        await toolToFile('xz', ['-T0', '-6', '-c', opts.workImg], tmp.xz, SECRET_FILE_MODE);
       } finally {
         clearInterval(timer);
       }

@@ -62,8 +62,10 @@ export async function tool(cmd: string, args: readonly string[], opts: { env?: R
  * Run a tool whose stdout is a large file (xz -c, unzip -p): the file descriptor is handed to
  * the child directly, so nothing passes through this process's memory.
  */
-export async function toolToFile(cmd: string, args: readonly string[], outPath: string): Promise<void> {
-  const fh = await open(outPath, 'w');
+/** Run a tool with its stdout in OUTPATH; MODE, when given, is the file's mode before anything is written. */
+export async function toolToFile(cmd: string, args: readonly string[], outPath: string, mode?: number): Promise<void> {
+  const fh = await open(outPath, 'w', mode ?? 0o666);
+  if (mode !== undefined) await fh.chmod(mode);
   try {
     await new Promise<void>((resolvePromise, reject) => {
       const child = spawn(cmd, args, { stdio: ['ignore', fh.fd, 'pipe'] });

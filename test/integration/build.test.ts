@@ -59,6 +59,9 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
   first = await buildImage({ plan: testPlan(), outDir: out, reporter, boot: false, xz: true });
   const names = readdirSync(out).sort();
   assert.deepEqual(names, ['appliance.bmap', 'appliance.img', 'appliance.img.xz', 'appliance.manifest.json', 'appliance.sha256']);
+  // the image holds the appliance's secrets: owner only, whatever the umask
+  for (const n of ['appliance.img', 'appliance.img.xz']) assert.equal(modeOwner(join(out, n)).mode, '0600', n);
+  for (const n of ['appliance.bmap', 'appliance.manifest.json', 'appliance.sha256']) assert.equal(Number.parseInt(modeOwner(join(out, n)).mode, 8) & 0o002, 0, n);
 
   const table = sfdiskJson(first.img);
   assert.equal(table.label, 'dos');

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, openSync, readSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync, openSync, readSync, writeSync, fsyncSync, closeSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -287,6 +287,45 @@ describe('refusals (exit 2, one clear line)', () => {
     const file = await sparseFile(join(work, 'plain-file.bin'), 400);
     assertRefused(await flashCli([image, '--device', file, '--yes']), /regular file, not a device: pass --to-file/);
     assertRefused(await flashCli([image, '--device', join(work, 'nope'), '--yes']), /does not exist/);
+  });
+
+  test('--to-file never writes through a symbolic link', async () => {
+    const victim = join(work, 'victim.bin');
+    writeFileSync(victim, 'precious');
+    const link = join(work, 'link.img');
+    rmSync(link, { force: true });
+    symlinkSync(victim, link);
+    assertRefused(await flashCli([image, '--device', link, '--to-file', '--yes']), /is a symbolic link: --to-file writes only to the file named/);
+    assert.equal(readFileSync(victim, 'utf8'), 'precious');
+  });
+
+  test('the disk behind /dev/X changes between the check and the open: refused, nothing written', async () => {
+    const first = await sparseFile(join(work, 'swap-a.bin'), 400);
+    const second = await sparseFile(join(work, 'swap-b.bin'), 480);
+    const dev = await attach(first);
+    const gate = join(work, 'gate-open');
+    try {
+      const run = flashCli([image, '--device', dev, '--yes', '--allow-fixed'], { env: { SYNCPI_FLASH_GATE_BEFORE_OPEN: gate } });
+      for (let i = 0; i < 600 && !existsSync(`${gate}.ready`); i++) await sleep(100);
+      assert.ok(existsSync(`${gate}.ready`), 'flash did not reach the open');
+      // another card in the same slot: the same /dev/loopN, the same device number, another disk
+      await x('losetup', ['-d', dev]);
+      await x('losetup', [dev, second]);
+      writeFileSync(gate, '');
+      const r = await run;
+      assertRefused(r, new RegExp(`${dev} is no longer the device that was checked \\(its size is ${480 * 1024 * 1024} now, ${400 * 1024 * 1024} when checked\\): nothing was written`));
+      for (const f of [first, second]) {
+        const head = Buffer.alloc(4096);
+        const fd = openSync(f, 'r');
+        readSync(fd, head, 0, 4096, 0);
+        closeSync(fd);
+        assert.ok(head.every((b) => b === 0), `${f} untouched`);
+      }
+    } finally {
+      await detach(dev);
+      rmSync(gate, { force: true });
+      rmSync(`${gate}.ready`, { force: true });
+    }
   });
 
   test('no terminal: no picker and no confirmation, a one-line error naming the flags', async () => {
