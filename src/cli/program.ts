@@ -21,6 +21,7 @@ import { register as registerImage } from './image.js';
 import { register as registerVerify } from './verify.js';
 import { register as registerShare } from './share.js';
 import { register as registerPanel } from './panel.js';
+import { register as registerAdoptDrive } from './adopt-drive.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerVerify(program);
   registerShare(program);
   registerPanel(program);
+  registerAdoptDrive(program);
   return program;
 }
 

@@ -62,7 +62,7 @@ export function register(program: Command): void {
         r.folders.length ? `${r.folders.filter((f) => f.inSync).length}/${r.folders.length} in sync` : '-',
         r.drive ? (r.drive.mounted ? `mounted, ${formatBytes(r.drive.freeBytes ?? 0)} free` : 'NOT MOUNTED') : '-',
         r.rootFreeBytes ? formatBytes(r.rootFreeBytes) : '-',
-        r.error ?? r.folders.filter((f) => !f.inSync).map((f) => `${f.id}: ${f.error ?? `${f.state}, ${f.needFiles} files to sync`}`).join('; '),
+        r.error ?? r.folders.filter((f) => !f.inSync).map((f) => `${f.id}: ${f.held ? `HELD BACK: ${f.held}` : (f.error ?? `${f.state}, ${f.needFiles} files to sync`)}`).join('; '),
       ]);
       const head = ['HOST', 'STATUS', 'DAEMON', 'FOLDERS', 'DRIVE', 'ROOT FREE', 'DETAIL'];
       const w = head.map((x, i) => Math.max(x.length, ...rows.map((r) => r[i]!.length)));

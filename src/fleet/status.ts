@@ -6,6 +6,7 @@
 import { parseListen } from '../config/validators.js';
 import type { Config } from '../config/schema.js';
 import { shJoin } from '../util/shell.js';
+import { FOLDER_HOLDS } from '../plan/features/sync.js';
 import { connectTo, type ConnectPolicy, type HostSpec } from './host.js';
 
 export interface FolderStatus {
@@ -15,6 +16,8 @@ export interface FolderStatus {
   needBytes: number;
   inSync: boolean;
   error?: string;
+  /** Why syncthing-prepare holds the folder back (a drive or path it was not seeded on). */
+  held?: string;
 }
 
 export interface HostStatusReport {
@@ -35,6 +38,7 @@ function factsScript(drive: string | undefined): string {
   const lines = [
     'printf "daemon=%s\\n" "$(systemctl is-active syncthing.service 2>/dev/null || true)"',
     'set -- $(df -P -B1 / | tail -n 1); printf "rootfree=%s\\n" "$4"',
+    `sed 's/^/hold=/' ${FOLDER_HOLDS} 2>/dev/null || true`,
   ];
   if (drive) {
     const d = shJoin([drive]);
@@ -55,7 +59,9 @@ export async function hostStatus(h: HostSpec, config: Config, apiKey: string | u
     r.reachable = true;
     const drivePath = config.drive?.mount;
     const facts = await t.exec(shJoin(['sh', '-c', factsScript(drivePath)]));
-    const kv = new Map(facts.stdout.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
+    const lines = facts.stdout.split('\n');
+    const kv = new Map(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
+    const holds = new Map(lines.filter((l) => l.startsWith('hold=')).map((l) => l.slice(5).split('\t')).map(([id, , why]) => [id!, why ?? 'held back'] as const));
     r.daemon = kv.get('daemon') || 'unknown';
     r.rootFreeBytes = Number(kv.get('rootfree')) || undefined;
     if (drivePath) {
@@ -78,6 +84,13 @@ export async function hostStatus(h: HostSpec, config: Config, apiKey: string | u
           r.folders.push({ id: f.id, state: 'unknown', needFiles: 0, needBytes: 0, inSync: false, error: e instanceof Error ? e.message : String(e) });
         }
       }
+    }
+    for (const f of config.sync.folders) {
+      const why = holds.get(f.id);
+      if (why === undefined) continue;
+      const known = r.folders.find((x) => x.id === f.id);
+      if (known) Object.assign(known, { held: why, inSync: false });
+      else r.folders.push({ id: f.id, state: 'held', needFiles: 0, needBytes: 0, inSync: false, held: why });
     }
     r.ok = r.daemon === 'active' && (!r.drive || r.drive.mounted) && r.folders.every((f) => f.inSync);
   } catch (e) {

@@ -1,0 +1,43 @@
+/**
+ * `syncpi adopt-drive [USER@]HOST`: take the drive mounted on the appliance now as the home of
+ * every folder — a replacement for a failed drive, a reformatted one, a folder moved to a new
+ * path. syncthing-prepare holds such folders back so that an empty drive is never read as "all
+ * files deleted"; this resets Syncthing's index on the Pi so the drive fills again from the other
+ * devices, and nothing is deleted anywhere.
+ */
+import type { Command } from 'commander';
+import { Failure, UserError } from '../util/errors.js';
+import { addSshOptions, type SshCliOptions } from './provision.js';
+
+export function register(program: Command): void {
+  addSshOptions(
+    program
+      .command('adopt-drive')
+      .description('use the drive now in the appliance for every folder: reset the index, refill from the other devices (nothing is deleted)')
+      .argument('<destination>', '[USER@]HOST of the appliance (default user: pi)')
+      .option('-p, --port <port>', 'SSH port', '22')
+      .option('-y, --yes', 'do not ask for confirmation'),
+    true,
+  ).action(async (dest: string, flags: SshCliOptions & { port: string; yes?: boolean }) => {
+    if (!flags.yes) {
+      if (!process.stdin.isTTY || !process.stderr.isTTY) throw new UserError(`adopt-drive ${dest}: resets Syncthing's index on the appliance; pass --yes to confirm (no terminal to ask on)`);
+      const { confirm } = await import('@inquirer/prompts');
+      const ok = await confirm({ message: `Adopt the drive now in ${dest} for every folder? Syncthing's index is reset and the folders fill again from your other devices.`, default: false }, { output: process.stderr });
+      if (!ok) throw new UserError('adopt-drive: not confirmed; nothing changed');
+    }
+    const { openSession } = await import('../remote/session.js');
+    const { shJoin } = await import('../util/shell.js');
+    const { assertSudoWorked } = await import('../targets/ssh.js');
+    const { ADOPT_DRIVE } = await import('../plan/features/sync.js');
+    const ssh = await openSession(dest, flags);
+    try {
+      const r = await ssh.exec(shJoin([...ssh.sudoArgv(), ADOPT_DRIVE]));
+      assertSudoWorked(ssh, r);
+      const said = `${r.stdout}${r.stderr}`.trim().split('\n').filter(Boolean);
+      if (r.code !== 0) throw new Failure(`${ssh.label}: adopt-drive failed (exit ${r.code})`, said.slice(-8));
+      process.stdout.write(`${said.join('\n')}\n`);
+    } finally {
+      ssh.close();
+    }
+  });
+}
