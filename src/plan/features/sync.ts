@@ -33,7 +33,14 @@ export const sync: Feature = {
         { kind: 'service-active', unit: 'syncthing.service', description: 'Syncthing is running' },
         { kind: 'file', path: '/etc/syncpi/syncthing/config.xml', mode: '0640', owner: 'root', description: 'Syncthing config is not world-readable' },
         { kind: 'sysctl', key: 'fs.inotify.max_user_watches', value: String(config.sync.max_user_watches), description: 'inotify watches raised for large folders' },
-        ...derived.folders.map((f) => ({ kind: 'command' as const, argv: ['test', '-d', `${f.path}/.stfolder`], expectExit: 0, liveOnly: true, description: `folder ${f.id} has its marker on the drive` })),
+        // Syncthing writes the marker once the folder starts, a little after the daemon: wait for it, bounded
+        ...derived.folders.map((f) => ({
+          kind: 'command' as const,
+          argv: ['sh', '-c', 'for i in $(seq 1 45); do test -d "$1/.stfolder" && exit 0; sleep 2; done; exit 1', 'sh', f.path],
+          expectExit: 0,
+          liveOnly: true,
+          description: `folder ${f.id} has its marker on the drive`,
+        })),
         ...(derived.folders.length ? [{ kind: 'command' as const, argv: ['test', '!', '-s', FOLDER_HOLDS], expectExit: 0, liveOnly: true, description: 'no folder is held back from a drive it was not seeded on' }] : []),
       ],
       notes,
