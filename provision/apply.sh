@@ -760,8 +760,9 @@ step_files() {
     if [ ! -e "$path" ] && [ ! -L "$path" ]; then
       action=created
       old=/dev/null
-    elif [ -L "$path" ]; then
-      # A link is replaced, never followed: its target is nobody's business here.
+    elif [ -L "$path" ] || [ ! -f "$path" ]; then
+      # A link is replaced, never followed: its target is nobody's business here. Nor is anything
+      # but a regular file read (a FIFO planted in a user's directory would hang the apply).
       action=updated
       old=/dev/null
     elif [ "$(sha_of "$path")" != "$sha" ]; then

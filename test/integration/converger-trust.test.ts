@@ -42,13 +42,15 @@ interface DirectRun {
  * The converger run straight from a bundle dir inside the chroot, for what applyToRootfs does
  * not offer: an environment variable, --live, another network namespace (nsenter -t PID -n).
  */
-async function runDirect(root: string, plan: Plan, opts: { env?: Record<string, string>; live?: boolean; netnsPid?: number } = {}): Promise<DirectRun> {
+async function runDirect(root: string, plan: Plan, opts: { env?: Record<string, string>; live?: boolean; netnsPid?: number; timeoutMs?: number } = {}): Promise<DirectRun> {
   const name = `syncpi-direct-${process.pid}`;
   const dir = join(root, 'tmp', name);
   writeBundleDir(await buildBundle(plan), dir);
   try {
     const inner = ['chroot', root, 'env', ...Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`), 'sh', `/tmp/${name}/apply.sh`, opts.live ? '--live' : '--chroot', `/tmp/${name}`];
-    const argv = opts.netnsPid ? ['nsenter', '-t', String(opts.netnsPid), '-n', '--', ...inner] : inner;
+    const inNs = opts.netnsPid ? ['nsenter', '-t', String(opts.netnsPid), '-n', '--', ...inner] : inner;
+    // timeout(1) signals its whole process group: a subshell stuck in open(2) goes too.
+    const argv = opts.timeoutMs ? ['timeout', '-s', 'KILL', String(Math.ceil(opts.timeoutMs / 1000)), ...inNs] : inNs;
     const r = await execa(argv[0]!, argv.slice(1), { reject: false });
     return { exitCode: r.exitCode, signal: r.signal, report: parseApplyOutput(r.stdout), stdout: r.stdout };
   } finally {
@@ -139,6 +141,19 @@ describe('converger trust: cut applies, planted links, the firewall, removals', 
     assert.ok(lstatSync(keys).isFile(), 'the link is replaced by the file');
     assert.equal(await meta(root, '/home/pi/.ssh/authorized_keys'), '600 pi pi');
     assert.equal(readdirSync(join(root, 'home/pi/.ssh')).filter((n) => n.startsWith('.syncpi-tmp')).length, 0);
+  });
+
+  test("a FIFO in place of a login user's authorized_keys is replaced, not read (the apply does not hang)", async () => {
+    const plan = emptyPlan({ users: [piUser()] });
+    await apply(plan);
+    const keys = '/home/pi/.ssh/authorized_keys';
+    rmSync(join(root, keys));
+    await execa('chroot', [root, 'setpriv', '--reuid=pi', '--regid=pi', '--init-groups', 'mkfifo', keys]);
+    const r = await runDirect(root, plan, { timeoutMs: 30_000 });
+    assert.equal(r.exitCode, 0, `the apply hangs on the FIFO (or fails)\n${r.stdout}`);
+    assert.ok(r.report.changes.some((c) => c.target === keys && c.action === 'updated'), r.stdout);
+    assert.ok(lstatSync(join(root, keys)).isFile());
+    assert.equal(await meta(root, keys), '600 pi pi');
   });
 
   test('an image build refuses a firewall that nft -c rejects and keeps the old file', async () => {
