@@ -182,6 +182,7 @@ state_remove() { # NAME
 #   dir PATH new OWNER          a directory syncpi created (removed once empty)
 #   enabled|masked UNIT - -     a unit syncpi enabled or masked (disabled or unmasked again)
 #   user|group NAME - -         an account syncpi created (deleted again; homes stay)
+#   package NAME - -            a package syncpi installed (purged again)
 # followed by the notify, handler and handlerarg records of the last plan applied, so a file
 # that leaves the plan still notifies what it fed (nm-reload for a removed Wi-Fi network).
 # Each entry is written before the change it records: a cut apply never leaves an object
@@ -377,6 +378,8 @@ step_packages_install() {
     for p in $missing; do change package "$p" install; done
     return 0
   fi
+  # Recorded first: a package syncpi installed is purged again when the plan drops it.
+  for p in $missing; do managed_add package "$p" - -; done
   run apt-get update -q
   # shellcheck disable=SC2086 # names are validated package names, one word each
   run apt-get install -y -q --no-install-recommends \
@@ -410,10 +413,47 @@ expand_purge() {
   done | sort -u
 }
 
+# The packages "Purg"/"Remv" lines of an apt-get -s simulation name, one per line.
+sim_removed() { # FILE
+  while IFS=' ' read -r verb name _rest; do
+    case $verb in
+      Purg | Remv) printf '%s\n' "${name%%:*}" ;;
+    esac
+  done <"$1"
+}
+
+# Packages syncpi installed that the plan no longer installs (nor keeps) leave too, unless
+# removing one would take a protected package along (network-manager needs wpasupplicant): that
+# one stays installed, with a WARN, and is no longer syncpi's.
+leaving_packages() {
+  : >"$WORK/leaving"
+  managed_list package >"$WORK/had-packages"
+  while IFS="$TAB" read -r lv_p _o _w; do
+    in_list install "$lv_p" && continue
+    if ! pkg_present "$lv_p" || in_list keep "$lv_p"; then managed_del package "$lv_p"; continue; fi
+    if ! apt-get -s -q purge "$lv_p" >"$WORK/sim" 2>&1; then
+      warn "package $lv_p: left installed, apt cannot plan its removal"
+      managed_del package "$lv_p"
+      continue
+    fi
+    lv_blocked=
+    for lv_r in $(sim_removed "$WORK/sim"); do
+      lv_why=$(pkg_protection "$lv_r") && { lv_blocked="$lv_r, which is $lv_why"; break; }
+    done
+    if [ -n "$lv_blocked" ]; then
+      warn "package $lv_p: left installed, its removal would take $lv_blocked"
+      managed_del package "$lv_p"
+      continue
+    fi
+    printf '%s\n' "$lv_p" >>"$WORK/leaving"
+  done <"$WORK/had-packages"
+}
+
 step_packages_purge() {
   step packages-purge
+  leaving_packages
   present=
-  for p in $(expand_purge); do
+  for p in $({ expand_purge; cat "$WORK/leaving"; } | sort -u); do
     if in_list install "$p" || in_list keep "$p"; then
       warn "not purging $p: $(pkg_protection "$p")"
       continue
@@ -430,12 +470,7 @@ step_packages_purge() {
     cat "$WORK/sim" >>"$WORK/out"
     fail "$rc" "apt-get could not plan the purge of$present"
   }
-  : >"$WORK/removed"
-  while IFS=' ' read -r verb name _rest; do
-    case $verb in
-      Purg | Remv) printf '%s\n' "${name%%:*}" >>"$WORK/removed" ;;
-    esac
-  done <"$WORK/sim"
+  sim_removed "$WORK/sim" >"$WORK/removed"
   while IFS= read -r r; do
     why=$(pkg_protection "$r") && fail - "refusing to purge$present: apt would also remove $r, which is $why"
   done <"$WORK/removed"
@@ -447,6 +482,7 @@ step_packages_purge() {
   run apt-get purge -y -q --autoremove $present
   gather_packages
   while IFS= read -r r; do change package "$r" purged; done <"$WORK/removed"
+  while IFS= read -r r; do managed_del package "$r"; done <"$WORK/leaving"
 }
 
 # ---- users --------------------------------------------------------------------------------

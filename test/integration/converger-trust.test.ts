@@ -215,6 +215,22 @@ describe('converger trust: cut applies, planted links, the firewall, removals', 
     });
   });
 
+  test('a package syncpi installed is purged when the plan drops it; one that was there before stays', async () => {
+    const status = (p: string) => inRoot(root, 'dpkg-query', '-W', '-f=${db:Status-Abbrev}', p);
+    assert.match(await status('less'), /^ii/, 'the rootfs ships less');
+    const withHello = emptyPlan({ packages: { install: ['hello', 'less'], purge: [], keep: [] } });
+    const r = await apply(withHello);
+    assert.deepEqual(r.changes.map((c) => `${c.kind} ${c.target} ${c.action}`), ['package hello installed']);
+    const bare = emptyPlan();
+    const c = await apply(bare, true);
+    assert.deepEqual(c.changes.map((x) => `${x.kind} ${x.target} ${x.action}`), ['package hello purge']);
+    assert.match(await status('hello'), /^ii/, '--check purged nothing');
+    await apply(bare);
+    assert.doesNotMatch(await status('hello'), /^ii/, 'hello is gone');
+    assert.match(await status('less'), /^ii/, 'less was there before syncpi: it stays');
+    assert.equal((await apply(bare)).counts.changes, 0);
+  });
+
   test('what leaves the plan leaves the system: unit, sudoers, Wi-Fi profile, dirs, accounts; nothing syncpi did not make', async () => {
     const unit = '/etc/systemd/system/syncpi-rmtest.service';
     const link = join(root, 'etc/systemd/system/multi-user.target.wants/syncpi-rmtest.service');
