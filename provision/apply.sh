@@ -6,7 +6,7 @@
 # Facts (packages, users, file hashes, unit states) are read here, in the same run, so one upload
 # and one execution are enough over SSH. Output on stdout is the line protocol documented in
 # README.md; nothing else is printed there. Needs only what every Debian system has: a POSIX sh,
-# coreutils, diffutils, dpkg, apt, passwd tools and (for units) systemctl.
+# coreutils, diffutils, dpkg, apt, passwd tools, util-linux (setpriv) and (for units) systemctl.
 #
 # Every value from the manifest is used inside double quotes, and globbing is off, so a hostile
 # value can at worst name a wrong path — and the bundle builder refuses those before we get here.
@@ -50,8 +50,9 @@ IFS= read -r header <"$MANIFEST" || header=
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/syncpi-apply.XXXXXX") || usage "cannot create a work directory"
 CUR_TMP=
+CUR_TMP_AS=root
 cleanup() {
-  [ -z "$CUR_TMP" ] || rm -f "$CUR_TMP"
+  [ -z "$CUR_TMP" ] || as_user "$CUR_TMP_AS" rm -f -- "$CUR_TMP"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -63,15 +64,17 @@ trap 'cleanup; exit 143' TERM
 trap 'cleanup; exit 141' PIPE
 
 : >"$WORK/notified"
-: >"$WORK/changed"
 : >"$WORK/started"
 : >"$WORK/reinstall"
+: >"$WORK/removing"
 CHANGES=0
 HANDLERS=0
 STEP=start
 UNIT_FILES_CHANGED=0
 DAEMON_RELOADED=0
 UNITS_FAILED=0
+STATE_READY=0
+WRITER=root
 
 printf 'PROTO\t1\tmode=%s\tenv=%s\n' "$MODE" "$ENV"
 
@@ -130,6 +133,166 @@ records() {
 in_list() {
   [ -f "$WORK/list-$1" ] || records "$1" >"$WORK/list-$1"
   grep -F -x -q -e "$2" "$WORK/list-$1"
+}
+
+# ---- what the system remembers ------------------------------------------------------------
+
+# Root-owned and 0700: a record another account could write would let it choose what the next
+# apply removes or restarts. Each record is replaced whole (temp file, fsync, rename, fsync dir).
+STATE=/var/lib/syncpi
+
+# A state directory someone else could have made or swapped is not trusted, not even for reading.
+state_trusted() {
+  [ -e "$STATE" ] || [ -L "$STATE" ] || return 1
+  if [ -L "$STATE" ] || [ ! -d "$STATE" ]; then fail - "$STATE is not a directory (a symbolic link?); refusing to trust or keep records there"; fi
+  [ "$(stat -c %u -- "$STATE")" = 0 ] || fail - "$STATE is not owned by root; refusing to trust its records"
+  return 0
+}
+
+ensure_state_dir() {
+  [ "$STATE_READY" = 1 ] && return 0
+  state_trusted || mkdir -m 700 -- "$STATE" 2>"$WORK/out" || fail $? "cannot create $STATE"
+  chmod 700 -- "$STATE" 2>"$WORK/out" || fail $? "cannot make $STATE private"
+  STATE_READY=1
+}
+
+# state_read NAME: the record's lines, or nothing when there is none yet.
+state_read() {
+  state_trusted || return 0
+  [ -f "$STATE/$1" ] && [ ! -L "$STATE/$1" ] || return 0
+  cat -- "$STATE/$1"
+}
+
+state_write() { # NAME SRC
+  ensure_state_dir
+  sw_t=$(mktemp -- "$STATE/.$1.XXXXXX" 2>"$WORK/out") || fail $? "cannot record $STATE/$1"
+  if cat -- "$2" >"$sw_t" && sync -- "$sw_t" && mv -f -T -- "$sw_t" "$STATE/$1" && sync -- "$STATE"; then return 0; fi
+  rm -f -- "$sw_t"
+  fail - "cannot record $STATE/$1"
+}
+
+state_remove() { # NAME
+  state_trusted || return 0
+  rm -f -- "$STATE/$1" && sync -- "$STATE" || fail - "cannot remove $STATE/$1"
+}
+
+# What syncpi put on this system, "KIND<TAB>KEY<TAB>ORIGIN<TAB>OWNER" per line:
+#   file PATH new|found OWNER   new: syncpi created it (removed when it leaves the plan);
+#                               found: it was there before (left in place when it leaves)
+#   dir PATH new OWNER          a directory syncpi created (removed once empty)
+#   enabled|masked UNIT - -     a unit syncpi enabled or masked (disabled or unmasked again)
+#   user|group NAME - -         an account syncpi created (deleted again; homes stay)
+#   package NAME - -            a package syncpi installed (purged again)
+# followed by the notify, handler and handlerarg records of the last plan applied, so a file
+# that leaves the plan still notifies what it fed (nm-reload for a removed Wi-Fi network).
+# Each entry is written before the change it records: a cut apply never leaves an object
+# syncpi made but forgot.
+MANAGED_NAME=managed
+
+managed_load() {
+  state_read "$MANAGED_NAME" >"$WORK/managed"
+}
+
+managed_has() { # KIND KEY
+  K=$1 P=$2 awk -F "$TAB" '$1 == ENVIRON["K"] && $2 == ENVIRON["P"] { f = 1 } END { exit !f }' "$WORK/managed"
+}
+
+# managed_list KIND: "KEY<TAB>ORIGIN<TAB>OWNER" of each entry of that kind.
+managed_list() {
+  K=$1 awk -F "$TAB" -v OFS="$TAB" '$1 == ENVIRON["K"] { print $2, $3, $4 }' "$WORK/managed"
+}
+
+managed_add() { # KIND KEY ORIGIN OWNER
+  [ "$MODE" = apply ] || return 0
+  managed_has "$1" "$2" && return 0
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$WORK/managed"
+  state_write "$MANAGED_NAME" "$WORK/managed"
+}
+
+managed_del() { # KIND KEY
+  [ "$MODE" = apply ] || return 0
+  managed_has "$1" "$2" || return 0
+  K=$1 P=$2 awk -F "$TAB" '!($1 == ENVIRON["K"] && $2 == ENVIRON["P"])' "$WORK/managed" >"$WORK/managed.next"
+  mv -f -- "$WORK/managed.next" "$WORK/managed"
+  state_write "$MANAGED_NAME" "$WORK/managed"
+}
+
+# After a complete apply: the handler records kept are those of the plan just applied.
+managed_keep_handlers() {
+  [ "$MODE" = apply ] || return 0
+  awk -F "$TAB" '$1 != "notify" && $1 != "handler" && $1 != "handlerarg"' "$WORK/managed" >"$WORK/managed.next"
+  grep -E "^(notify|handler|handlerarg)$TAB" "$MANIFEST" >>"$WORK/managed.next"
+  cmp -s "$WORK/managed" "$WORK/managed.next" && return 0
+  mv -f -- "$WORK/managed.next" "$WORK/managed"
+  state_write "$MANAGED_NAME" "$WORK/managed"
+}
+
+# Handlers notified but not yet run successfully, kept across runs: "handler NAME HOW",
+# "start UNIT HOW", "daemon-reload - -", HOW "failed" when it already ran once and did not bring
+# its unit up. A notification is recorded before the rename (or enable, or removal) that makes it
+# necessary, so an apply cut off anywhere after it still restarts what it changed.
+PENDING_NAME=pending-handlers
+PENDING_RELOAD=0
+
+save_pending() { # [failed]
+  {
+    while IFS= read -r sp_n; do printf 'handler\t%s\t%s\n' "$sp_n" "${1:--}"; done <"$WORK/notified"
+    while IFS= read -r sp_n; do printf 'start\t%s\t%s\n' "$sp_n" "${1:--}"; done <"$WORK/started"
+    [ "$PENDING_RELOAD" = 0 ] || printf 'daemon-reload\t-\t-\n'
+  } >"$WORK/pending"
+  state_write "$PENDING_NAME" "$WORK/pending"
+}
+
+load_pending() {
+  state_read "$PENDING_NAME" >"$WORK/pending-old"
+  [ -s "$WORK/pending-old" ] || return 0
+  while IFS="$TAB" read -r kind lp_name how; do
+    # A check reports a unit that did not come up as such, not as drift: the config is applied.
+    if [ "$MODE" = check ] && [ "$how" = failed ]; then
+      warn "$lp_name: did not bring its unit up at the last apply; the next apply retries it"
+      continue
+    fi
+    case $kind in
+      handler) printf '%s\n' "$lp_name" >>"$WORK/notified" ;;
+      start) printf '%s\n' "$lp_name" >>"$WORK/started" ;;
+      daemon-reload) UNIT_FILES_CHANGED=1; PENDING_RELOAD=1 ;;
+    esac
+  done <"$WORK/pending-old"
+  sort -u -o "$WORK/notified" "$WORK/notified"
+  sort -u -o "$WORK/started" "$WORK/started"
+  [ ! -s "$WORK/notified" ] && [ ! -s "$WORK/started" ] && [ "$PENDING_RELOAD" = 0 ] ||
+    warn "restarts left pending by an earlier apply (cut off, or a unit that did not start) run now"
+}
+
+# notify_handler NAME: run it in the handlers step; recorded durably first (apply mode).
+notify_handler() {
+  grep -qxF -e "$1" "$WORK/notified" && return 0
+  printf '%s\n' "$1" >>"$WORK/notified"
+  [ "$MODE" = check ] || save_pending
+}
+
+# A changed unit file needs a daemon-reload before anything uses it; recorded like a handler.
+unit_files_changed() {
+  UNIT_FILES_CHANGED=1
+  [ "$PENDING_RELOAD" = 1 ] && return 0
+  PENDING_RELOAD=1
+  [ "$MODE" = check ] || save_pending
+}
+
+is_unit_path() {
+  case $1 in
+    /etc/systemd/system/* | /lib/systemd/system/* | /usr/lib/systemd/system/* | /etc/systemd/user/*) return 0 ;;
+  esac
+  return 1
+}
+
+# Everything PATH's change needs afterwards, recorded before the change is made.
+notify_for() { # PATH
+  is_unit_path "$1" && unit_files_changed
+  records notify >"$WORK/notify"
+  while IFS="$TAB" read -r nf_path nf_handler; do
+    [ "$nf_path" = "$1" ] && notify_handler "$nf_handler"
+  done <"$WORK/notify"
 }
 
 # ---- facts --------------------------------------------------------------------------------
@@ -215,6 +378,8 @@ step_packages_install() {
     for p in $missing; do change package "$p" install; done
     return 0
   fi
+  # Recorded first: a package syncpi installed is purged again when the plan drops it.
+  for p in $missing; do managed_add package "$p" - -; done
   run apt-get update -q
   # shellcheck disable=SC2086 # names are validated package names, one word each
   run apt-get install -y -q --no-install-recommends \
@@ -248,10 +413,47 @@ expand_purge() {
   done | sort -u
 }
 
+# The packages "Purg"/"Remv" lines of an apt-get -s simulation name, one per line.
+sim_removed() { # FILE
+  while IFS=' ' read -r verb name _rest; do
+    case $verb in
+      Purg | Remv) printf '%s\n' "${name%%:*}" ;;
+    esac
+  done <"$1"
+}
+
+# Packages syncpi installed that the plan no longer installs (nor keeps) leave too, unless
+# removing one would take a protected package along (network-manager needs wpasupplicant): that
+# one stays installed, with a WARN, and is no longer syncpi's.
+leaving_packages() {
+  : >"$WORK/leaving"
+  managed_list package >"$WORK/had-packages"
+  while IFS="$TAB" read -r lv_p _o _w; do
+    in_list install "$lv_p" && continue
+    if ! pkg_present "$lv_p" || in_list keep "$lv_p"; then managed_del package "$lv_p"; continue; fi
+    if ! apt-get -s -q purge "$lv_p" >"$WORK/sim" 2>&1; then
+      warn "package $lv_p: left installed, apt cannot plan its removal"
+      managed_del package "$lv_p"
+      continue
+    fi
+    lv_blocked=
+    for lv_r in $(sim_removed "$WORK/sim"); do
+      lv_why=$(pkg_protection "$lv_r") && { lv_blocked="$lv_r, which is $lv_why"; break; }
+    done
+    if [ -n "$lv_blocked" ]; then
+      warn "package $lv_p: left installed, its removal would take $lv_blocked"
+      managed_del package "$lv_p"
+      continue
+    fi
+    printf '%s\n' "$lv_p" >>"$WORK/leaving"
+  done <"$WORK/had-packages"
+}
+
 step_packages_purge() {
   step packages-purge
+  leaving_packages
   present=
-  for p in $(expand_purge); do
+  for p in $({ expand_purge; cat "$WORK/leaving"; } | sort -u); do
     if in_list install "$p" || in_list keep "$p"; then
       warn "not purging $p: $(pkg_protection "$p")"
       continue
@@ -268,12 +470,7 @@ step_packages_purge() {
     cat "$WORK/sim" >>"$WORK/out"
     fail "$rc" "apt-get could not plan the purge of$present"
   }
-  : >"$WORK/removed"
-  while IFS=' ' read -r verb name _rest; do
-    case $verb in
-      Purg | Remv) printf '%s\n' "${name%%:*}" >>"$WORK/removed" ;;
-    esac
-  done <"$WORK/sim"
+  sim_removed "$WORK/sim" >"$WORK/removed"
   while IFS= read -r r; do
     why=$(pkg_protection "$r") && fail - "refusing to purge$present: apt would also remove $r, which is $why"
   done <"$WORK/removed"
@@ -285,33 +482,39 @@ step_packages_purge() {
   run apt-get purge -y -q --autoremove $present
   gather_packages
   while IFS= read -r r; do change package "$r" purged; done <"$WORK/removed"
+  while IFS= read -r r; do managed_del package "$r"; done <"$WORK/leaving"
 }
 
 # ---- users --------------------------------------------------------------------------------
 
 # Supplementary groups syncpi added, "USER<TAB>GROUP" per line: only these are ever removed.
-GROUPS_OURS=/var/lib/syncpi/groups
+GROUPS_OURS_NAME=groups
 
 step_users() {
   step users
-  if [ -f "$GROUPS_OURS" ]; then cp "$GROUPS_OURS" "$WORK/groups-ours"; else : >"$WORK/groups-ours"; fi
+  state_read "$GROUPS_OURS_NAME" >"$WORK/groups-ours"
   : >"$WORK/groups-ours-next"
   records group >"$WORK/groups"
   while IFS= read -r g; do
     getent group "$g" >/dev/null 2>&1 && continue
-    [ "$MODE" = check ] || run groupadd --system "$g"
+    if [ "$MODE" = apply ]; then
+      managed_add group "$g" - -
+      run groupadd --system "$g"
+    fi
     change group "$g" created
   done <"$WORK/groups"
   records user >"$WORK/users"
   while IFS="$TAB" read -r name system home shell; do
     if ! ent=$(getent passwd "$name"); then
       if [ "$MODE" = apply ]; then
+        managed_add user "$name" - -
         if [ "$system" = 1 ]; then
           run useradd --system --user-group --home-dir "$home" --no-create-home --shell "$shell" "$name"
           if [ ! -d "$home" ]; then
-            run mkdir -p "$home"
-            run chown "$name:$(primary_group "$name")" "$home"
-            run chmod 750 "$home"
+            path_domain "${home%/*}" root "$home"
+            run mkdir -p -- "$home"
+            run chown -h -- "$name:$(primary_group "$name")" "$home"
+            run chmod 750 -- "$home"
           fi
         else
           run useradd --user-group --create-home --home-dir "$home" --shell "$shell" "$name"
@@ -338,7 +541,12 @@ step_users() {
         grep -qxF -e "$name$TAB$g" "$WORK/groups-ours" && printf '%s\t%s\n' "$name" "$g" >>"$WORK/groups-ours-next"
         continue
       fi
-      [ "$MODE" = check ] || run usermod --append --groups "$g" "$name"
+      if [ "$MODE" = apply ]; then
+        # Recorded first: a membership added but not recorded would never be taken away again.
+        printf '%s\t%s\n' "$name" "$g" >>"$WORK/groups-ours"
+        state_write "$GROUPS_OURS_NAME" "$WORK/groups-ours"
+        run usermod --append --groups "$g" "$name"
+      fi
       printf '%s\t%s\n' "$name" "$g" >>"$WORK/groups-ours-next"
       change user "$name" "group $g"
     done <"$WORK/ugroups"
@@ -351,9 +559,7 @@ step_users() {
     change user "$name" "group $g removed"
   done <"$WORK/groups-ours"
   if [ "$MODE" = apply ] && ! cmp -s "$WORK/groups-ours" "$WORK/groups-ours-next"; then
-    run mkdir -p "${GROUPS_OURS%/*}"
-    run cp "$WORK/groups-ours-next" "$GROUPS_OURS.new"
-    run mv -f "$GROUPS_OURS.new" "$GROUPS_OURS"
+    state_write "$GROUPS_OURS_NAME" "$WORK/groups-ours-next"
   fi
 }
 
@@ -364,12 +570,94 @@ in_group() { # USER GROUP
 
 # ---- dirs and files -----------------------------------------------------------------------
 
+# Run a command as ACCOUNT (root: directly). Inside a directory another account controls,
+# syncpi writes with that account's rights only: a link it planted there then leads nowhere it
+# could not already write, and a swapped component changes nothing root would do.
+as_user() { # ACCOUNT CMD...
+  au_who=$1
+  shift
+  if [ "$au_who" = root ]; then "$@"; return; fi
+  setpriv --reuid="$au_who" --regid="$(id -g -- "$au_who")" --init-groups -- "$@"
+}
+
+# path_domain DIR OWNER WHAT: set WRITER to the account that may write inside DIR, or stop.
+# root: every existing component of DIR is a directory owned by root that no other account may
+# write. OWNER: from some component on they belong to OWNER, the account WHAT is for; WHAT is
+# then written with OWNER's rights, never root's. A symbolic link on the way is followed only when
+# root owns it and root's directories hold it (then its target is checked from / again). Anything
+# else (a link another account could have planted, a third account's directory, a directory all
+# may write) is refused: root writing through it could be sent anywhere.
+path_domain() {
+  pd_rest=${1#/}
+  pd_cur=
+  pd_hops=0
+  WRITER=root
+  while [ -n "$pd_rest" ]; do
+    pd_c=${pd_rest%%/*}
+    case $pd_rest in */*) pd_rest=${pd_rest#*/} ;; *) pd_rest= ;; esac
+    [ -n "$pd_c" ] || continue
+    pd_cur=$pd_cur/$pd_c
+    # A missing component is created below by WRITER.
+    pd_info=$(stat -c '%F|%U|%G|%a' -- "$pd_cur" 2>/dev/null) || break
+    pd_type=${pd_info%%|*}
+    pd_r=${pd_info#*|}
+    pd_own=${pd_r%%|*}
+    pd_r=${pd_r#*|}
+    pd_grp=${pd_r%%|*}
+    pd_mode=${pd_r#*|}
+    case $pd_type in
+      'symbolic link')
+        [ "$WRITER" = root ] && [ "$pd_own" = root ] ||
+          fail - "refusing to write $3: $pd_cur is a symbolic link that $pd_own controls; syncpi does not follow it"
+        pd_hops=$((pd_hops + 1))
+        [ "$pd_hops" -le 40 ] || fail - "refusing to write $3: too many symbolic links at $pd_cur"
+        pd_t=$(readlink -f -- "$pd_cur") || fail - "refusing to write $3: $pd_cur is a dangling symbolic link"
+        pd_rest=${pd_t#/}${pd_rest:+/$pd_rest}
+        pd_cur=
+        WRITER=root
+        continue
+        ;;
+      directory) ;;
+      *) fail - "refusing to write $3: $pd_cur is not a directory" ;;
+    esac
+    if [ "$WRITER" = root ] && [ "$pd_own" != root ]; then
+      [ "$pd_own" = "$2" ] || fail - "refusing to write $3: $pd_cur belongs to $pd_own, not to root or $2"
+      WRITER=$2
+    elif [ "$pd_own" != "$WRITER" ]; then
+      fail - "refusing to write $3: $pd_cur belongs to $pd_own inside a directory $WRITER controls"
+    fi
+    pd_o=${pd_mode#"${pd_mode%?}"}
+    pd_g=${pd_mode%?}
+    pd_g=${pd_g#"${pd_g%?}"}
+    case $pd_o in 2 | 3 | 6 | 7) fail - "refusing to write $3: every account may write in $pd_cur" ;; esac
+    case $pd_g in
+      2 | 3 | 6 | 7)
+        [ "$pd_grp" = root ] || [ "$pd_grp" = "$(primary_group "$WRITER")" ] ||
+          fail - "refusing to write $3: the group $pd_grp may write in $pd_cur"
+        ;;
+    esac
+  done
+}
+
+# Create the missing directories above PATH as WRITER (path_domain ran first); each is recorded
+# as syncpi's before it exists, so it goes again once nothing managed is left in it.
 ensure_parent() { # PATH
-  parent=${1%/*}
-  [ -n "$parent" ] || return 0
-  [ -d "$parent" ] && return 0
-  [ "$MODE" = check ] || run mkdir -p "$parent"
-  change dir "$parent" created
+  ep_parent=${1%/*}
+  [ -n "$ep_parent" ] || return 0
+  [ -d "$ep_parent" ] && return 0
+  ep_rest=${ep_parent#/}
+  ep_cur=
+  while [ -n "$ep_rest" ]; do
+    ep_c=${ep_rest%%/*}
+    case $ep_rest in */*) ep_rest=${ep_rest#*/} ;; *) ep_rest= ;; esac
+    ep_cur=$ep_cur/$ep_c
+    [ -d "$ep_cur" ] && continue
+    if [ "$MODE" = apply ]; then
+      managed_add dir "$ep_cur" new "$WRITER"
+      run as_user "$WRITER" mkdir -- "$ep_cur"
+    fi
+    change dir "$ep_cur" created
+  done
 }
 
 step_dirs() {
@@ -377,14 +665,17 @@ step_dirs() {
   records dir >"$WORK/dirs"
   while IFS="$TAB" read -r path mode owner group; do
     group=$(resolve_group "$owner" "$group")
+    path_domain "${path%/*}" "$owner" "$path"
+    if [ -L "$path" ]; then fail - "refusing to manage $path: it is a symbolic link (to $(readlink -- "$path")), expected a directory"; fi
     if [ -e "$path" ] && [ ! -d "$path" ]; then
       fail - "$path exists and is not a directory"
     fi
     if [ ! -d "$path" ]; then
       if [ "$MODE" = apply ]; then
-        run mkdir -p "$path"
-        run chown "$owner:$group" "$path"
-        run chmod "$mode" "$path"
+        ensure_parent "$path"
+        managed_add dir "$path" new "$owner"
+        run as_user "$WRITER" mkdir -- "$path"
+        set_meta "$path" "$mode" "$owner" "$group"
       fi
       change dir "$path" created
       continue
@@ -392,28 +683,71 @@ step_dirs() {
     cur=$(meta_of "$path")
     [ "$cur" = "$mode $owner $group" ] && continue
     if [ "$MODE" = apply ]; then
-      run chown "$owner:$group" "$path"
-      run chmod "$mode" "$path"
+      if [ "$WRITER" != root ] && [ "${cur#* }" != "$owner ${cur##* }" ]; then
+        fail - "refusing to change the owner of $path: it lies in a directory $WRITER controls"
+      fi
+      set_meta "$path" "$mode" "$owner" "$group"
     fi
     if [ "${cur%% *}" != "$mode" ]; then change dir "$path" mode; else change dir "$path" owner; fi
   done <"$WORK/dirs"
 }
 
-# Write SRC to PATH so that PATH is at every instant either the old or the new file:
-# a temp file in the same directory, owner and mode set before any content is visible under
-# the final name, data flushed, then one rename, then the directory entry flushed.
+# Owner, group and mode of PATH, which is no symbolic link and lies where WRITER may write.
+# root: chown -h (never through a link); another account owns what it writes already.
+set_meta() { # PATH MODE OWNER GROUP
+  if [ "$WRITER" = root ]; then
+    run chown -h -- "$3:$4" "$1"
+  elif [ "$4" != "$(primary_group "$WRITER")" ]; then
+    run as_user "$WRITER" chgrp -h -- "$4" "$1"
+  fi
+  run as_user "$WRITER" chmod -- "$2" "$1"
+}
+
+# Write SRC to PATH so that PATH is at every instant either the old or the new file: a temp file
+# with an unpredictable name made by mktemp (O_EXCL) in the same directory, owner and mode set
+# before any content is visible under the final name, checked by the plan's validator, data
+# flushed, the handlers it notifies recorded, then one rename, then the directory entry flushed.
 write_atomic() { # SRC PATH MODE OWNER GROUP
-  dir=${2%/*}
-  [ -n "$dir" ] || dir=/
-  CUR_TMP=$dir/.syncpi-tmp.$$
-  rm -f "$CUR_TMP"
-  (umask 077 && cp -- "$1" "$CUR_TMP") >"$WORK/out" 2>&1 || fail $? "cannot write a temp file in $dir"
-  run chown "$4:$5" "$CUR_TMP"
-  run chmod "$3" "$CUR_TMP"
-  run sync -- "$CUR_TMP"
-  run mv -f -T -- "$CUR_TMP" "$2"
+  wa_dir=${2%/*}
+  [ -n "$wa_dir" ] || wa_dir=/
+  CUR_TMP_AS=$WRITER
+  CUR_TMP=$(as_user "$WRITER" mktemp -- "$wa_dir/.syncpi-tmp.XXXXXXXX" 2>"$WORK/out") || fail $? "cannot create a temp file in $wa_dir"
+  as_user "$WRITER" sh -c 'cat >"$1"' sh "$CUR_TMP" <"$1" 2>"$WORK/out" || fail $? "cannot write a temp file in $wa_dir"
+  set_meta "$CUR_TMP" "$3" "$4" "$5"
+  validate_file "$2" "$CUR_TMP"
+  run as_user "$WRITER" sync -- "$CUR_TMP"
+  notify_for "$2"
+  run as_user "$WRITER" mv -f -T -- "$CUR_TMP" "$2"
   CUR_TMP=
-  run sync -- "$dir"
+  # Lets a test cut the apply (SIGKILL: no trap runs) right after this rename.
+  [ "${SYNCPI_TEST_KILL_AFTER_RENAME:-}" != "$2" ] || kill -KILL $$
+  run as_user "$WRITER" sync -- "$wa_dir"
+}
+
+# The plan's validator of PATH (validate records, "%s" standing for the file to check) runs on
+# the new content before it can replace the old file: refused content stops the apply with the
+# old file, and whatever it configures, untouched. Not in a chroot: a foreign architecture runs
+# under qemu-user there, which lacks the netlink sockets nft -c needs; the build checks these
+# files on its own machine before the apply (validateOnHost, src/targets/rootfs.ts).
+validate_file() { # PATH CANDIDATE
+  [ "$ENV" = live ] || return 0
+  vf_path=$1
+  vf_file=$2
+  records validate >"$WORK/validate"
+  set --
+  while IFS="$TAB" read -r vp va; do
+    [ "$vp" = "$vf_path" ] || continue
+    [ "$va" = "%s" ] && va=$vf_file
+    set -- "$@" "$va"
+  done <"$WORK/validate"
+  [ $# -gt 0 ] || return 0
+  if ! command -v "$1" >/dev/null 2>&1; then
+    # Check mode on a system that lacks the validator's package, which the apply installs first.
+    [ "$MODE" = check ] && { warn "cannot check the new $vf_path here: $1 is not installed yet"; return 0; }
+    fail - "cannot check the new $vf_path: $1 is not installed; the old file is kept"
+  fi
+  "$@" >"$WORK/out" 2>&1 || fail $? "the new $vf_path is refused by $1; the old file is kept"
+  : >"$WORK/out"
 }
 
 show_diff() { # OLD NEW PATH SECRET
@@ -425,37 +759,26 @@ show_diff() { # OLD NEW PATH SECRET
   while IFS= read -r l || [ -n "$l" ]; do printf 'DIFF\t%s\t%s\n' "$3" "$l"; done <"$WORK/diff"
 }
 
-file_changed() { # PATH
-  printf '%s\n' "$1" >>"$WORK/changed"
-  case $1 in
-    /etc/systemd/system/* | /lib/systemd/system/* | /usr/lib/systemd/system/* | /etc/systemd/user/*)
-      UNIT_FILES_CHANGED=1 ;;
-  esac
-  records notify >"$WORK/notify"
-  while IFS="$TAB" read -r npath handler; do
-    [ "$npath" = "$1" ] && printf '%s\n' "$handler" >>"$WORK/notified"
-  done <"$WORK/notify"
-}
-
 # A run killed between writing its temp file and the rename (SIGKILL, power loss) leaves a
-# .syncpi-tmp.PID beside a managed file; the managed file itself is intact. Applies to one
-# target are serialised, so any temp file but our own is such a leftover.
+# .syncpi-tmp.* beside a managed file; the managed file itself is intact. Applies to one
+# target are serialised, so any such temp file is a leftover.
 sweep_stale_temps() {
-  while IFS="$TAB" read -r path _rest; do
+  while IFS="$TAB" read -r path _mode owner _rest; do
     d=${path%/*}
     [ -n "$d" ] || d=/
-    printf '%s\n' "$d"
+    printf '%s\t%s\n' "$d" "$owner"
   done <"$WORK/files" | sort -u >"$WORK/filedirs"
-  # Globbing is off in this script (set -f); the only glob is here, on a validated directory.
-  set +f
-  while IFS= read -r d; do
+  while IFS="$TAB" read -r d owner; do
+    [ -d "$d" ] || continue
+    path_domain "$d" "$owner" "$d/"
+    # Globbing is off in this script (set -f); the only glob is here, on a checked directory.
+    set +f
     for t in "$d"/.syncpi-tmp.*; do
-      [ -f "$t" ] || continue
-      [ "$t" = "$d/.syncpi-tmp.$$" ] && continue
-      if [ "$MODE" = check ]; then change tempfile "$t" remove; else rm -f -- "$t" && change tempfile "$t" removed; fi
+      [ -f "$t" ] || [ -L "$t" ] || continue
+      if [ "$MODE" = check ]; then change tempfile "$t" remove; else run as_user "$WRITER" rm -f -- "$t" && change tempfile "$t" removed; fi
     done
+    set -f
   done <"$WORK/filedirs"
-  set -f
 }
 
 step_files() {
@@ -466,25 +789,37 @@ step_files() {
     group=$(resolve_group "$owner" "$group")
     src=$BUNDLE/$src
     [ -f "$src" ] || fail - "bundle is missing $src (for $path)"
+    path_domain "${path%/*}" "$owner" "$path"
     if [ -d "$path" ] && [ ! -L "$path" ]; then fail - "$path is a directory, expected a file"; fi
     action=
+    old=$path
     if [ ! -e "$path" ] && [ ! -L "$path" ]; then
       action=created
       old=/dev/null
-    elif [ -L "$path" ] || [ "$(sha_of "$path")" != "$sha" ]; then
+    elif [ -L "$path" ] || [ ! -f "$path" ]; then
+      # A link is replaced, never followed: its target is nobody's business here. Nor is anything
+      # but a regular file read (a FIFO planted in a user's directory would hang the apply).
       action=updated
-      old=$path
-      [ -L "$path" ] && [ ! -e "$path" ] && old=/dev/null
+      old=/dev/null
+    elif [ "$(sha_of "$path")" != "$sha" ]; then
+      action=updated
     elif [ "$(meta_of "$path")" != "$mode $owner $group" ]; then
       cur=$(meta_of "$path")
       if [ "${cur%% *}" != "$mode" ]; then action=mode; else action=owner; fi
     fi
+    if managed_has file "$path"; then :
+    elif [ "$action" = created ]; then managed_add file "$path" new "$owner"
+    else managed_add file "$path" found "$owner"; fi
     [ -n "$action" ] || continue
     [ "$action" = updated ] && install_changed "$old" "$src" "$path"
     if [ "$MODE" = check ]; then
       case $action in
-        created | updated) show_diff "$old" "$src" "$path" "$secret" ;;
+        created | updated)
+          show_diff "$old" "$src" "$path" "$secret"
+          validate_file "$path" "$src"
+          ;;
       esac
+      notify_for "$path"
     else
       case $action in
         created | updated)
@@ -492,13 +827,17 @@ step_files() {
           write_atomic "$src" "$path" "$mode" "$owner" "$group"
           ;;
         *)
-          run chown "$owner:$group" "$path"
-          run chmod "$mode" "$path"
+          if [ "$WRITER" = root ]; then
+            notify_for "$path"
+            set_meta "$path" "$mode" "$owner" "$group"
+          else
+            # Where another account controls the directory, the file is replaced, not changed in place.
+            write_atomic "$src" "$path" "$mode" "$owner" "$group"
+          fi
           ;;
       esac
     fi
     change file "$path" "$action"
-    file_changed "$path"
   done <"$WORK/files"
 }
 
@@ -533,10 +872,12 @@ step_units() {
     HANDLERS=$((HANDLERS + 1))
     UNIT_FILES_CHANGED=0
     DAEMON_RELOADED=1
+    PENDING_RELOAD=0
   fi
   for u in $(records mask); do
     [ "$(unit_state "$u")" = masked ] && continue
     if [ "$MODE" = apply ]; then
+      managed_add masked "$u" - -
       if [ "$ENV" = live ]; then run systemctl mask --now "$u"; else run systemctl_offline mask "$u"; fi
     fi
     change unit "$u" masked
@@ -561,14 +902,172 @@ step_units() {
     case $st in
       enabled | enabled-runtime | static | alias | indirect | generated) continue ;;
     esac
+    # On a live host a newly enabled unit also starts (after the handlers, once); like a
+    # handler, that start is recorded before the enable that calls for it.
+    printf '%s\n' "$u" >>"$WORK/started"
     if [ "$MODE" = apply ]; then
+      managed_add enabled "$u" - -
+      save_pending
       [ "$st" = masked ] && run systemctl_offline unmask "$u"
       run systemctl_offline enable "$u"
     fi
     change unit "$u" enabled
-    # On a live host a newly enabled unit also starts (after the handlers, once).
-    printf '%s\n' "$u" >>"$WORK/started"
   done
+}
+
+# ---- removals -----------------------------------------------------------------------------
+
+# What syncpi put here earlier and the plan no longer holds goes again; nothing else is touched.
+# Units are stopped and disabled before their files go; one daemon-reload (in the units step)
+# covers removed and written unit files alike.
+step_remove() {
+  step remove
+  records enable >"$WORK/want-enabled"
+  records mask >"$WORK/want-masked"
+  records disable >"$WORK/want-disabled"
+  records file | cut -f1 >"$WORK/want-files"
+  records user | cut -f1 >"$WORK/want-users"
+  # A directory stays while the plan still names it or anything below it.
+  { records dir | cut -f1; cut -f1 "$WORK/want-files"; } |
+    awk '{ p = $0; print p; while (sub(/\/[^\/]*$/, "", p) && p != "") print p }' | sort -u >"$WORK/want-dirs"
+
+  managed_list enabled >"$WORK/had"
+  while IFS="$TAB" read -r u _o _w; do
+    in_file "$u" "$WORK/want-enabled" && continue
+    if in_file "$u" "$WORK/want-disabled" || in_file "$u" "$WORK/want-masked"; then managed_del enabled "$u"; continue; fi
+    case $(unit_state "$u") in
+      enabled | enabled-runtime | linked | linked-runtime)
+        if [ "$MODE" = apply ]; then
+          if [ "$ENV" = live ]; then run systemctl disable --now "$u"; else run systemctl_offline disable "$u"; fi
+        fi
+        change unit "$u" disabled
+        ;;
+    esac
+    managed_del enabled "$u"
+  done <"$WORK/had"
+
+  managed_list masked >"$WORK/had"
+  while IFS="$TAB" read -r u _o _w; do
+    in_file "$u" "$WORK/want-masked" && continue
+    if [ "$(unit_state "$u")" = masked ]; then
+      [ "$MODE" = check ] || run systemctl_offline unmask "$u"
+      change unit "$u" unmasked
+    fi
+    managed_del masked "$u"
+  done <"$WORK/had"
+
+  managed_list file >"$WORK/had"
+  while IFS="$TAB" read -r path origin owner; do
+    in_file "$path" "$WORK/want-files" && continue
+    if [ "$origin" != new ]; then
+      warn "$path: left in place, no longer managed (it was there before syncpi managed it)"
+      managed_del file "$path"
+      continue
+    fi
+    if [ ! -e "$path" ] && [ ! -L "$path" ]; then managed_del file "$path"; continue; fi
+    if [ -d "$path" ] && [ ! -L "$path" ]; then
+      warn "$path: left in place, no longer managed (it is a directory now)"
+      managed_del file "$path"
+      continue
+    fi
+    path_domain "${path%/*}" "$owner" "$path"
+    remove_unit_of "$path"
+    removed_notifies "$path"
+    [ "$MODE" = check ] || run as_user "$WRITER" rm -f -- "$path"
+    printf '%s\n' "$path" >>"$WORK/removing"
+    if [ "$MODE" = check ]; then change file "$path" remove; else change file "$path" removed; fi
+    managed_del file "$path"
+  done <"$WORK/had"
+
+  # Deepest first, and only once empty: a directory is never emptied to be removed.
+  managed_list dir | sort -r >"$WORK/had"
+  while IFS="$TAB" read -r path _o owner; do
+    in_file "$path" "$WORK/want-dirs" && continue
+    if [ -L "$path" ] || [ ! -d "$path" ]; then managed_del dir "$path"; continue; fi
+    path_domain "${path%/*}" "$owner" "$path"
+    if [ "$MODE" = check ]; then
+      if dir_would_empty "$path"; then
+        printf '%s\n' "$path" >>"$WORK/removing"
+        change dir "$path" remove
+      else
+        warn "$path: left in place, it holds files syncpi did not put there"
+      fi
+    elif as_user "$WRITER" rmdir -- "$path" 2>/dev/null; then
+      change dir "$path" removed
+      managed_del dir "$path"
+    else
+      warn "$path: left in place, it holds files syncpi did not put there"
+    fi
+  done <"$WORK/had"
+
+  # Accounts last: nothing above runs as them any more. Their homes and files stay.
+  managed_list user >"$WORK/had"
+  while IFS="$TAB" read -r name _o _w; do
+    in_file "$name" "$WORK/want-users" && continue
+    if ! getent passwd "$name" >/dev/null 2>&1; then managed_del user "$name"; continue; fi
+    if [ "$MODE" = check ]; then change user "$name" remove; continue; fi
+    if userdel -- "$name" >"$WORK/out" 2>&1; then
+      change user "$name" removed
+      managed_del user "$name"
+    else
+      warn "user $name: not removed ($(head -n 1 "$WORK/out")); the next apply retries"
+    fi
+    : >"$WORK/out"
+  done <"$WORK/had"
+  managed_list group >"$WORK/had"
+  while IFS="$TAB" read -r g _o _w; do
+    in_file "$g" "$WORK/groups" && continue
+    if ! getent group "$g" >/dev/null 2>&1; then managed_del group "$g"; continue; fi
+    if [ "$MODE" = check ]; then change group "$g" remove; continue; fi
+    if groupdel -- "$g" >"$WORK/out" 2>&1; then
+      change group "$g" removed
+      managed_del group "$g"
+    else
+      warn "group $g: not removed ($(head -n 1 "$WORK/out")); the next apply retries"
+    fi
+    : >"$WORK/out"
+  done <"$WORK/had"
+}
+
+in_file() { # LINE FILE
+  grep -qxF -e "$1" "$2"
+}
+
+# A unit file about to go: its unit is stopped and disabled first, so no link points at nothing
+# and nothing keeps running from a file that is gone.
+remove_unit_of() { # PATH
+  is_unit_path "$1" || return 0
+  unit_files_changed
+  ru_u=${1##*/}
+  case $(unit_state "$ru_u") in
+    enabled | enabled-runtime | linked | linked-runtime)
+      if [ "$MODE" = apply ]; then
+        if [ "$ENV" = live ]; then run systemctl disable --now "$ru_u"; else run systemctl_offline disable "$ru_u"; fi
+      fi
+      change unit "$ru_u" disabled
+      ;;
+    *)
+      if [ "$ENV" = live ] && systemctl is-active --quiet "$ru_u" 2>/dev/null; then
+        [ "$MODE" = check ] || run systemctl stop "$ru_u"
+        change unit "$ru_u" stopped
+      fi
+      ;;
+  esac
+}
+
+# The handlers a removed file notified when it was applied (from the record of that plan).
+removed_notifies() { # PATH
+  P=$1 awk -F "$TAB" '$1 == "notify" && $2 == ENVIRON["P"] { print $3 }' "$WORK/managed" >"$WORK/rnotify"
+  while IFS= read -r rn_h; do notify_handler "$rn_h"; done <"$WORK/rnotify"
+}
+
+# Check mode: would DIR be empty once what this run removes is gone?
+dir_would_empty() { # DIR
+  ls -A -- "$1" >"$WORK/entries" 2>/dev/null || return 1
+  while IFS= read -r dw_e; do
+    in_file "$1/$dw_e" "$WORK/removing" || return 1
+  done <"$WORK/entries"
+  return 0
 }
 
 # ---- handlers -----------------------------------------------------------------------------
@@ -596,38 +1095,6 @@ apply_sysctls() {
     fi
     fail "$rc" "cannot set sysctl $key"
   done <"$WORK/sysctls"
-}
-
-# Handlers notified on a live host but not yet run successfully, kept across runs: an apply cut
-# off (or with a unit that failed to start) after its files were written must not lose them, or
-# the rerun would find every file converged and never restart what they feed.
-PENDING=/var/lib/syncpi/pending-handlers
-
-save_pending() { # [failed]: these already ran once and did not bring their unit up
-  mkdir -p "${PENDING%/*}" && {
-    while IFS= read -r n; do printf 'handler\t%s\t%s\n' "$n" "${1:--}"; done <"$WORK/notified"
-    while IFS= read -r u; do printf 'start\t%s\t%s\n' "$u" "${1:--}"; done <"$WORK/started"
-  } >"$PENDING.tmp" && sync -- "$PENDING.tmp" && mv -f -T -- "$PENDING.tmp" "$PENDING" ||
-    fail - "cannot record pending handlers in $PENDING"
-}
-
-load_pending() {
-  [ -f "$PENDING" ] || return 0
-  while IFS="$TAB" read -r kind name how; do
-    # A check reports a unit that did not come up as such, not as drift: the config is applied.
-    if [ "$MODE" = check ] && [ "$how" = failed ]; then
-      warn "$name: did not bring its unit up at the last apply; the next apply retries it"
-      continue
-    fi
-    case $kind in
-      handler) printf '%s\n' "$name" >>"$WORK/notified" ;;
-      start) printf '%s\n' "$name" >>"$WORK/started" ;;
-    esac
-  done <"$PENDING"
-  sort -u -o "$WORK/notified" "$WORK/notified"
-  sort -u -o "$WORK/started" "$WORK/started"
-  [ ! -s "$WORK/notified" ] && [ ! -s "$WORK/started" ] ||
-    warn "restarts left pending by an earlier apply (cut off, or a unit that did not start) run now"
 }
 
 # Start or restart a unit on a live host. A unit that does not come up (its drive is absent, its
@@ -661,7 +1128,6 @@ run_handler() { # NAME ACTION UNIT
     sysctl) apply_sysctls ;;
     command)
       want=$1
-      records handlerarg >"$WORK/hargs"
       set --
       while IFS="$TAB" read -r hname arg; do
         [ "$hname" = "$want" ] && set -- "$@" "$arg"
@@ -673,15 +1139,23 @@ run_handler() { # NAME ACTION UNIT
   esac
 }
 
+# A handler notified by a file that left the plan may be no handler of this plan any more
+# (nm-reload once the last Wi-Fi network is gone): its definition comes from the record of the
+# last plan. Restarts and reloads are not taken over: their unit left along with the file.
+recorded_handlers() {
+  cut -f1 "$WORK/handlers" >"$WORK/handler-names"
+  while IFS= read -r n; do
+    grep -qxF -e "$n" "$WORK/handler-names" && continue
+    N=$n awk -F "$TAB" -v OFS="$TAB" '$1 == "handler" && $2 == ENVIRON["N"] && $3 != "restart" && $3 != "reload" { print $2, $3, $4, $5 }' "$WORK/managed" >>"$WORK/handlers"
+    N=$n awk -F "$TAB" -v OFS="$TAB" '$1 == "handlerarg" && $2 == ENVIRON["N"] { print $2, $3 }' "$WORK/managed" >>"$WORK/hargs"
+  done <"$WORK/notified"
+}
+
 step_handlers() {
   step handlers
   : >"$WORK/restarted"
   : >"$WORK/failed-handlers"
   UNITS_FAILED=0
-  if [ "$ENV" = live ]; then
-    load_pending
-    if [ "$MODE" = apply ] && { [ -s "$WORK/notified" ] || [ -s "$WORK/started" ]; }; then save_pending; fi
-  fi
   # Changed unit files need a daemon-reload (on a live apply the units step already did it).
   if [ "$UNIT_FILES_CHANGED" = 1 ]; then
     if [ "$ENV" = chroot ]; then handler_line daemon-reload daemon-reload - skipped-chroot
@@ -689,15 +1163,18 @@ step_handlers() {
     DAEMON_RELOADED=1
   fi
   records handler >"$WORK/handlers"
+  records handlerarg >"$WORK/hargs"
+  recorded_handlers
   while IFS="$TAB" read -r name action unit liveonly; do
     handler_notified "$name" || continue
+    # One daemon-reload per apply, reported once.
+    if [ "$action" = daemon-reload ] && [ "$DAEMON_RELOADED" = 1 ]; then continue; fi
     if [ "$ENV" = chroot ]; then
       case $action in
         restart | reload | daemon-reload | sysctl) liveonly=1 ;;
       esac
       if [ "$liveonly" = 1 ]; then handler_line "$name" "$action" "$unit" skipped-chroot; continue; fi
     fi
-    if [ "$action" = daemon-reload ] && [ "$DAEMON_RELOADED" = 1 ]; then continue; fi
     [ "$unit" = - ] || printf '%s\n' "$unit" >>"$WORK/restarted"
     if [ "$MODE" = check ]; then
       handler_line "$name" "$action" "$unit" would-run
@@ -714,7 +1191,7 @@ step_handlers() {
     esac
   done <"$WORK/handlers"
   STEP=handlers
-  [ "$ENV" = live ] || return 0
+  [ "$ENV" = live ] || : >"$WORK/started"
   while IFS= read -r u; do
     skip=0
     while IFS= read -r r; do [ "$r" = "$u" ] && skip=1; done <"$WORK/restarted"
@@ -730,7 +1207,7 @@ step_handlers() {
   STEP=handlers
   [ "$MODE" = apply ] || return 0
   if [ "$UNITS_FAILED" = 0 ]; then
-    rm -f "$PENDING"
+    state_remove "$PENDING_NAME"
   else
     # Only what failed stays pending.
     while IFS= read -r n; do
@@ -745,12 +1222,16 @@ step_handlers() {
 
 step facts
 gather_packages
+managed_load
+load_pending
 step_packages_install
 step_packages_purge
 step_users
 step_dirs
 step_files
+step_remove
 step_units
 step_handlers
+managed_keep_handlers
 summary ok
 exit 0

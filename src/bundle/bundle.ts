@@ -66,6 +66,8 @@ interface FileSpec {
   content: Buffer;
   secret: boolean;
   notify: string[];
+  /** argv; "%s" is the new content's path on the target. */
+  validate: string[];
 }
 
 function uniq<T>(xs: T[]): T[] {
@@ -100,6 +102,15 @@ function handlerRecords(h: PlanHandler, i: number): string[] {
     checkName(`${what}.argv[0]`, argv[0]!);
   }
   return out;
+}
+
+/** A file's validator: a command (not an option) and its arguments, one of them "%s". */
+function checkValidator(what: string, argv: string[]): string[] {
+  if (argv.length === 0) return argv;
+  checkName(`${what}[0]`, argv[0]!);
+  argv.forEach((a, j) => checkText(`${what}[${j}]`, a));
+  if (!argv.slice(1).includes('%s')) throw new UserError(`invalid ${what} in the plan: one argument must be "%s", the file to check`);
+  return argv;
 }
 
 function checkSha256(what: string, v: string): string {
@@ -163,6 +174,7 @@ function collectFiles(plan: Plan): { files: FileSpec[]; extraDirs: string[]; han
     content: Buffer.from(f.content, 'utf8'),
     secret: f.secret === true,
     notify: f.notify.map((n) => checkName(`files[${i}].notify`, n)),
+    validate: checkValidator(`files[${i}].validate (${f.path})`, f.validate ?? []),
   }));
   const extraDirs: string[] = [];
   plan.users.forEach((u, i) => {
@@ -179,6 +191,7 @@ function collectFiles(plan: Plan): { files: FileSpec[]; extraDirs: string[]; han
       content: Buffer.from(keys.join('\n') + '\n', 'utf8'),
       secret: false,
       notify: [],
+      validate: [],
     });
   });
   const handlers = [...plan.handlers];
@@ -193,6 +206,7 @@ function collectFiles(plan: Plan): { files: FileSpec[]; extraDirs: string[]; han
       content: Buffer.from(`# Written by syncpi; changes are overwritten on the next apply.\n${body}\n`, 'utf8'),
       secret: false,
       notify: [SYSCTL_HANDLER],
+      validate: [],
     });
     if (!handlers.some((h) => h.name === SYSCTL_HANDLER)) {
       handlers.push({ name: SYSCTL_HANDLER, action: 'sysctl', liveOnly: true });
@@ -254,6 +268,7 @@ export async function buildBundle(plan: Plan): Promise<Bundle> {
       if (!handlerNames.has(n)) throw new UserError(`invalid plan: ${f.path} notifies "${n}", which is no handler of the plan`);
       lines.push(record('notify', f.path, n));
     }
+    for (const a of f.validate) lines.push(record('validate', f.path, a));
     entries.push({ path: src, mode: f.secret ? 0o600 : 0o644, content: f.content });
   });
 

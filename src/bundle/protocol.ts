@@ -5,10 +5,10 @@
  */
 
 export interface ApplyChange {
-  /** package, group, user, dir, file, unit */
+  /** package, group, user, dir, file, unit, tempfile */
   kind: string;
   target: string;
-  /** e.g. created, updated, mode, owner, installed, purged, enabled; in check mode: install, purge… */
+  /** e.g. created, updated, mode, owner, installed, purged, enabled, removed; in check mode: install, purge, remove… */
   action: string;
 }
 
@@ -42,7 +42,7 @@ export interface ApplyReport {
   counts: { changes: number; handlers: number; byKind: Record<string, number> };
 }
 
-export const APPLY_STEPS = ['facts', 'packages-install', 'packages-purge', 'users', 'dirs', 'files', 'units', 'handlers'] as const;
+export const APPLY_STEPS = ['facts', 'packages-install', 'packages-purge', 'users', 'dirs', 'files', 'remove', 'units', 'handlers'] as const;
 
 /**
  * Incremental parser: feed output as it arrives (for progress), then take the report.

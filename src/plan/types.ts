@@ -27,6 +27,11 @@ export interface PlanFile {
   secret?: boolean;
   /** Handler names to notify when this file changes on the target. */
   notify: string[];
+  /**
+   * A command that must accept the new content before it replaces the old file (argv; the
+   * element "%s" is the path of the new content), e.g. ["nft", "-c", "-f", "%s"].
+   */
+  validate?: string[];
   feature: FeatureName;
 }
 

@@ -2,13 +2,16 @@
  * Apply a Plan to an image's root filesystem (the `build` path) and run its checks offline
  * (`syncpi verify` on a rootfs). Both go through the same bundle and converger as `provision`.
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Plan } from '../plan/types.js';
 import { buildBundle } from '../bundle/bundle.js';
 import type { ApplyReport } from '../bundle/protocol.js';
 import type { CleanupScope } from '../util/cleanup.js';
+import { Failure } from '../util/errors.js';
 import type { Reporter } from '../util/report.js';
+import { tool } from '../util/tool.js';
 import { applyBundle, verifyBundle, type CheckOutcome } from './apply.js';
 import { withChroot, type Arch } from './chroot.js';
 
@@ -35,8 +38,36 @@ function removeStaleBundles(rootfs: string): void {
   }
 }
 
+/**
+ * Files the plan gives a validator (the firewall: nft -c) are checked on this machine before an
+ * image gets them. On a live host the converger runs the validator itself, before the rename;
+ * in an image's chroot it cannot: a foreign architecture runs under qemu-user, whose emulated
+ * programs cannot open the netlink socket nft -c needs. An image with a ruleset that does not
+ * load would boot with no firewall at all, so a refused file fails the build.
+ */
+export async function validateOnHost(plan: Plan): Promise<void> {
+  for (const f of plan.files) {
+    if (!f.validate?.length) continue;
+    const dir = mkdtempSync(join(tmpdir(), 'syncpi-validate-'));
+    try {
+      const candidate = join(dir, 'candidate');
+      writeFileSync(candidate, f.content, { mode: 0o600 });
+      const [cmd, ...args] = f.validate.map((a) => (a === '%s' ? candidate : a));
+      try {
+        await tool(cmd!, args);
+      } catch (e) {
+        if (!(e instanceof Failure)) throw e;
+        throw new Failure(`the plan's ${f.path} is refused by ${f.validate.join(' ')}: ${e.message}`, e.details, { cause: e });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
 export async function applyToRootfs(rootfs: string, plan: Plan, opts: RootfsApplyOptions): Promise<ApplyReport> {
   const bundle = await buildBundle(plan);
+  await validateOnHost(plan);
   const label = opts.check ? 'check plan against rootfs' : 'apply plan to rootfs';
   return opts.reporter.step(
     label,

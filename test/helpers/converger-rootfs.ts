@@ -69,4 +69,7 @@ export const AMD64_SPEC: RootfsSpec = {
   include: ['systemd', 'systemd-sysv', 'dbus', 'file', 'nano', 'less'],
 };
 
+/** The amd64 rootfs plus what the trust tests run for real inside it: nft for the firewall. */
+export const AMD64_NFT_SPEC: RootfsSpec = { ...AMD64_SPEC, include: [...AMD64_SPEC.include, 'nftables'] };
+
 export const ARM64_SPEC: RootfsSpec = { suite: 'bookworm', arch: 'arm64', include: [] };

@@ -273,8 +273,10 @@ describe('converger in a bookworm amd64 chroot', () => {
       handlers: [{ name: 'record-arg', action: 'command', argv: ['/bin/sh', '-c', 'printf %s "$1" > /tmp/handler-arg', 'sh', arg], liveOnly: false }],
     });
     const r = await apply(plan);
-    // The value holds slashes, so it is a nested path: its parent directory is created first.
-    assert.deepEqual(r.changes.map((c) => `${c.kind} ${c.target}`), [`dir ${dirname(hostile)}`, `file ${hostile}`]);
+    // The value holds slashes, so it is a nested path: each missing directory above it is created first.
+    const created: string[] = [];
+    for (let d = dirname(hostile); d !== '/etc' && d !== '/'; d = dirname(d)) created.unshift(`dir ${d}`);
+    assert.deepEqual(r.changes.map((c) => `${c.kind} ${c.target}`), [...created, `file ${hostile}`]);
     assert.equal(readFileSync(join(root, hostile), 'utf8'), "content $(touch /PWNED4) `x`\n");
     assert.deepEqual(r.handlers.map((h) => [h.name, h.status]), [['record-arg', 'ran']]);
     assert.equal(readFileSync(join(root, 'tmp/handler-arg'), 'utf8'), arg);

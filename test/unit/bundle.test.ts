@@ -245,3 +245,16 @@ test('verify.sh reads hostile paths from the manifest exactly (run by dash, read
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a file's validator travels as validate records in argv order; one without %s, or starting with -, is refused", async () => {
+  const plan = emptyPlan({ files: [file('/etc/nftables.conf', 'table inet syncpi {}\n', { validate: ['nft', '-c', '-f', '%s'] })] });
+  const records = parseManifest((await buildBundle(plan)).manifest).filter((r) => r[0] === 'validate');
+  assert.deepEqual(records, ['nft', '-c', '-f', '%s'].map((a) => ['validate', '/etc/nftables.conf', a]));
+  for (const validate of [['nft', '-c', '-f', '/etc/nftables.conf'], ['-c', '%s']]) {
+    await assert.rejects(buildBundle(emptyPlan({ files: [file('/etc/x', 'x\n', { validate })] })), (e: unknown) => {
+      assert.ok(e instanceof UserError, String(e));
+      assert.match(e.message, /files\[0\]\.validate \(\/etc\/x\)/);
+      return true;
+    });
+  }
+});

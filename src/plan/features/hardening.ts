@@ -17,7 +17,7 @@ export const hardening: Feature = {
     };
     if (h.firewall === 'deny') {
       out.install.push('nftables');
-      out.files.push({ path: '/etc/nftables.conf', mode: '0755', owner: 'root', group: 'root', content: ctx.render('hardening/nftables.conf.hbs'), notify: ['reload-firewall'] });
+      out.files.push({ path: '/etc/nftables.conf', mode: '0755', owner: 'root', group: 'root', content: ctx.render('hardening/nftables.conf.hbs'), notify: ['reload-firewall'], validate: ['nft', '-c', '-f', '%s'] });
       out.enable.push('nftables.service');
       out.handlers.push({ name: 'reload-firewall', action: 'command', argv: ['nft', '-f', '/etc/nftables.conf'], liveOnly: true });
       out.checks.push({ kind: 'service-active', unit: 'nftables.service', description: 'firewall is loaded' });
