@@ -19,7 +19,12 @@ const hb = Handlebars.create();
 export class UnrepresentableValue extends Error {}
 
 function refuse(what: string, s: string, why: string): never {
-  const shown = s.length > 60 ? `${JSON.stringify(s.slice(0, 60))}…` : JSON.stringify(s);
+  // Invisible characters shown as \uXXXX: the offending one is usually invisible.
+  const quoted = JSON.stringify(s.length > 60 ? s.slice(0, 60) : s).replace(/[\p{C}\p{Noncharacter_Code_Point}]/gu, (c) => {
+    const code = c.codePointAt(0)!;
+    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+  const shown = s.length > 60 ? `${quoted}…` : quoted;
   throw new UnrepresentableValue(`${what} ${shown} cannot be written: ${why}`);
 }
 
