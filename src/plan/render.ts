@@ -75,8 +75,11 @@ export function systemdExecWord(s: string): string {
  */
 export function systemdExec(argv: readonly string[]): string {
   if (argv.length === 0) throw new Error('systemdArgv needs a non-empty list');
-  const words = argv.map(systemdExecWord).join(' ');
   const path = argv[0]!;
+  // systemd-analyze verify: "Executable name contains special characters", "… specifies a directory".
+  if (/[\\"']/.test(path)) refuse('the program path', path, 'systemd refuses a program path holding \\, " or \'');
+  if (path.endsWith('/') || path.split('/').some((c) => Buffer.byteLength(c) > 255)) refuse('the program path', path, 'systemd needs a file path, each part at most 255 bytes');
+  const words = argv.map(systemdExecWord).join(' ');
   return path.includes('$') ? `@${systemdWord('the program path', path, { expandsDollar: false, allowControl: /[^\0]/ })} ${words}` : words;
 }
 

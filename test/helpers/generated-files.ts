@@ -28,14 +28,14 @@ export function writeRoot(plan: Plan): string {
   return root;
 }
 
-/** systemd-analyze verify on units, less "Command X is not executable" for the plan's own scripts, which this machine lacks. */
+/** systemd-analyze verify on units, less "Command X is not executable" for programs this machine lacks (the plan's own scripts, say). */
 export function verifyUnits(units: string[], opts: { cwd: string; planPaths: Set<string> }): string[] {
   const r = spawnSync('systemd-analyze', ['verify', ...units], { encoding: 'utf8', cwd: opts.cwd });
   return `${r.stdout}${r.stderr}`
     .split('\n')
     .filter(Boolean)
     .filter((l) => {
-      const m = /Command (\S+) is not executable/.exec(l);
+      const m = /Command (.+) is not executable: No such file or directory$/s.exec(l);
       return !(m && opts.planPaths.has(m[1]!));
     });
 }

@@ -54,8 +54,14 @@ function planOf(config: Record<string, unknown>, files: Record<string, string> =
 // firstboot and ssh-host-keys are left out: syncpi's own units carry those names, and the loader
 // does not refuse them yet (it is being taught to).
 const serviceName = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,20}$/).filter((n) => n !== 'firstboot' && n !== 'ssh-host-keys');
-/** Programs present on this machine, so systemd-analyze verify can check the rest of the line. */
-const program = fc.constantFrom('/bin/echo', '/usr/bin/rsync', '/bin/sh', '/usr/bin/env');
+/** Mostly programs present on this machine, so systemd-analyze verify checks the whole line; else a hostile absolute path. */
+const program = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom('/bin/echo', '/usr/bin/rsync', '/bin/sh', '/usr/bin/env') },
+  // Without \ " and ' , which systemd refuses in a program path and the loader accepts today
+  // (a validation matter; the last systemd test shows the plan refuses them).
+  { weight: 1, arbitrary: fc.array(text(30).map((c) => c.replace(/[\\"'/]/g, '_')), { minLength: 1, maxLength: 3 }).map((s) => `/${s.join('/')}`) },
+);
+const argument = fc.oneof({ weight: 5, arbitrary: text(60) }, { weight: 1, arbitrary: text(4096) });
 const value = fc.oneof(
   // Environment= can carry tab and newline, no other control character (systemd's env_value_is_valid).
   fc.string({ unit: fc.oneof(unit, fc.constantFrom('\n', '\t')), maxLength: 40 }).map((s) => s.replace(/[\u0000-\u0008\u000b-\u001f\u007f]|\p{Noncharacter_Code_Point}/gu, '_')),
@@ -66,7 +72,7 @@ const service = fc.record({
   // A blank description leaves systemd showing the unit name instead; the loader accepts one
   // today (a validation matter), so the generator keeps one visible character.
   description: text(199).map((d) => (/[^ ]/.test(d) ? d : `x${d}`)),
-  exec: fc.tuple(program, fc.array(text(60), { maxLength: 6 })).map(([p, args]) => [p, ...args]),
+  exec: fc.tuple(program, fc.array(argument, { maxLength: 6 })).map(([p, args]) => [p, ...args]),
   values: fc.dictionary(fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,10}$/), value, { maxKeys: 4 }),
   type: fc.constantFrom('oneshot', 'simple'),
   schedule: fc.option(fc.constantFrom('daily', 'hourly', 'Mon *-*-* 03:00:00', '*:0/15'), { nil: undefined }),
@@ -89,8 +95,8 @@ function checkUnits(svcs: Record<string, Service>): void {
   const root = writeRoot(plan);
   const unitDir = join(root, 'etc/systemd/system');
   const units = readdirSync(unitDir).filter((u) => u.startsWith('syncpi-') && !['syncpi-firstboot.service', 'syncpi-ssh-host-keys.service'].includes(u));
-  const planPaths = new Set(plan.files.map((f) => f.path));
-  assert.deepEqual(verifyUnits(units.map((u) => join(unitDir, u)), { cwd: unitDir, planPaths }), [], 'systemd-analyze verify');
+  const planPaths = new Set([...plan.files.map((f) => f.path), ...Object.values(svcs).map((s) => s.exec[0]!)]);
+  assert.deepEqual(verifyUnits(units.map((u) => join(unitDir, u)), { cwd: unitDir, planPaths }), [], `systemd-analyze verify (programs not on this machine: ${JSON.stringify([...planPaths].filter((p) => !p.startsWith('/etc') && !p.startsWith('/usr/local')))})`);
   const parsed = systemdParse(unitDir, units);
   for (const [name, s] of Object.entries(svcs)) {
     const got = parsed.get(`syncpi-${name}.service`)!;
@@ -132,6 +138,13 @@ test('a value neither systemd nor XML can hold is refused with a UserError, not 
       () => planOf({ services: { x: { description: `a${bad}b`, exec: ['/bin/true'] } } }),
       (e: unknown) => e instanceof UserError && /cannot be written/.test(e.message),
       `description with U+${bad.codePointAt(0)!.toString(16)}`,
+    );
+  }
+  for (const path of ['/opt/a\\b', '/opt/"x"', "/opt/it's", '/opt/dir/', `/${'x'.repeat(256)}`]) {
+    assert.throws(
+      () => planOf({ services: { x: { description: 'x', exec: [path] } } }),
+      (e: unknown) => e instanceof UserError && /the program path .* cannot be written: systemd/.test(e.message),
+      path,
     );
   }
   assert.throws(
