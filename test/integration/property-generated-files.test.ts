@@ -6,9 +6,10 @@
  *
  * Reproduce a failure with SYNCPI_PROPERTY_SEED=<seed printed in the failure>.
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
@@ -18,6 +19,13 @@ import type { Plan } from '../../src/plan/types.js';
 import { UserError } from '../../src/util/errors.js';
 import { fixtureKey, tempDir, writeConfig } from '../helpers/fixtures.js';
 import { need, nmRead, systemdParse, verifyUnits, writeRoot } from '../helpers/generated-files.js';
+
+// Hundreds of scratch roots and configs: all under one folder, removed at the end. Readable by
+// nobody, whom systemd's test mode runs as.
+const scratch = mkdtempSync(join(tmpdir(), 'syncpi-property-'));
+chmodSync(scratch, 0o755);
+process.env.TMPDIR = scratch;
+after(() => rmSync(scratch, { recursive: true, force: true }));
 
 const seed = process.env.SYNCPI_PROPERTY_SEED ? Number(process.env.SYNCPI_PROPERTY_SEED) : Date.now() ^ (Math.random() * 0x7fffffff);
 const params = (numRuns: number): fc.Parameters<unknown> => ({ seed, numRuns });
