@@ -14,31 +14,16 @@ import { request as httpRequest } from 'node:http';
 import { planFromFile } from '../../src/plan/load.js';
 import type { Plan } from '../../src/plan/types.js';
 import { fixtures, minimalYaml, tempDir, writeConfig } from '../helpers/fixtures.js';
+import { need, verifyUnits, writeRoot } from '../helpers/generated-files.js';
 
 process.env.SYNCPI_TEST_PSK = 'correct horse battery';
 process.env.SYNCPI_TEST_PANEL_PASSWORD = 'pa$$word "quoted" <xml>';
-
-function need(tool: string): string {
-  const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `${tool} is required for this test (installed by .ci/run)`);
-  return r.stdout.trim();
-}
 
 function fullPlan(): Plan {
   const dir = tempDir();
   const p = join(dir, 'full.yaml');
   copyFileSync(join(fixtures, 'good', 'full.yaml'), p);
   return planFromFile(p).plan;
-}
-
-function writeRoot(plan: Plan): string {
-  const root = tempDir('syncpi-root-');
-  for (const f of plan.files) {
-    const p = join(root, f.path);
-    mkdirSync(dirname(p), { recursive: true });
-    writeFileSync(p, f.content, { mode: parseInt(f.mode, 8) });
-  }
-  return root;
 }
 
 test('systemd-analyze verify accepts every unit the plan writes', () => {
@@ -49,17 +34,8 @@ test('systemd-analyze verify accepts every unit the plan writes', () => {
     const unitDir = join(root, 'etc/systemd/system');
     const units = readdirSync(unitDir).map((u) => join(unitDir, u));
     assert.ok(units.length >= 2);
-    const r = spawnSync('systemd-analyze', ['verify', ...units], { encoding: 'utf8', cwd: unitDir });
-    // The plan's own helper scripts are not installed on this machine; everything else must pass.
-    const planPaths = new Set(plan.files.map((f) => f.path));
-    const problems = `${r.stdout}${r.stderr}`
-      .split('\n')
-      .filter(Boolean)
-      .filter((l) => {
-        const m = /Command (\S+) is not executable/.exec(l);
-        return !(m && planPaths.has(m[1]!));
-      });
-    assert.deepEqual(problems, [], `systemd-analyze verify:\n${r.stdout}${r.stderr}`);
+    const problems = verifyUnits(units, { cwd: unitDir, planPaths: new Set(plan.files.map((f) => f.path)) });
+    assert.deepEqual(problems, [], 'systemd-analyze verify');
   }
 });
 
