@@ -49,7 +49,20 @@ const label = (max = 128) =>
       if (v.hasControlChars(s)) ctx.addIssue({ code: 'custom', message: 'expected one line of text without control characters', input: s });
     });
 
-const targetPath = (opts: { allowSpaces?: boolean } = {}) => shaped((s) => v.checkTargetPath(s, opts));
+/** Where folders live when there is no drive section: the one place besides its home the daemon may write. */
+export const DEFAULT_DRIVE_MOUNT = '/srv/sync';
+
+/** Networks for one nft interval set: each a valid prefix, none overlapping another (nft refuses the set). */
+const cidrList = (what: string) =>
+  z
+    .array(shaped(v.checkCidr))
+    .max(64)
+    .default([])
+    .superRefine((list, ctx) => {
+      for (const { index, other } of v.overlappingCidrs(list)) {
+        ctx.addIssue({ code: 'custom', path: [index], message: `expected networks that do not overlap: this one overlaps ${other} (nft refuses overlapping ${what} networks); keep only the wider one`, input: list[index] });
+      }
+    });
 
 /** Where a secret comes from: never a plaintext value that would sit in a shared YAML file. */
 const secretRef = z.union([
@@ -208,7 +221,7 @@ const PanelSchema = z
       .default('generate'),
     user: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'expected a user name of letters, digits and . _ -').default('admin'),
     password: passwordRef.optional().describe('Omitted: one is generated, shown once, and kept in the secrets file.'),
-    allowed_networks: z.array(shaped(v.checkCidr)).max(64).default([]).describe('Networks that may reach the panel; empty: none beyond loopback.'),
+    allowed_networks: cidrList('panel').describe('Networks that may reach the panel; empty: none beyond loopback.'),
     tunnel_only: z.boolean().default(false).describe('Keep the panel on loopback; reach it with `syncpi panel HOST`.'),
   })
   .default({ listen: '0.0.0.0:8384', tls: 'generate', user: 'admin', allowed_networks: [], tunnel_only: false });
@@ -217,9 +230,9 @@ export const DRIVE_FS = ['ext4', 'btrfs', 'xfs', 'exfat', 'vfat', 'ntfs'] as con
 
 const DriveSchema = z
   .strictObject({
-    uuid: shaped(v.checkUuidOrFsId).optional(),
+    uuid: shaped(v.checkUuidOrFsId).transform(v.canonicalFsUuid).optional().describe('As blkid shows it; written in the case of its /dev/disk/by-uuid link (lowercase UUIDs, uppercase FAT/exFAT/NTFS serials).'),
     label: shaped(v.checkFsLabel).optional(),
-    mount: targetPath().default('/srv/sync'),
+    mount: shaped(v.checkDriveMount).default(DEFAULT_DRIVE_MOUNT).describe('A new directory under /srv or /mnt.'),
     fs: z.enum(DRIVE_FS).default('ext4'),
     options: z.array(z.string().regex(/^[A-Za-z0-9_.=-]{1,64}$/, 'expected a mount option like noatime or commit=60')).max(32).default([]),
     timeout: z.number().int().min(1).max(600).default(30).describe('Seconds to wait for the drive at boot before giving up (boot continues; a drive that comes later still starts the sync daemon).'),
@@ -228,6 +241,11 @@ const DriveSchema = z
   .superRefine((d, ctx) => {
     if ((d.uuid === undefined) === (d.label === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'expected exactly one of uuid or label to identify the drive', input: d });
+    }
+    const uuidProblem = d.uuid === undefined ? null : v.checkUuidForFs(d.uuid, d.fs);
+    if (uuidProblem) ctx.addIssue({ code: 'custom', path: ['uuid'], message: `expected ${uuidProblem} (or a different fs)`, input: d.uuid });
+    if (d.label !== undefined && d.label.length > v.FS_LABEL_MAX[d.fs]!) {
+      ctx.addIssue({ code: 'custom', path: ['label'], message: `expected a label of at most ${v.FS_LABEL_MAX[d.fs]} characters: ${d.fs} stores no longer one, so this drive would never be found`, input: d.label });
     }
   });
 
@@ -248,7 +266,7 @@ const HardeningSchema = z
     ssh: z
       .strictObject({
         port: z.number().int().min(1).max(65535).default(22),
-        allow_from: z.array(shaped(v.checkCidr)).max(64).default([]).describe('Networks allowed to reach SSH; empty: any.'),
+        allow_from: cidrList('SSH').describe('Networks allowed to reach SSH; empty: any.'),
       })
       .default({ port: 22, allow_from: [] }),
     firewall: z.enum(['deny', 'off']).default('deny').describe('deny: inbound default deny, except SSH, sync and the panel from allowed networks.'),
@@ -300,14 +318,17 @@ export const ConfigSchema = z
           });
         }
       });
-      const path = f.path.startsWith('/') ? f.path : `${c.drive?.mount ?? '/srv/sync'}/${f.path}`;
+      // The storage root is also the only folder the sandboxed daemon may write besides its home.
+      const root = c.drive?.mount ?? DEFAULT_DRIVE_MOUNT;
+      const path = f.path.startsWith('/') ? f.path : `${root}/${f.path}`;
       const problem = v.checkTargetPath(path, { allowSpaces: true });
       if (problem) {
         ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected ${problem}`, input: f.path });
-      } else if (c.drive && !v.isPathInside(path, c.drive.mount)) {
-        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path on the drive, inside ${c.drive.mount} (a folder off the drive would fill the SD card)`, input: f.path });
-      } else if (c.drive && path === c.drive.mount) {
-        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a sub-folder of ${c.drive.mount}, not the mount point itself (the folder marker must live on the drive)`, input: f.path });
+      } else if (!v.isPathInside(path, root)) {
+        const why = c.drive ? `on the drive, inside ${root} (a folder off the drive would fill the SD card)` : `inside ${root}, where folders live without a drive section (the only place Syncthing may write)`;
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path ${why}`, input: f.path });
+      } else if (path === root) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a sub-folder of ${root}, not ${root} itself (the folder marker must live ${c.drive ? 'on the drive' : 'inside it'})`, input: f.path });
       }
     });
     for (const [name, s] of Object.entries(c.services)) {
@@ -331,6 +352,14 @@ export const ConfigSchema = z
     }
     if (c.panel.tunnel_only && c.panel.allowed_networks.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['panel', 'allowed_networks'], message: 'expected no allowed_networks with tunnel_only: true (the panel stays on loopback)', input: c.panel.allowed_networks });
+    }
+    // Limits nothing enforces are worse than none: they read as protection.
+    if (c.hardening.firewall === 'off') {
+      for (const [path, list] of [[['panel', 'allowed_networks'], c.panel.allowed_networks], [['hardening', 'ssh', 'allow_from'], c.hardening.ssh.allow_from]] as const) {
+        if (list.length > 0) {
+          ctx.addIssue({ code: 'custom', path: [...path], message: `expected no ${path.join('.')} with hardening.firewall: off (no firewall would enforce it); set hardening.firewall: deny, or remove ${path.join('.')}`, input: list });
+        }
+      }
     }
     const names = new Set([c.system.user.name]);
     if (c.services && Object.values(c.services).some((s) => s.user !== 'syncthing' && s.user !== 'root' && !names.has(s.user))) {

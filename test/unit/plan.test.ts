@@ -95,7 +95,7 @@ test('the drive is mounted without ever blocking boot, with ownership for exFAT'
   const { plan } = planFromFile(fullConfig());
   const line = file(plan, '/etc/syncpi/fstab.d/drive.fstab').content.split('\n').find((l) => l.startsWith('UUID='))!;
   const [spec, mount, fstype, opts, , pass] = line.split(/\s+/);
-  assert.equal(spec, 'UUID=0f3c2a51-8d1e-4b7a-9c2d-1e2f3a4b9b2e');
+  assert.equal(spec, 'UUID=1A2B-3C4D', 'the exFAT serial in the case of its by-uuid link');
   assert.equal(mount, '/srv/sync');
   assert.equal(fstype, 'exfat');
   for (const o of ['nofail', 'x-systemd.automount', 'x-systemd.device-timeout=30s', 'uid=syncthing', 'gid=syncthing', 'umask=0007']) assert.ok(opts!.split(',').includes(o), o);
@@ -183,4 +183,17 @@ test('unit names from paths match systemd-escape, and a late drive starts Syncth
   const unit = planFromFile(p).plan.files.find((f) => f.path === '/etc/systemd/system/syncthing.service')!.content;
   assert.match(unit, /^WantedBy=dev-disk-by\\x2dlabel-SYNCDRIVE\.device$/m);
   assert.match(unit, /^RequiresMountsFor=\/srv\/sync$/m);
+});
+
+test('every folder Syncthing is given lies inside a path its sandboxed unit may write, with and without a drive', () => {
+  const folders = (root: string) => `sync:\n  folders:\n    - { id: rel, path: docs }\n    - { id: abs, path: ${root}/photos }\n    - { id: deep, path: "${root}/a b/c" }\n`;
+  for (const extra of [folders('/srv/sync'), `drive:\n  label: DATA\n  mount: /mnt/data\n${folders('/mnt/data')}`, `drive:\n  uuid: 0f3c2a51-8d1e-4b7a-9c2d-1e2f3a4b9b2e\n${folders('/srv/sync')}`]) {
+    const { plan } = planFromFile(writeConfig(minimalYaml(extra)));
+    const unit = file(plan, '/etc/systemd/system/syncthing.service').content;
+    assert.match(unit, /^ProtectSystem=strict$/m, 'the rest of the file system stays read-only');
+    const writable = /^ReadWritePaths=(.*)$/m.exec(unit)![1]!.split(' ').map((p) => p.replace(/^-/, ''));
+    const paths = [...file(plan, '/etc/syncpi/syncthing/config.xml').content.matchAll(/<folder [^>]*path="([^"]+)"/g)].map((m) => m[1]!);
+    assert.equal(paths.length, 3, extra);
+    for (const p of paths) assert.ok(writable.some((w) => p === w || p.startsWith(`${w}/`)), `${p} is writable (ReadWritePaths=${writable.join(' ')}) for\n${extra}`);
+  }
 });
