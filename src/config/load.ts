@@ -8,6 +8,7 @@ import { dirname, resolve, relative } from 'node:path';
 import { isMap, isScalar, isSeq, isPair, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { UserError } from '../util/errors.js';
+import { ownUnitTakenBy } from '../plan/own-units.js';
 import { ConfigSchema, withReferenceDir, type Config } from './schema.js';
 import { didYouMean } from './validators.js';
 
@@ -326,6 +327,13 @@ export function parseConfigData(loaded: LoadedYaml): Config {
   }
   const result = withReferenceDir(dirname(loaded.file), () => ConfigSchema.safeParse(loaded.data, { reportInput: true }));
   if (!result.success) throw new ConfigError(issuesToProblems(loaded, result.error.issues, ConfigSchema));
+  const problems = Object.keys(result.data.services).flatMap((name): ConfigProblem[] => {
+    const unit = ownUnitTakenBy(name);
+    if (!unit) return [];
+    const pos = posOf(loaded.lines, locate(loaded.doc, ['services', name], true));
+    return [{ file: loaded.shownAs, ...pos, path: pathString(['services', name]), message: `got ${JSON.stringify(name)}; expected another service name: ${unit} is one of syncpi's own units` }];
+  });
+  if (problems.length) throw new ConfigError(problems);
   return result.data;
 }
 

@@ -197,3 +197,31 @@ test('every folder Syncthing is given lies inside a path its sandboxed unit may 
     for (const p of paths) assert.ok(writable.some((w) => p === w || p.startsWith(`${w}/`)), `${p} is writable (ReadWritePaths=${writable.join(' ')}) for\n${extra}`);
   }
 });
+
+test('the units syncpi reserves are every unit its own features write, and a service cannot take one', async () => {
+  const { ownUnitNames } = await import('../../src/plan/own-units.js');
+  const own = ownUnitNames();
+  for (const p of [fullConfig(), writeConfig(minimalYaml()), writeConfig(minimalYaml('drive:\n  label: DATA\n  spin_down: 60\nhardening:\n  firewall: off\n'))]) {
+    const { plan } = planFromFile(p);
+    const units = plan.files.filter((f) => f.feature !== 'services' && f.path.startsWith('/etc/systemd/system/')).map((f) => f.path.split('/').pop()!);
+    assert.ok(units.includes('syncpi-firstboot.service'));
+    for (const u of units) assert.ok(own.has(u), `${u} is reserved`);
+  }
+  const p = writeConfig(minimalYaml('services:\n  firstboot:\n    description: x\n    exec: [/usr/bin/true]\n'));
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && /services\.firstboot: got "firstboot"; expected another service name: syncpi-firstboot\.service/.test(e.message));
+});
+
+test('each boot service unit notifies the handler that restarts that unit, whatever the names', () => {
+  const p = writeConfig(minimalYaml('services:\n  a:\n    description: scheduled\n    exec: [/usr/bin/true]\n    schedule: daily\n  a-timer:\n    description: daemon\n    type: simple\n    exec: [/usr/bin/sleep, infinity]\n'));
+  const { plan } = planFromFile(p);
+  const byName = new Map(plan.handlers.map((h) => [h.name, h]));
+  const restarted: string[] = [];
+  for (const f of plan.files.filter((x) => x.feature === 'services')) {
+    const unit = f.path.split('/').pop()!;
+    const restarts = f.notify.map((n) => byName.get(n)!).filter((h) => h.action === 'restart').map((h) => h.unit);
+    // A timer's service is started by the timer, not restarted when it changes.
+    if (restarts.length) assert.deepEqual(restarts, [unit], `${unit} restarts itself`);
+    restarted.push(...restarts.map(String));
+  }
+  assert.deepEqual(restarted.sort(), ['syncpi-a-timer.service', 'syncpi-a.timer']);
+});
