@@ -1,9 +1,11 @@
 /**
  * Secrets: the panel password, the Syncthing API key, Wi-Fi passphrases and TLS keys.
  * Generated ones live in a local YAML file (mode 0600, beside the config by default) keyed by
- * hostname, are shown once when created, and are reused so a rebuild never rotates them by
- * accident. bcrypt salts are random, so a stored hash is reused while it still matches the
- * password: that keeps plans deterministic.
+ * hostname, and are reused so a rebuild never rotates them by accident. A generated password is
+ * shown once, on the terminal only (stderr when it is one): never on stdout or in a log, where
+ * --json output and CI runs end up; the messages returned name the secrets file instead.
+ * bcrypt salts are random, so a stored hash is reused while it still matches the password: that
+ * keeps plans deterministic.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
@@ -32,7 +34,7 @@ export interface ResolvedInputs {
   panelPassword: string | null;
   wifiPsks: (string | null)[];
   tls: { cert: string; key: string } | null;
-  /** Messages to show once (e.g. a generated password). */
+  /** Messages to show once (e.g. that a password was generated, and where it is kept); never a secret. */
   announcements: string[];
   secretsFile: string;
 }
@@ -113,7 +115,15 @@ export interface ResolveOptions {
   secretsFile?: string;
   /** Create missing secrets and store them (default true). False: fail if any is missing. */
   generate?: boolean;
+  /**
+   * Write nothing: secrets not generated yet become placeholders (syncpi plan). Only the
+   * commands that install secrets (build, provision, fleet, image test, verify) create them.
+   */
+  preview?: boolean;
 }
+
+/** Stands in for a secret that a preview does not create (its text says who will). */
+export const NOT_GENERATED = '(not generated yet: syncpi build, provision or fleet apply creates it)';
 
 export function resolveInputs(config: Config, configFile: string, opts: ResolveOptions = {}): ResolvedInputs {
   const configDir = dirname(configFile);
@@ -124,8 +134,10 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
   const announcements: string[] = [];
   let changed = false;
 
-  const apiKey = existing?.api_key ?? randomToken(32);
+  const preview = opts.preview === true;
+  const apiKey = existing?.api_key ?? (preview ? NOT_GENERATED : randomToken(32));
   if (!existing) changed = true;
+  let generated: string | null = null;
 
   let panelPassword: string | null;
   let hash: string;
@@ -137,12 +149,19 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
     if (ref) {
       panelPassword = readSecretRef(ref, configDir, 'panel.password');
       if (panelPassword.length < 8) throw new UserError('panel.password: the password is shorter than 8 characters; expected at least 8');
+    } else if (existing?.panel_password) {
+      panelPassword = existing.panel_password;
+    } else if (preview) {
+      panelPassword = null;
+      announcements.push(`panel password for ${config.panel.user}@${host} not generated yet: syncpi build, provision or fleet apply generates it into ${secretsFile}`);
     } else {
-      panelPassword = existing?.panel_password ?? randomPassword();
-      if (!existing?.panel_password) announcements.push(`generated panel password for ${config.panel.user}@${host}: ${panelPassword} (kept in ${secretsFile})`);
+      panelPassword = generated = randomPassword();
+      announcements.push(`generated panel password for ${config.panel.user}@${host}, kept in ${secretsFile} (mode 0600)`);
     }
     const stored = existing?.panel_password_bcrypt;
-    if (stored && bcrypt.compareSync(panelPassword, stored)) {
+    if (panelPassword === null) {
+      hash = NOT_GENERATED;
+    } else if (stored && bcrypt.compareSync(panelPassword, stored)) {
       hash = stored;
     } else {
       hash = bcrypt.hashSync(panelPassword, 10);
@@ -172,10 +191,11 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
     tls = { cert: cert + '\n', key: key + '\n' };
   }
 
-  if (changed) {
-    if (opts.generate === false) throw new UserError(`secrets for ${host} are missing from ${secretsFile}; expected them there (run syncpi plan once to create them)`);
+  if (changed && !preview) {
+    if (opts.generate === false) throw new UserError(`secrets for ${host} are missing from ${secretsFile}; expected them there (run syncpi build or provision once to create them)`);
     file.hosts[host] = next;
     writeSecretsFile(secretsFile, file);
+    if (generated && process.stderr.isTTY) process.stderr.write(`panel password for ${config.panel.user}@${host}: ${generated} (shown once; kept in ${secretsFile})\n`);
   }
   return { apiKey, panelPasswordHash: hash, panelPassword, wifiPsks, tls, announcements, secretsFile };
 }

@@ -56,6 +56,7 @@ test('a generated panel password is announced once, stored 0600 and reused', () 
   const first = planFromFile(p);
   assert.equal(first.inputs.announcements.length, 1);
   assert.match(first.inputs.announcements[0]!, /generated panel password/);
+  assert.ok(!first.inputs.announcements[0]!.includes(first.inputs.panelPassword!), 'the message never holds the password');
   const second = planFromFile(p);
   assert.equal(second.inputs.announcements.length, 0, 'not shown again');
   assert.equal(second.inputs.panelPassword, first.inputs.panelPassword);
