@@ -188,7 +188,7 @@ const DeviceSchema = z.strictObject({
   id: shaped(v.checkDeviceId),
   name: z.string().regex(/^[A-Za-z0-9._ -]{1,64}$/, 'expected a device name of letters, digits, spaces and . _ -'),
   addresses: z
-    .array(z.string().regex(/^(dynamic|(tcp|tcp4|tcp6|quic|quic4|quic6):\/\/[A-Za-z0-9.:\[\]-]+(:\d{1,5})?)$/, 'expected "dynamic" or tcp://HOST:PORT / quic://HOST:PORT'))
+    .array(shaped(v.checkDeviceAddress, { max: 300 }))
     .min(1)
     .max(16)
     .default(['dynamic']),
@@ -199,7 +199,7 @@ const SyncSchema = z.strictObject({
   daemon: z.literal('syncthing').default('syncthing'),
   private: z.boolean().default(true).describe('No global discovery, relays, NAT traversal, usage reporting or auto-upgrade.'),
   listen: z
-    .array(z.string().regex(/^(tcp|tcp4|tcp6|quic|quic4|quic6):\/\/(0\.0\.0\.0|\[::\]|[0-9.]+|\[[0-9a-fA-F:]+\]):\d{1,5}$/, 'expected tcp://ADDRESS:PORT or quic://ADDRESS:PORT, e.g. tcp://0.0.0.0:22000'))
+    .array(shaped(v.checkSyncListen, { max: 100 }))
     .min(1)
     .max(8)
     .default(['tcp://0.0.0.0:22000', 'quic://0.0.0.0:22000']),
@@ -353,6 +353,24 @@ export const ConfigSchema = z
     if (c.panel.tunnel_only && c.panel.allowed_networks.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['panel', 'allowed_networks'], message: 'expected no allowed_networks with tunnel_only: true (the panel stays on loopback)', input: c.panel.allowed_networks });
     }
+    // Two daemons on one port: the second never starts (and the firewall rule meant for it opens the first).
+    const tcp = new Map<number, string>([[c.hardening.ssh.port, 'hardening.ssh.port']]);
+    const udp = new Map<number, string>(c.sync.local_discovery ? [[21027, 'sync.local_discovery (UDP 21027)']] : []);
+    const claim = (ports: Map<number, string>, port: number, who: string, path: PropertyKey[], input: unknown) => {
+      const other = ports.get(port);
+      if (other) ctx.addIssue({ code: 'custom', path, message: `expected a port no other service uses: ${port} is already ${other}'s`, input });
+      else ports.set(port, who);
+    };
+    const panelPort = listen?.port;
+    if (panelPort !== undefined) claim(tcp, panelPort, 'panel.listen', ['panel', 'listen'], c.panel.listen);
+    c.sync.listen.forEach((l, i) => {
+      const p = v.parseSyncListen(l);
+      if (!p) return;
+      const seen = (p.proto === 'tcp' ? tcp : udp).get(p.port);
+      // The same port on two addresses of one protocol (tcp4 and tcp6) is one daemon's, not a clash.
+      if (seen?.startsWith('sync.listen')) return;
+      claim(p.proto === 'tcp' ? tcp : udp, p.port, `sync.listen[${i}]`, ['sync', 'listen', i], l);
+    });
     // Limits nothing enforces are worse than none: they read as protection.
     if (c.hardening.firewall === 'off') {
       for (const [path, list] of [[['panel', 'allowed_networks'], c.panel.allowed_networks], [['hardening', 'ssh', 'allow_from'], c.hardening.ssh.allow_from]] as const) {

@@ -233,6 +233,30 @@ export function parseListen(s: string): { host: string; port: number; family: 4 
   return null;
 }
 
+/** A Syncthing listen address: scheme://IP:PORT, the IP of the scheme's family when it names one. */
+export function parseSyncListen(s: string): { scheme: string; proto: 'tcp' | 'quic'; host: string; port: number } | null {
+  const m = /^((tcp|quic)(4|6)?):\/\/(.+)$/.exec(s);
+  const l = m ? parseListen(m[4]!) : null;
+  if (!m || !l) return null;
+  if (m[3] && Number(m[3]) !== l.family) return null;
+  return { scheme: m[1]!, proto: m[2] as 'tcp' | 'quic', host: l.host, port: l.port };
+}
+
+export function checkSyncListen(s: string): string | null {
+  return parseSyncListen(s) ? null : 'tcp://ADDRESS:PORT or quic://ADDRESS:PORT with an IP address of the scheme\'s family and a port of 1–65535, e.g. tcp://0.0.0.0:22000 or quic6://[::]:22000';
+}
+
+/** Where Syncthing dials a device: dynamic, or scheme://HOST[:PORT] with a DNS name or IP (IPv6 in brackets). */
+export function checkDeviceAddress(s: string): string | null {
+  const what = '"dynamic" or tcp://HOST:PORT / quic://HOST:PORT (IPv6 in brackets, port 1–65535)';
+  if (s === 'dynamic') return null;
+  const m = /^(tcp|quic)(4|6)?:\/\/(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/.exec(s);
+  if (!m) return what;
+  if (m[3] !== undefined ? !isIPv6(m[3]) : checkHostAddress(m[4]!) !== null) return what;
+  if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) return what;
+  return null;
+}
+
 export function checkListen(s: string): string | null {
   return parseListen(s) ? null : 'ADDRESS:PORT with an IP address, e.g. 0.0.0.0:8384, 127.0.0.1:8384 or [::]:8384';
 }
