@@ -242,6 +242,10 @@ const DriveSchema = z
     if ((d.uuid === undefined) === (d.label === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'expected exactly one of uuid or label to identify the drive', input: d });
     }
+    d.options.forEach((o, i) => {
+      const problem = v.checkDriveOption(o);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['options', i], message: `expected ${problem}`, input: o });
+    });
     const uuidProblem = d.uuid === undefined ? null : v.checkUuidForFs(d.uuid, d.fs);
     if (uuidProblem) ctx.addIssue({ code: 'custom', path: ['uuid'], message: `expected ${uuidProblem} (or a different fs)`, input: d.uuid });
     if (d.label !== undefined && d.label.length > v.FS_LABEL_MAX[d.fs]!) {

@@ -107,6 +107,19 @@ export function checkFsLabel(s: string): string | null {
 export const FS_LABEL_MAX: Record<string, number> = { ext4: 16, btrfs: 32, xfs: 12, exfat: 15, vfat: 11, ntfs: 32 };
 
 /**
+ * Mount options that would undo what the drive's fstab line is for: mount's last option wins,
+ * so uid=/umask= would take the drive from the daemon's user, x-systemd.* would let a missing
+ * drive block boot, noauto would never mount it and ro would make every folder fail.
+ */
+export function checkDriveOption(o: string): string | null {
+  const key = o.split('=')[0]!;
+  if (key.startsWith('x-systemd.') || key === 'noauto') return `a mount option syncpi does not set itself; ${key} is managed (drive.timeout sets the wait at boot)`;
+  if (['uid', 'gid', 'umask', 'fmask', 'dmask'].includes(key)) return `a mount option syncpi does not set itself; ${key} is managed (the drive belongs to the syncthing user)`;
+  if (key === 'ro') return 'a mount option that leaves the drive writable (ro would make every folder fail; use type: sendonly folders instead)';
+  return null;
+}
+
+/**
  * Paths a drive mounted on would hide part of the running system (or, for /srv, every other
  * service's data): the mount point may be none of these, no parent of one, and nothing inside
  * one except /srv, /mnt and /media, which exist to hold mounts.
