@@ -257,7 +257,7 @@ const ServiceSchema = z.strictObject({
   description: label(200),
   template: z.string().regex(/^[a-z0-9][a-z0-9-]{0,47}$/, 'expected a template name (a file templates/services/NAME.service.hbs)').default('command'),
   exec: z.array(label(4096)).min(1).max(256).optional().describe('Command and arguments (argv); the first is an absolute path.'),
-  values: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/), z.union([z.string().max(4096), z.number(), z.boolean()])).default({}),
+  values: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/), z.union([label(4096).or(z.literal('')), z.number(), z.boolean()])).default({}).describe('Template values; the command template passes them as environment variables (one line each).'),
   type: z.enum(['oneshot', 'simple']).default('oneshot').describe('oneshot: runs to completion (stays "active" at boot); simple: a long-running daemon, restarted on failure.'),
   user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).default('syncthing'),
   schedule: shaped(v.checkSystemdCalendar).optional().describe('systemd OnCalendar= expression; adds a timer.'),
