@@ -308,6 +308,7 @@ export const ConfigSchema = z
       deviceIds.add(d.id);
     });
     const folderIds = new Set<string>();
+    const folderPaths: { id: string; path: string }[] = [];
     c.sync.folders.forEach((f, i) => {
       if (folderIds.has(f.id)) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'id'], message: `expected a unique folder ID; "${f.id}" is used twice`, input: f.id });
       folderIds.add(f.id);
@@ -333,6 +334,11 @@ export const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path ${why}`, input: f.path });
       } else if (path === root) {
         ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a sub-folder of ${root}, not ${root} itself (the folder marker must live ${c.drive ? 'on the drive' : 'inside it'})`, input: f.path });
+      } else {
+        // A folder inside another is synced twice, to both folders' devices.
+        const other = folderPaths.find((o) => v.isPathInside(path, o.path) || v.isPathInside(o.path, path));
+        if (other) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path neither inside nor around folder ${other.id} (${other.path}): its files would be synced twice`, input: f.path });
+        folderPaths.push({ id: f.id, path });
       }
     });
     for (const [name, s] of Object.entries(c.services)) {
