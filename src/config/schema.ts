@@ -232,7 +232,7 @@ const DriveSchema = z
   .strictObject({
     uuid: shaped(v.checkUuidOrFsId).transform(v.canonicalFsUuid).optional().describe('As blkid shows it; written in the case of its /dev/disk/by-uuid link (lowercase UUIDs, uppercase FAT/exFAT/NTFS serials).'),
     label: shaped(v.checkFsLabel).optional(),
-    mount: shaped(v.checkDriveMount).default(DEFAULT_DRIVE_MOUNT).describe('A new directory under /srv or /mnt.'),
+    mount: shaped(v.checkDriveMount).default(DEFAULT_DRIVE_MOUNT).describe('Where the drive mounts: a new directory, e.g. under /srv or /mnt; never a system directory, its parent, or inside one.'),
     fs: z.enum(DRIVE_FS).default('ext4'),
     options: z.array(z.string().regex(/^[A-Za-z0-9_.=-]{1,64}$/, 'expected a mount option like noatime or commit=60')).max(32).default([]),
     timeout: z.number().int().min(1).max(600).default(30).describe('Seconds to wait for the drive at boot before giving up (boot continues; a drive that comes later still starts the sync daemon).'),

@@ -226,3 +226,14 @@ test('each boot service unit notifies the handler that restarts that unit, whate
   }
   assert.deepEqual(restarted.sort(), ['syncpi-a-timer.service', 'syncpi-a.timer']);
 });
+
+test('network limits with the firewall off are refused, each key named with hardening.firewall', () => {
+  const p = writeConfig(minimalYaml('panel:\n  allowed_networks: [192.168.1.0/24]\nhardening:\n  firewall: off\n  ssh:\n    allow_from: [10.0.0.0/8]\n'));
+  assert.throws(() => planFromFile(p), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.deepEqual(e.problems.map((x) => x.path), ['panel.allowed_networks', 'hardening.ssh.allow_from']);
+    for (const x of e.problems) assert.match(x.message, new RegExp(`no ${x.path.replace(/\./g, '\\.')} with hardening\\.firewall: off`));
+    return true;
+  });
+  assert.doesNotThrow(() => planFromFile(writeConfig(minimalYaml('hardening:\n  firewall: off\n'))), 'the firewall may still be off');
+});
