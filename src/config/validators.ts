@@ -115,14 +115,14 @@ export function checkDriveOption(o: string): string | null {
   const key = o.split('=')[0]!;
   if (key.startsWith('x-systemd.') || key === 'noauto') return `a mount option syncpi does not set itself; ${key} is managed (drive.timeout sets the wait at boot)`;
   if (['uid', 'gid', 'umask', 'fmask', 'dmask'].includes(key)) return `a mount option syncpi does not set itself; ${key} is managed (the drive belongs to the syncthing user)`;
-  if (key === 'ro') return 'a mount option that leaves the drive writable (ro would make every folder fail; use type: sendonly folders instead)';
+  if (key === 'ro') return 'a mount option that leaves the drive writable (Syncthing keeps its folder markers and temporary files on it)';
   return null;
 }
 
 /**
  * Paths a drive mounted on would hide part of the running system (or, for /srv, every other
- * service's data): the mount point may be none of these, no parent of one, and nothing inside
- * one except /srv, /mnt and /media, which exist to hold mounts.
+ * service's data): the mount point may be none of these, no parent of one, and inside none of
+ * them but /srv, whose sub-directories exist to hold such data.
  */
 const SYSTEM_PATHS = ['/etc', '/usr', '/var', '/var/lib/syncthing', '/boot', '/boot/firmware', '/efi', '/home', '/root', '/run', '/proc', '/sys', '/dev', '/tmp', '/bin', '/sbin', '/lib', '/opt', '/srv', '/lost+found'];
 
