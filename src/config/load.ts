@@ -313,6 +313,11 @@ export function issuesToProblems(loaded: LoadedYaml, issues: readonly z.core.$Zo
   return out.sort((a, b) => a.line - b.line || a.col - b.col);
 }
 
+/** A problem found after the schema (secrets, plan-level rules), placed at its key in the file. */
+export function problemAt(loaded: LoadedYaml, path: readonly PropertyKey[], message: string, atKey = false): ConfigProblem {
+  return { file: loaded.shownAs, ...posOf(loaded.lines, locate(loaded.doc, path, atKey)), path: pathString(path), message };
+}
+
 export interface LoadedConfig {
   config: Config;
   /** Absolute path of the file it came from; relative references resolve against its folder. */
@@ -329,9 +334,7 @@ export function parseConfigData(loaded: LoadedYaml): Config {
   if (!result.success) throw new ConfigError(issuesToProblems(loaded, result.error.issues, ConfigSchema));
   const problems = Object.keys(result.data.services).flatMap((name): ConfigProblem[] => {
     const unit = ownUnitTakenBy(name);
-    if (!unit) return [];
-    const pos = posOf(loaded.lines, locate(loaded.doc, ['services', name], true));
-    return [{ file: loaded.shownAs, ...pos, path: pathString(['services', name]), message: `got ${JSON.stringify(name)}; expected another service name: ${unit} is one of syncpi's own units` }];
+    return unit ? [problemAt(loaded, ['services', name], `got ${JSON.stringify(name)}; expected another service name: ${unit} is one of syncpi's own units`, true)] : [];
   });
   if (problems.length) throw new ConfigError(problems);
   return result.data;

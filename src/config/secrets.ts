@@ -39,6 +39,17 @@ export interface ResolvedInputs {
   secretsFile: string;
 }
 
+/** A secret the config points at that is missing or malformed; `path` is its key in the config. */
+export class SecretInputError extends UserError {
+  readonly path: (string | number)[];
+  readonly detail: string;
+  constructor(path: (string | number)[], detail: string) {
+    super(`${path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i ? `.${k}` : k)).join('')}: ${detail}`);
+    this.path = path;
+    this.detail = detail;
+  }
+}
+
 export function defaultSecretsPath(configFile: string): string {
   const base = basename(configFile).replace(/\.(ya?ml)$/i, '');
   return join(dirname(configFile), `${base}.secrets.yaml`);
@@ -80,10 +91,10 @@ function writeSecretsFile(path: string, data: SecretsFile): void {
   renameSync(tmp, path);
 }
 
-function readSecretRef(ref: { env: string } | { file: string }, configDir: string, what: string): string {
+function readSecretRef(ref: { env: string } | { file: string }, configDir: string, what: (string | number)[]): string {
   if ('env' in ref) {
     const value = process.env[ref.env];
-    if (value === undefined || value === '') throw new UserError(`${what}: environment variable ${ref.env} is not set; expected it to hold the secret`);
+    if (value === undefined || value === '') throw new SecretInputError(what, `environment variable ${ref.env} is not set; expected it to hold the secret`);
     return value;
   }
   const p = resolve(configDir, ref.file);
@@ -91,7 +102,7 @@ function readSecretRef(ref: { env: string } | { file: string }, configDir: strin
   try {
     text = readFileSync(p, 'utf8');
   } catch (e) {
-    throw new UserError(`${what}: cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? e}); expected a file holding the secret`);
+    throw new SecretInputError(what, `cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? e}); expected a file holding the secret`);
   }
   return text.replace(/\r?\n$/, '');
 }
@@ -147,8 +158,8 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
     hash = ref.bcrypt;
   } else {
     if (ref) {
-      panelPassword = readSecretRef(ref, configDir, 'panel.password');
-      if (panelPassword.length < 8) throw new UserError('panel.password: the password is shorter than 8 characters; expected at least 8');
+      panelPassword = readSecretRef(ref, configDir, ['panel', 'password']);
+      if (panelPassword.length < 8) throw new SecretInputError(['panel', 'password'], 'the password is shorter than 8 characters; expected at least 8');
     } else if (existing?.panel_password) {
       panelPassword = existing.panel_password;
     } else if (preview) {
@@ -175,19 +186,19 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
 
   const wifiPsks = (config.system.wifi?.networks ?? []).map((n, i) => {
     if (!n.psk) return null;
-    const psk = readSecretRef(n.psk, configDir, `system.wifi.networks[${i}].psk`);
+    const psk = readSecretRef(n.psk, configDir, ['system', 'wifi', 'networks', i, 'psk']);
     if (!/^[\x20-\x7e]{8,63}$/.test(psk) && !/^[0-9a-fA-F]{64}$/.test(psk)) {
-      throw new UserError(`system.wifi.networks[${i}].psk: expected 8–63 printable ASCII characters or 64 hex digits`);
+      throw new SecretInputError(['system', 'wifi', 'networks', i, 'psk'], 'expected 8–63 printable ASCII characters or 64 hex digits');
     }
     return psk;
   });
 
   let tls: ResolvedInputs['tls'] = null;
   if (typeof config.panel.tls === 'object') {
-    const cert = readSecretRef({ file: config.panel.tls.cert }, configDir, 'panel.tls.cert');
-    const key = readSecretRef({ file: config.panel.tls.key }, configDir, 'panel.tls.key');
-    if (!/-----BEGIN CERTIFICATE-----/.test(cert)) throw new UserError(`panel.tls.cert: ${config.panel.tls.cert} is not a PEM certificate; expected "-----BEGIN CERTIFICATE-----"`);
-    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new UserError(`panel.tls.key: ${config.panel.tls.key} is not a PEM private key; expected "-----BEGIN … PRIVATE KEY-----"`);
+    const cert = readSecretRef({ file: config.panel.tls.cert }, configDir, ['panel', 'tls', 'cert']);
+    const key = readSecretRef({ file: config.panel.tls.key }, configDir, ['panel', 'tls', 'key']);
+    if (!/-----BEGIN CERTIFICATE-----/.test(cert)) throw new SecretInputError(['panel', 'tls', 'cert'], `${config.panel.tls.cert} is not a PEM certificate; expected "-----BEGIN CERTIFICATE-----"`);
+    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new SecretInputError(['panel', 'tls', 'key'], `${config.panel.tls.key} is not a PEM private key; expected "-----BEGIN … PRIVATE KEY-----"`);
     tls = { cert: cert + '\n', key: key + '\n' };
   }
 

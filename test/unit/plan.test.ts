@@ -237,3 +237,11 @@ test('network limits with the firewall off are refused, each key named with hard
   });
   assert.doesNotThrow(() => planFromFile(writeConfig(minimalYaml('hardening:\n  firewall: off\n'))), 'the firewall may still be off');
 });
+
+test('a secret the config points at that is unusable is reported at its key, file:line:col', () => {
+  process.env.SYNCPI_TEST_SHORT_PW = 'short';
+  const p = writeConfig(minimalYaml('panel:\n  password: { env: SYNCPI_TEST_SHORT_PW }\n'));
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && /appliance\.yaml:5:13: panel\.password: the password is shorter than 8 characters; expected at least 8$/.test(e.message));
+  const q = writeConfig(minimalYaml('panel:\n  tls: { cert: missing.pem, key: missing.key }\n'));
+  assert.throws(() => planFromFile(q), (e: unknown) => e instanceof ConfigError && /appliance\.yaml:5:16: panel\.tls\.cert: cannot read .*missing\.pem \(ENOENT\)/.test(e.message));
+});
