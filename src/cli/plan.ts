@@ -1,4 +1,4 @@
-/** `syncpi plan CONFIG`: what the appliance consists of, without touching any system. */
+/** `syncpi plan CONFIG`: what the appliance consists of, without touching any system or file. */
 import type { Command } from 'commander';
 
 export function register(program: Command): void {
@@ -12,7 +12,8 @@ export function register(program: Command): void {
     .action(async (file: string, opts: { json?: boolean; showSecrets?: boolean; secrets?: string }) => {
       const { planFromFile } = await import('../plan/load.js');
       const { redactPlan, summarisePlan } = await import('../plan/summary.js');
-      const { plan, inputs } = planFromFile(file, opts.secrets ? { secretsFile: opts.secrets } : {});
+      // A preview: secrets not generated yet show as placeholders; nothing is written.
+      const { plan, inputs } = planFromFile(file, { preview: true, ...(opts.secrets ? { secretsFile: opts.secrets } : {}) });
       for (const a of inputs.announcements) process.stderr.write(`${a}\n`);
       if (opts.json) process.stdout.write(JSON.stringify(opts.showSecrets ? plan : redactPlan(plan), null, 2) + '\n');
       else process.stdout.write(summarisePlan(plan));

@@ -8,6 +8,7 @@ import { dirname, resolve, relative } from 'node:path';
 import { isMap, isScalar, isSeq, isPair, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { UserError } from '../util/errors.js';
+import { ownUnitTakenBy } from '../plan/own-units.js';
 import { ConfigSchema, withReferenceDir, type Config } from './schema.js';
 import { didYouMean } from './validators.js';
 
@@ -93,6 +94,51 @@ function locate(doc: Document.Parsed, path: readonly PropertyKey[], wantKey = fa
   return last;
 }
 
+/**
+ * The key path of the deepest node at a byte offset (a syntax error's position), so every YAML
+ * error names the key it is about. A duplicate key's offset is the key itself; other errors sit
+ * at the end of the collection they break (an unclosed [ ends where the next key starts), so
+ * the collection that ends there wins over the key that starts there.
+ */
+function pathAtOffset(doc: Document.Parsed, offset: number, onKey: boolean): PropertyKey[] {
+  const path: PropertyKey[] = [];
+  const inside = (n: unknown): boolean => {
+    const r = (n as Node | null)?.range;
+    return !!r && r[0] < offset && offset <= r[2];
+  };
+  const startsAt = (n: unknown): boolean => (n as Node | null)?.range?.[0] === offset;
+  const keyOf = (p: { key: unknown }): string => String((p.key as { value: unknown }).value);
+  let node: unknown = doc.contents;
+  for (;;) {
+    if (isMap(node)) {
+      const key = node.items.find((p) => isScalar(p.key) && startsAt(p.key));
+      if (key && onKey) return [...path, keyOf(key)];
+      const value = node.items.find((p) => isScalar(p.key) && inside(p.value));
+      if (value) {
+        path.push(keyOf(value));
+        node = value.value;
+        continue;
+      }
+      return key ? [...path, keyOf(key)] : path;
+    }
+    if (isSeq(node)) {
+      const i = node.items.findIndex((item) => inside(item) || startsAt(item));
+      if (i < 0) return path;
+      path.push(i);
+      node = node.items[i];
+      continue;
+    }
+    return path;
+  }
+}
+
+/** Where the first pair with this key sits in the mapping that holds `path`. */
+function firstKeyPos(doc: Document.Parsed, lines: LineCounter, path: readonly PropertyKey[]): string {
+  const node = locate(doc, path, true);
+  const p = posOf(lines, node);
+  return `${p.line}:${p.col}`;
+}
+
 function posOf(lines: LineCounter, node: Node | null | undefined): { line: number; col: number } {
   const offset = node?.range?.[0] ?? 0;
   return lines.linePos(offset);
@@ -145,8 +191,13 @@ export function readYaml(path: string): LoadedYaml {
   const problems: ConfigProblem[] = [];
   for (const err of doc.errors) {
     const pos = lines.linePos(err.pos[0]);
-    const msg = err.code === 'DUPLICATE_KEY' ? 'duplicate key; expected each key once per mapping' : err.message.split('\n')[0]!;
-    problems.push({ file: shownAs, line: pos.line, col: pos.col, path: '', message: msg });
+    const duplicate = err.code === 'DUPLICATE_KEY';
+    const path = pathAtOffset(doc, err.pos[0], duplicate);
+    const msg =
+      duplicate && path.length > 0
+        ? `duplicate key ${JSON.stringify(String(path[path.length - 1]))} (first at ${firstKeyPos(doc, lines, path)}); expected each key once per mapping`
+        : err.message.split('\n')[0]!;
+    problems.push({ file: shownAs, line: pos.line, col: pos.col, path: pathString(path), message: msg });
   }
   if (problems.length) throw new ConfigError(problems);
   if (depthOf(doc.contents) > MAX_DEPTH) fail(`nesting deeper than ${MAX_DEPTH} levels; expected a flat appliance description`);
@@ -262,6 +313,11 @@ export function issuesToProblems(loaded: LoadedYaml, issues: readonly z.core.$Zo
   return out.sort((a, b) => a.line - b.line || a.col - b.col);
 }
 
+/** A problem found after the schema (secrets, plan-level rules), placed at its key in the file. */
+export function problemAt(loaded: LoadedYaml, path: readonly PropertyKey[], message: string, atKey = false): ConfigProblem {
+  return { file: loaded.shownAs, ...posOf(loaded.lines, locate(loaded.doc, path, atKey)), path: pathString(path), message };
+}
+
 export interface LoadedConfig {
   config: Config;
   /** Absolute path of the file it came from; relative references resolve against its folder. */
@@ -276,6 +332,11 @@ export function parseConfigData(loaded: LoadedYaml): Config {
   }
   const result = withReferenceDir(dirname(loaded.file), () => ConfigSchema.safeParse(loaded.data, { reportInput: true }));
   if (!result.success) throw new ConfigError(issuesToProblems(loaded, result.error.issues, ConfigSchema));
+  const problems = Object.keys(result.data.services).flatMap((name): ConfigProblem[] => {
+    const unit = ownUnitTakenBy(name);
+    return unit ? [problemAt(loaded, ['services', name], `got ${JSON.stringify(name)}; expected another service name: ${unit} is one of syncpi's own units`, true)] : [];
+  });
+  if (problems.length) throw new ConfigError(problems);
   return result.data;
 }
 

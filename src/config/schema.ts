@@ -49,7 +49,20 @@ const label = (max = 128) =>
       if (v.hasControlChars(s)) ctx.addIssue({ code: 'custom', message: 'expected one line of text without control characters', input: s });
     });
 
-const targetPath = (opts: { allowSpaces?: boolean } = {}) => shaped((s) => v.checkTargetPath(s, opts));
+/** Where folders live when there is no drive section: the one place besides its home the daemon may write. */
+export const DEFAULT_DRIVE_MOUNT = '/srv/sync';
+
+/** Networks for one nft interval set: each a valid prefix, none overlapping another (nft refuses the set). */
+const cidrList = (what: string) =>
+  z
+    .array(shaped(v.checkCidr))
+    .max(64)
+    .default([])
+    .superRefine((list, ctx) => {
+      for (const { index, other } of v.overlappingCidrs(list)) {
+        ctx.addIssue({ code: 'custom', path: [index], message: `expected networks that do not overlap: this one overlaps ${other} (nft refuses overlapping ${what} networks); keep only the wider one`, input: list[index] });
+      }
+    });
 
 /** Where a secret comes from: never a plaintext value that would sit in a shared YAML file. */
 const secretRef = z.union([
@@ -175,7 +188,7 @@ const DeviceSchema = z.strictObject({
   id: shaped(v.checkDeviceId),
   name: z.string().regex(/^[A-Za-z0-9._ -]{1,64}$/, 'expected a device name of letters, digits, spaces and . _ -'),
   addresses: z
-    .array(z.string().regex(/^(dynamic|(tcp|tcp4|tcp6|quic|quic4|quic6):\/\/[A-Za-z0-9.:\[\]-]+(:\d{1,5})?)$/, 'expected "dynamic" or tcp://HOST:PORT / quic://HOST:PORT'))
+    .array(shaped(v.checkDeviceAddress, { max: 300 }))
     .min(1)
     .max(16)
     .default(['dynamic']),
@@ -186,7 +199,7 @@ const SyncSchema = z.strictObject({
   daemon: z.literal('syncthing').default('syncthing'),
   private: z.boolean().default(true).describe('No global discovery, relays, NAT traversal, usage reporting or auto-upgrade.'),
   listen: z
-    .array(z.string().regex(/^(tcp|tcp4|tcp6|quic|quic4|quic6):\/\/(0\.0\.0\.0|\[::\]|[0-9.]+|\[[0-9a-fA-F:]+\]):\d{1,5}$/, 'expected tcp://ADDRESS:PORT or quic://ADDRESS:PORT, e.g. tcp://0.0.0.0:22000'))
+    .array(shaped(v.checkSyncListen, { max: 100 }))
     .min(1)
     .max(8)
     .default(['tcp://0.0.0.0:22000', 'quic://0.0.0.0:22000']),
@@ -208,7 +221,7 @@ const PanelSchema = z
       .default('generate'),
     user: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'expected a user name of letters, digits and . _ -').default('admin'),
     password: passwordRef.optional().describe('Omitted: one is generated, shown once, and kept in the secrets file.'),
-    allowed_networks: z.array(shaped(v.checkCidr)).max(64).default([]).describe('Networks that may reach the panel; empty: none beyond loopback.'),
+    allowed_networks: cidrList('panel').describe('Networks that may reach the panel; empty: none beyond loopback.'),
     tunnel_only: z.boolean().default(false).describe('Keep the panel on loopback; reach it with `syncpi panel HOST`.'),
   })
   .default({ listen: '0.0.0.0:8384', tls: 'generate', user: 'admin', allowed_networks: [], tunnel_only: false });
@@ -217,9 +230,9 @@ export const DRIVE_FS = ['ext4', 'btrfs', 'xfs', 'exfat', 'vfat', 'ntfs'] as con
 
 const DriveSchema = z
   .strictObject({
-    uuid: shaped(v.checkUuidOrFsId).optional(),
+    uuid: shaped(v.checkUuidOrFsId).transform(v.canonicalFsUuid).optional().describe('As blkid shows it; written in the case of its /dev/disk/by-uuid link (lowercase UUIDs, uppercase FAT/exFAT/NTFS serials).'),
     label: shaped(v.checkFsLabel).optional(),
-    mount: targetPath().default('/srv/sync'),
+    mount: shaped(v.checkDriveMount).default(DEFAULT_DRIVE_MOUNT).describe('Where the drive mounts: a new directory, e.g. under /srv or /mnt; never a system directory, its parent, or inside one.'),
     fs: z.enum(DRIVE_FS).default('ext4'),
     options: z.array(z.string().regex(/^[A-Za-z0-9_.=-]{1,64}$/, 'expected a mount option like noatime or commit=60')).max(32).default([]),
     timeout: z.number().int().min(1).max(600).default(30).describe('Seconds to wait for the drive at boot before giving up (boot continues; a drive that comes later still starts the sync daemon).'),
@@ -229,13 +242,22 @@ const DriveSchema = z
     if ((d.uuid === undefined) === (d.label === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'expected exactly one of uuid or label to identify the drive', input: d });
     }
+    d.options.forEach((o, i) => {
+      const problem = v.checkDriveOption(o);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['options', i], message: `expected ${problem}`, input: o });
+    });
+    const uuidProblem = d.uuid === undefined ? null : v.checkUuidForFs(d.uuid, d.fs);
+    if (uuidProblem) ctx.addIssue({ code: 'custom', path: ['uuid'], message: `expected ${uuidProblem} (or a different fs)`, input: d.uuid });
+    if (d.label !== undefined && d.label.length > v.FS_LABEL_MAX[d.fs]!) {
+      ctx.addIssue({ code: 'custom', path: ['label'], message: `expected a label of at most ${v.FS_LABEL_MAX[d.fs]} characters: ${d.fs} stores no longer one, so this drive would never be found`, input: d.label });
+    }
   });
 
 const ServiceSchema = z.strictObject({
   description: label(200),
   template: z.string().regex(/^[a-z0-9][a-z0-9-]{0,47}$/, 'expected a template name (a file templates/services/NAME.service.hbs)').default('command'),
   exec: z.array(label(4096)).min(1).max(256).optional().describe('Command and arguments (argv); the first is an absolute path.'),
-  values: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/), z.union([z.string().max(4096), z.number(), z.boolean()])).default({}),
+  values: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/), z.union([label(4096).or(z.literal('')), z.number(), z.boolean()])).default({}).describe('Template values; the command template passes them as environment variables (one line each).'),
   type: z.enum(['oneshot', 'simple']).default('oneshot').describe('oneshot: runs to completion (stays "active" at boot); simple: a long-running daemon, restarted on failure.'),
   user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).default('syncthing'),
   schedule: shaped(v.checkSystemdCalendar).optional().describe('systemd OnCalendar= expression; adds a timer.'),
@@ -248,7 +270,7 @@ const HardeningSchema = z
     ssh: z
       .strictObject({
         port: z.number().int().min(1).max(65535).default(22),
-        allow_from: z.array(shaped(v.checkCidr)).max(64).default([]).describe('Networks allowed to reach SSH; empty: any.'),
+        allow_from: cidrList('SSH').describe('Networks allowed to reach SSH; empty: any.'),
       })
       .default({ port: 22, allow_from: [] }),
     firewall: z.enum(['deny', 'off']).default('deny').describe('deny: inbound default deny, except SSH, sync and the panel from allowed networks.'),
@@ -286,6 +308,7 @@ export const ConfigSchema = z
       deviceIds.add(d.id);
     });
     const folderIds = new Set<string>();
+    const folderPaths: { id: string; path: string }[] = [];
     c.sync.folders.forEach((f, i) => {
       if (folderIds.has(f.id)) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'id'], message: `expected a unique folder ID; "${f.id}" is used twice`, input: f.id });
       folderIds.add(f.id);
@@ -300,14 +323,22 @@ export const ConfigSchema = z
           });
         }
       });
-      const path = f.path.startsWith('/') ? f.path : `${c.drive?.mount ?? '/srv/sync'}/${f.path}`;
+      // The storage root is also the only folder the sandboxed daemon may write besides its home.
+      const root = c.drive?.mount ?? DEFAULT_DRIVE_MOUNT;
+      const path = f.path.startsWith('/') ? f.path : `${root}/${f.path}`;
       const problem = v.checkTargetPath(path, { allowSpaces: true });
       if (problem) {
         ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected ${problem}`, input: f.path });
-      } else if (c.drive && !v.isPathInside(path, c.drive.mount)) {
-        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path on the drive, inside ${c.drive.mount} (a folder off the drive would fill the SD card)`, input: f.path });
-      } else if (c.drive && path === c.drive.mount) {
-        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a sub-folder of ${c.drive.mount}, not the mount point itself (the folder marker must live on the drive)`, input: f.path });
+      } else if (!v.isPathInside(path, root)) {
+        const why = c.drive ? `on the drive, inside ${root} (a folder off the drive would fill the SD card)` : `inside ${root}, where folders live without a drive section (the only place Syncthing may write)`;
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path ${why}`, input: f.path });
+      } else if (path === root) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a sub-folder of ${root}, not ${root} itself (the folder marker must live ${c.drive ? 'on the drive' : 'inside it'})`, input: f.path });
+      } else {
+        // A folder inside another is synced twice, to both folders' devices.
+        const other = folderPaths.find((o) => v.isPathInside(path, o.path) || v.isPathInside(o.path, path));
+        if (other) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path neither inside nor around folder ${other.id} (${other.path}): its files would be synced twice`, input: f.path });
+        folderPaths.push({ id: f.id, path });
       }
     });
     for (const [name, s] of Object.entries(c.services)) {
@@ -331,6 +362,32 @@ export const ConfigSchema = z
     }
     if (c.panel.tunnel_only && c.panel.allowed_networks.length > 0) {
       ctx.addIssue({ code: 'custom', path: ['panel', 'allowed_networks'], message: 'expected no allowed_networks with tunnel_only: true (the panel stays on loopback)', input: c.panel.allowed_networks });
+    }
+    // Two daemons on one port: the second never starts (and the firewall rule meant for it opens the first).
+    const tcp = new Map<number, string>([[c.hardening.ssh.port, 'hardening.ssh.port']]);
+    const udp = new Map<number, string>(c.sync.local_discovery ? [[21027, 'sync.local_discovery (UDP 21027)']] : []);
+    const claim = (ports: Map<number, string>, port: number, who: string, path: PropertyKey[], input: unknown) => {
+      const other = ports.get(port);
+      if (other) ctx.addIssue({ code: 'custom', path, message: `expected a port no other service uses: ${port} is already ${other}'s`, input });
+      else ports.set(port, who);
+    };
+    const panelPort = listen?.port;
+    if (panelPort !== undefined) claim(tcp, panelPort, 'panel.listen', ['panel', 'listen'], c.panel.listen);
+    c.sync.listen.forEach((l, i) => {
+      const p = v.parseSyncListen(l);
+      if (!p) return;
+      const seen = (p.proto === 'tcp' ? tcp : udp).get(p.port);
+      // The same port on two addresses of one protocol (tcp4 and tcp6) is one daemon's, not a clash.
+      if (seen?.startsWith('sync.listen')) return;
+      claim(p.proto === 'tcp' ? tcp : udp, p.port, `sync.listen[${i}]`, ['sync', 'listen', i], l);
+    });
+    // Limits nothing enforces are worse than none: they read as protection.
+    if (c.hardening.firewall === 'off') {
+      for (const [path, list] of [[['panel', 'allowed_networks'], c.panel.allowed_networks], [['hardening', 'ssh', 'allow_from'], c.hardening.ssh.allow_from]] as const) {
+        if (list.length > 0) {
+          ctx.addIssue({ code: 'custom', path: [...path], message: `expected no ${path.join('.')} with hardening.firewall: off (no firewall would enforce it); set hardening.firewall: deny, or remove ${path.join('.')}`, input: list });
+        }
+      }
     }
     const names = new Set([c.system.user.name]);
     if (c.services && Object.values(c.services).some((s) => s.user !== 'syncthing' && s.user !== 'root' && !names.has(s.user))) {

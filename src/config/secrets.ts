@@ -1,9 +1,11 @@
 /**
  * Secrets: the panel password, the Syncthing API key, Wi-Fi passphrases and TLS keys.
  * Generated ones live in a local YAML file (mode 0600, beside the config by default) keyed by
- * hostname, are shown once when created, and are reused so a rebuild never rotates them by
- * accident. bcrypt salts are random, so a stored hash is reused while it still matches the
- * password: that keeps plans deterministic.
+ * hostname, and are reused so a rebuild never rotates them by accident. A generated password is
+ * shown once, on the terminal only (stderr when it is one): never on stdout or in a log, where
+ * --json output and CI runs end up; the messages returned name the secrets file instead.
+ * bcrypt salts are random, so a stored hash is reused while it still matches the password: that
+ * keeps plans deterministic.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
@@ -32,9 +34,20 @@ export interface ResolvedInputs {
   panelPassword: string | null;
   wifiPsks: (string | null)[];
   tls: { cert: string; key: string } | null;
-  /** Messages to show once (e.g. a generated password). */
+  /** Messages to show once (e.g. that a password was generated, and where it is kept); never a secret. */
   announcements: string[];
   secretsFile: string;
+}
+
+/** A secret the config points at that is missing or malformed; `path` is its key in the config. */
+export class SecretInputError extends UserError {
+  readonly path: (string | number)[];
+  readonly detail: string;
+  constructor(path: (string | number)[], detail: string) {
+    super(`${path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i ? `.${k}` : k)).join('')}: ${detail}`);
+    this.path = path;
+    this.detail = detail;
+  }
 }
 
 export function defaultSecretsPath(configFile: string): string {
@@ -78,10 +91,10 @@ function writeSecretsFile(path: string, data: SecretsFile): void {
   renameSync(tmp, path);
 }
 
-function readSecretRef(ref: { env: string } | { file: string }, configDir: string, what: string): string {
+function readSecretRef(ref: { env: string } | { file: string }, configDir: string, what: (string | number)[]): string {
   if ('env' in ref) {
     const value = process.env[ref.env];
-    if (value === undefined || value === '') throw new UserError(`${what}: environment variable ${ref.env} is not set; expected it to hold the secret`);
+    if (value === undefined || value === '') throw new SecretInputError(what, `environment variable ${ref.env} is not set; expected it to hold the secret`);
     return value;
   }
   const p = resolve(configDir, ref.file);
@@ -89,7 +102,7 @@ function readSecretRef(ref: { env: string } | { file: string }, configDir: strin
   try {
     text = readFileSync(p, 'utf8');
   } catch (e) {
-    throw new UserError(`${what}: cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? e}); expected a file holding the secret`);
+    throw new SecretInputError(what, `cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? e}); expected a file holding the secret`);
   }
   return text.replace(/\r?\n$/, '');
 }
@@ -113,7 +126,15 @@ export interface ResolveOptions {
   secretsFile?: string;
   /** Create missing secrets and store them (default true). False: fail if any is missing. */
   generate?: boolean;
+  /**
+   * Write nothing: secrets not generated yet become placeholders (syncpi plan). Only the
+   * commands that install secrets (build, provision, fleet, image test, verify) create them.
+   */
+  preview?: boolean;
 }
+
+/** Stands in for a secret that a preview does not create (its text says who will). */
+export const NOT_GENERATED = '(not generated yet: syncpi build, provision or fleet apply creates it)';
 
 export function resolveInputs(config: Config, configFile: string, opts: ResolveOptions = {}): ResolvedInputs {
   const configDir = dirname(configFile);
@@ -124,8 +145,10 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
   const announcements: string[] = [];
   let changed = false;
 
-  const apiKey = existing?.api_key ?? randomToken(32);
+  const preview = opts.preview === true;
+  const apiKey = existing?.api_key ?? (preview ? NOT_GENERATED : randomToken(32));
   if (!existing) changed = true;
+  let generated: string | null = null;
 
   let panelPassword: string | null;
   let hash: string;
@@ -135,14 +158,21 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
     hash = ref.bcrypt;
   } else {
     if (ref) {
-      panelPassword = readSecretRef(ref, configDir, 'panel.password');
-      if (panelPassword.length < 8) throw new UserError('panel.password: the password is shorter than 8 characters; expected at least 8');
+      panelPassword = readSecretRef(ref, configDir, ['panel', 'password']);
+      if (panelPassword.length < 8) throw new SecretInputError(['panel', 'password'], 'the password is shorter than 8 characters; expected at least 8');
+    } else if (existing?.panel_password) {
+      panelPassword = existing.panel_password;
+    } else if (preview) {
+      panelPassword = null;
+      announcements.push(`panel password for ${config.panel.user}@${host} not generated yet: syncpi build, provision or fleet apply generates it into ${secretsFile}`);
     } else {
-      panelPassword = existing?.panel_password ?? randomPassword();
-      if (!existing?.panel_password) announcements.push(`generated panel password for ${config.panel.user}@${host}: ${panelPassword} (kept in ${secretsFile})`);
+      panelPassword = generated = randomPassword();
+      announcements.push(`generated panel password for ${config.panel.user}@${host}, kept in ${secretsFile} (mode 0600)`);
     }
     const stored = existing?.panel_password_bcrypt;
-    if (stored && bcrypt.compareSync(panelPassword, stored)) {
+    if (panelPassword === null) {
+      hash = NOT_GENERATED;
+    } else if (stored && bcrypt.compareSync(panelPassword, stored)) {
       hash = stored;
     } else {
       hash = bcrypt.hashSync(panelPassword, 10);
@@ -156,26 +186,27 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
 
   const wifiPsks = (config.system.wifi?.networks ?? []).map((n, i) => {
     if (!n.psk) return null;
-    const psk = readSecretRef(n.psk, configDir, `system.wifi.networks[${i}].psk`);
+    const psk = readSecretRef(n.psk, configDir, ['system', 'wifi', 'networks', i, 'psk']);
     if (!/^[\x20-\x7e]{8,63}$/.test(psk) && !/^[0-9a-fA-F]{64}$/.test(psk)) {
-      throw new UserError(`system.wifi.networks[${i}].psk: expected 8–63 printable ASCII characters or 64 hex digits`);
+      throw new SecretInputError(['system', 'wifi', 'networks', i, 'psk'], 'expected 8–63 printable ASCII characters or 64 hex digits');
     }
     return psk;
   });
 
   let tls: ResolvedInputs['tls'] = null;
   if (typeof config.panel.tls === 'object') {
-    const cert = readSecretRef({ file: config.panel.tls.cert }, configDir, 'panel.tls.cert');
-    const key = readSecretRef({ file: config.panel.tls.key }, configDir, 'panel.tls.key');
-    if (!/-----BEGIN CERTIFICATE-----/.test(cert)) throw new UserError(`panel.tls.cert: ${config.panel.tls.cert} is not a PEM certificate; expected "-----BEGIN CERTIFICATE-----"`);
-    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new UserError(`panel.tls.key: ${config.panel.tls.key} is not a PEM private key; expected "-----BEGIN … PRIVATE KEY-----"`);
+    const cert = readSecretRef({ file: config.panel.tls.cert }, configDir, ['panel', 'tls', 'cert']);
+    const key = readSecretRef({ file: config.panel.tls.key }, configDir, ['panel', 'tls', 'key']);
+    if (!/-----BEGIN CERTIFICATE-----/.test(cert)) throw new SecretInputError(['panel', 'tls', 'cert'], `${config.panel.tls.cert} is not a PEM certificate; expected "-----BEGIN CERTIFICATE-----"`);
+    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new SecretInputError(['panel', 'tls', 'key'], `${config.panel.tls.key} is not a PEM private key; expected "-----BEGIN … PRIVATE KEY-----"`);
     tls = { cert: cert + '\n', key: key + '\n' };
   }
 
-  if (changed) {
-    if (opts.generate === false) throw new UserError(`secrets for ${host} are missing from ${secretsFile}; expected them there (run syncpi plan once to create them)`);
+  if (changed && !preview) {
+    if (opts.generate === false) throw new UserError(`secrets for ${host} are missing from ${secretsFile}; expected them there (run syncpi build or provision once to create them)`);
     file.hosts[host] = next;
     writeSecretsFile(secretsFile, file);
+    if (generated && process.stderr.isTTY) process.stderr.write(`panel password for ${config.panel.user}@${host}: ${generated} (shown once; kept in ${secretsFile})\n`);
   }
   return { apiKey, panelPasswordHash: hash, panelPassword, wifiPsks, tls, announcements, secretsFile };
 }

@@ -70,12 +70,32 @@ export function isPathInside(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent + '/');
 }
 
+const RFC_UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const FAT_SERIAL = /^[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}$/;
+const NTFS_SERIAL = /^[0-9A-Fa-f]{16}$/;
+
 export function checkUuidOrFsId(s: string): string | null {
-  // ext4/btrfs/xfs use RFC 4122 UUIDs; FAT and exFAT volume serials look like ABCD-1234; NTFS 16 hex.
-  if (/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(s)) return null;
-  if (/^[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}$/.test(s)) return null;
-  if (/^[0-9A-Fa-f]{16}$/.test(s)) return null;
-  return 'a filesystem UUID as lsblk -o UUID shows it (e.g. 0f3c2a51-…-9b2e, ABCD-1234 for FAT/exFAT, 16 hex digits for NTFS)';
+  if (RFC_UUID.test(s) || FAT_SERIAL.test(s) || NTFS_SERIAL.test(s)) return null;
+  return 'a filesystem UUID as blkid shows it (e.g. 0f3c2a51-…-9b2e, ABCD-1234 for FAT/exFAT, 16 hex digits for NTFS)';
+}
+
+/**
+ * A drive UUID spelled as udev names its /dev/disk/by-uuid link (the link fstab's UUID= waits
+ * for, compared case-sensitively). blkid prints RFC 4122 UUIDs (ext4, btrfs, xfs) in lowercase
+ * and FAT/exFAT volume serials (ABCD-1234) and NTFS serials (16 hex digits) in uppercase,
+ * whatever case mkfs was given.
+ */
+export function canonicalFsUuid(s: string): string {
+  return RFC_UUID.test(s) ? s.toLowerCase() : s.toUpperCase();
+}
+
+/** Which UUID shape each filesystem has: a UUID of another shape can never match the drive. */
+export function checkUuidForFs(uuid: string, fs: string): string | null {
+  const rfc = ['ext4', 'btrfs', 'xfs'].includes(fs);
+  if (rfc && !RFC_UUID.test(uuid)) return `an RFC 4122 UUID (8-4-4-4-12 hex digits): ${fs} has no other kind`;
+  if ((fs === 'vfat' || fs === 'exfat') && !FAT_SERIAL.test(uuid)) return `a volume serial of the form ABCD-1234: that is what ${fs} has`;
+  if (fs === 'ntfs' && !NTFS_SERIAL.test(uuid)) return 'a volume serial of 16 hex digits: that is what ntfs has';
+  return null;
 }
 
 export function checkFsLabel(s: string): string | null {
@@ -83,27 +103,135 @@ export function checkFsLabel(s: string): string | null {
   return null;
 }
 
-export function checkCidr(s: string): string | null {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
-  if (!m) return 'a network in CIDR notation, e.g. 192.168.1.0/24 or fd00::/64';
+/** Longest label each filesystem stores (mkfs refuses or truncates a longer one). */
+export const FS_LABEL_MAX: Record<string, number> = { ext4: 16, btrfs: 32, xfs: 12, exfat: 15, vfat: 11, ntfs: 32 };
+
+/**
+ * Mount options that would undo what the drive's fstab line is for: mount's last option wins,
+ * so uid=/umask= would take the drive from the daemon's user, x-systemd.* would let a missing
+ * drive block boot, noauto would never mount it and ro would make every folder fail.
+ */
+export function checkDriveOption(o: string): string | null {
+  const key = o.split('=')[0]!;
+  if (key.startsWith('x-systemd.') || key === 'noauto') return `a mount option syncpi does not set itself; ${key} is managed (drive.timeout sets the wait at boot)`;
+  if (['uid', 'gid', 'umask', 'fmask', 'dmask'].includes(key)) return `a mount option syncpi does not set itself; ${key} is managed (the drive belongs to the syncthing user)`;
+  if (key === 'ro') return 'a mount option that leaves the drive writable (Syncthing keeps its folder markers and temporary files on it)';
+  return null;
+}
+
+/**
+ * Paths a drive mounted on would hide part of the running system (or, for /srv, every other
+ * service's data): the mount point may be none of these, no parent of one, and inside none of
+ * them but /srv, whose sub-directories exist to hold such data.
+ */
+const SYSTEM_PATHS = ['/etc', '/usr', '/var', '/var/lib/syncthing', '/boot', '/boot/firmware', '/efi', '/home', '/root', '/run', '/proc', '/sys', '/dev', '/tmp', '/bin', '/sbin', '/lib', '/opt', '/srv', '/lost+found'];
+
+export function checkDriveMount(s: string): string | null {
+  const shape = checkTargetPath(s);
+  if (shape) return shape;
+  const valid = 'a new directory under /srv or /mnt, e.g. /srv/sync or /mnt/data';
+  const top = `/${s.split('/')[1]}`;
+  // /lib32, /lib64, /libx32, /libo32: the multilib folders an architecture may have.
+  const system = /^\/lib(32|64|x32|o32)$/.test(top) ? [...SYSTEM_PATHS, top] : SYSTEM_PATHS;
+  const hidden = system.find((p) => isPathInside(p, s));
+  if (hidden) return `${valid}; a drive mounted on ${s} would hide ${hidden}`;
+  const inside = system.find((p) => p !== '/srv' && isPathInside(s, p));
+  if (inside) return `${valid}; ${inside} belongs to the system`;
+  return null;
+}
+
+/**
+ * An address/prefix as nft reads it in an interval set, and as the user meant it. nft reads
+ * leading zeros as octal (010.0.0.0 is 8.0.0.0, /033 is /27) and silently clears host bits, so
+ * both are refused rather than given a meaning the user did not write; IPv6 zone IDs (%eth0) and
+ * dotted IPv4 tails inside IPv6 addresses are syntax errors to nft; IPv4-mapped IPv6 networks
+ * would only match an ip6 header, never the IPv4 traffic they name.
+ */
+export function parseCidr(s: string): { family: 4 | 6; first: bigint; last: bigint } | string {
+  const what = 'a network in CIDR notation, e.g. 192.168.1.0/24 or fd00::/64';
+  const m = /^([0-9A-Fa-f:.]+)\/(0|[1-9][0-9]{0,2})$/.exec(s);
+  if (!m) return s.includes('%') ? `${what}, without an IPv6 zone ID (%…)` : /\/0[0-9]/.test(s) ? `${what}, without leading zeros in the prefix length` : what;
   const addr = m[1]!;
   const bits = Number(m[2]);
+  let family: 4 | 6;
+  let value: bigint;
   if (isIPv4(addr)) {
-    if (bits > 32) return 'an IPv4 prefix length of 0–32';
-    const n = addr.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
-    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-    const net = (n & mask) >>> 0;
-    if (net !== n) {
-      const netStr = [24, 16, 8, 0].map((sh) => (net >>> sh) & 255).join('.');
-      return `a network address without host bits (did you mean ${netStr}/${bits}?)`;
-    }
-    return null;
+    family = 4;
+    value = addr.split('.').reduce((acc, o) => (acc << 8n) | BigInt(o), 0n);
+  } else if (isIPv6(addr)) {
+    family = 6;
+    value = ipv6Value(addr);
+    if (value >> 32n === 0xffffn) return `an IPv4 network for IPv4 traffic (write ${ipv4Text(value & 0xffffffffn)}/${Math.max(0, bits - 96)}, not the IPv4-mapped ${s})`;
+    // nft's scanner takes a dotted tail only in the ::ffff: form, refused above.
+    if (addr.includes('.')) return `${what}, with the IPv6 address in hex groups only (e.g. 64:ff9b::c0a8:100, not 64:ff9b::192.168.1.0)`;
+  } else {
+    return /(^|\.)0[0-9]/.test(addr) ? `${what}, without leading zeros in the address (nft reads them as octal)` : what;
   }
-  if (isIPv6(addr)) {
-    if (bits > 128) return 'an IPv6 prefix length of 0–128';
-    return null;
+  const width = family === 4 ? 32 : 128;
+  if (bits > width) return `an IPv${family} prefix length of 0–${width}`;
+  const hostMask = (1n << BigInt(width - bits)) - 1n;
+  if ((value & hostMask) !== 0n) {
+    const net = value & ~hostMask;
+    return `a network address without host bits (did you mean ${family === 4 ? ipv4Text(net) : ipv6Text(net)}/${bits}?)`;
   }
-  return 'a network in CIDR notation, e.g. 192.168.1.0/24 or fd00::/64';
+  return { family, first: value, last: value | hostMask };
+}
+
+export function checkCidr(s: string): string | null {
+  const r = parseCidr(s);
+  return typeof r === 'string' ? r : null;
+}
+
+/**
+ * nft refuses an interval set whose elements overlap ("conflicting intervals"): the whole
+ * firewall would then fail to load. Returns, per entry, the earlier entry it overlaps.
+ */
+export function overlappingCidrs(list: readonly string[]): { index: number; other: string }[] {
+  const seen: { s: string; r: { family: 4 | 6; first: bigint; last: bigint } }[] = [];
+  const out: { index: number; other: string }[] = [];
+  list.forEach((s, index) => {
+    const r = parseCidr(s);
+    if (typeof r === 'string') return;
+    const hit = seen.find((o) => o.r.family === r.family && o.r.first <= r.last && r.first <= o.r.last);
+    if (hit) out.push({ index, other: hit.s });
+    seen.push({ s, r });
+  });
+  return out;
+}
+
+function ipv6Value(addr: string): bigint {
+  let text = addr;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const n = v4[1]!.split('.').map(Number);
+    text = `${text.slice(0, -v4[1]!.length)}${((n[0]! << 8) | n[1]!).toString(16)}:${((n[2]! << 8) | n[3]!).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, null];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === null ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+function ipv4Text(v: bigint): string {
+  return [24n, 16n, 8n, 0n].map((sh) => String((v >> sh) & 255n)).join('.');
+}
+
+/** RFC 5952 text: lowercase, the longest run of two or more zero groups as ::. */
+function ipv6Text(v: bigint): string {
+  const g = Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(112 - 16 * i)) & 0xffffn));
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
 
 /** host:port where host is an IP literal (IPv6 in brackets) or 0.0.0.0 / :: for all. */
@@ -115,6 +243,30 @@ export function parseListen(s: string): { host: string; port: number; family: 4 
   if (port < 1 || port > 65535) return null;
   if (m[1] !== undefined && isIPv6(host)) return { host, port, family: 6 };
   if (m[2] !== undefined && isIPv4(host)) return { host, port, family: 4 };
+  return null;
+}
+
+/** A Syncthing listen address: scheme://IP:PORT, the IP of the scheme's family when it names one. */
+export function parseSyncListen(s: string): { scheme: string; proto: 'tcp' | 'quic'; host: string; port: number } | null {
+  const m = /^((tcp|quic)(4|6)?):\/\/(.+)$/.exec(s);
+  const l = m ? parseListen(m[4]!) : null;
+  if (!m || !l) return null;
+  if (m[3] && Number(m[3]) !== l.family) return null;
+  return { scheme: m[1]!, proto: m[2] as 'tcp' | 'quic', host: l.host, port: l.port };
+}
+
+export function checkSyncListen(s: string): string | null {
+  return parseSyncListen(s) ? null : 'tcp://ADDRESS:PORT or quic://ADDRESS:PORT with an IP address of the scheme\'s family and a port of 1–65535, e.g. tcp://0.0.0.0:22000 or quic6://[::]:22000';
+}
+
+/** Where Syncthing dials a device: dynamic, or scheme://HOST[:PORT] with a DNS name or IP (IPv6 in brackets). */
+export function checkDeviceAddress(s: string): string | null {
+  const what = '"dynamic" or tcp://HOST:PORT / quic://HOST:PORT (IPv6 in brackets, port 1–65535)';
+  if (s === 'dynamic') return null;
+  const m = /^(tcp|quic)(4|6)?:\/\/(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/.exec(s);
+  if (!m) return what;
+  if (m[3] !== undefined ? !isIPv6(m[3]) : checkHostAddress(m[4]!) !== null) return what;
+  if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) return what;
   return null;
 }
 

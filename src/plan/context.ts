@@ -3,7 +3,7 @@
  * never compute the same fact (the panel port, a folder's absolute path) in two ways.
  */
 import { isIPv6 } from 'node:net';
-import type { Config } from '../config/schema.js';
+import { DEFAULT_DRIVE_MOUNT, type Config } from '../config/schema.js';
 import type { ResolvedInputs } from '../config/secrets.js';
 import { isLoopbackHost, parseListen } from '../config/validators.js';
 import { render, type TemplateSource } from './render.js';
@@ -12,7 +12,6 @@ import type { FeatureName, PlanCheck, PlanDir, PlanFile, PlanHandler, PlanUser }
 
 export const SYNCTHING_HOME = '/var/lib/syncthing';
 export const SYNCPI_LIB = '/usr/local/lib/syncpi';
-export const DEFAULT_DRIVE_MOUNT = '/srv/sync';
 
 export interface Derived {
   panelListen: string;
@@ -23,6 +22,8 @@ export interface Derived {
   syncUdpPorts: number[];
   folders: { id: string; label: string; path: string; type: string; rescan_interval: number; watch: boolean; device_ids: string[] }[];
   driveMount: string | null;
+  /** Where every folder lives (the drive's mount, or DEFAULT_DRIVE_MOUNT): writable by the daemon. */
+  storageRoot: string;
 }
 
 function portsOf(listen: string[], schemes: RegExp): number[] {
@@ -39,6 +40,7 @@ export function derive(config: Config): Derived {
   const listen = tunnel ? `127.0.0.1:${parseListen(config.panel.listen)!.port}` : config.panel.listen;
   const parsed = parseListen(listen)!;
   const driveMount = config.drive?.mount ?? null;
+  const storageRoot = driveMount ?? DEFAULT_DRIVE_MOUNT;
   const byName = new Map(config.sync.devices.map((d) => [d.name, d.id]));
   return {
     panelListen: listen,
@@ -50,13 +52,14 @@ export function derive(config: Config): Derived {
     folders: config.sync.folders.map((f) => ({
       id: f.id,
       label: f.label ?? f.id,
-      path: f.path.startsWith('/') ? f.path : `${driveMount ?? DEFAULT_DRIVE_MOUNT}/${f.path}`,
+      path: f.path.startsWith('/') ? f.path : `${storageRoot}/${f.path}`,
       type: f.type,
       rescan_interval: f.rescan_interval,
       watch: f.watch,
       device_ids: [...new Set(f.devices.map((d) => byName.get(d) ?? d))].sort(),
     })),
     driveMount,
+    storageRoot,
   };
 }
 
@@ -105,6 +108,7 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     drive: d ?? null,
     drive_device_unit: d ? driveDeviceUnit(d) : null,
     folders: derived.folders,
+    sync_storage_root: derived.storageRoot,
     devices: config.sync.devices,
     panel_listen: derived.panelListen,
     panel_port: derived.panelPort,

@@ -1,6 +1,6 @@
 /** The one way commands turn a config path into a Plan: load, resolve secrets, compile. */
-import { loadConfig, type LoadedConfig } from '../config/load.js';
-import { resolveInputs, type ResolvedInputs, type ResolveOptions } from '../config/secrets.js';
+import { ConfigError, loadConfig, problemAt, type LoadedConfig } from '../config/load.js';
+import { resolveInputs, SecretInputError, type ResolvedInputs, type ResolveOptions } from '../config/secrets.js';
 import { compilePlan } from './compile.js';
 import type { Plan } from './types.js';
 
@@ -12,7 +12,13 @@ export interface LoadedPlan {
 
 export function planFromFile(path: string, opts: ResolveOptions = {}): LoadedPlan {
   const loaded = loadConfig(path);
-  const inputs = resolveInputs(loaded.config, loaded.file, opts);
+  let inputs: ResolvedInputs;
+  try {
+    inputs = resolveInputs(loaded.config, loaded.file, opts);
+  } catch (e) {
+    if (e instanceof SecretInputError) throw new ConfigError([problemAt(loaded.yaml, e.path, e.detail)]);
+    throw e;
+  }
   const plan = compilePlan(loaded.config, inputs, { configDir: loaded.dir });
   return { loaded, inputs, plan };
 }

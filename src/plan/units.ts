@@ -17,3 +17,6 @@ export const mountUnitName = (path: string): string => unitNameForPath(path, 'mo
 export function driveDeviceUnit(d: { uuid?: string | undefined; label?: string | undefined }): string {
   return unitNameForPath(d.uuid ? `/dev/disk/by-uuid/${d.uuid}` : `/dev/disk/by-label/${d.label}`, 'device');
 }
+
+/** The unit (without suffix) a boot service NAME from appliance.yaml becomes: syncpi-NAME.service, and .timer when scheduled. */
+export const serviceUnitBase = (name: string): string => `syncpi-${name}`;

@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, dirname } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -113,9 +113,12 @@ test('a real Syncthing starts from our config and answers with our API key', asy
   need('syncthing');
   const [gui, sync] = [await freePort(), await freePort()];
   const dir = tempDir();
-  const folder = join(dir, 'docs folder');
+  // Folders live on the drive, which mounts under /srv or /mnt.
+  const mount = mkdtempSync('/mnt/syncpi-test-');
+  after(() => rmSync(mount, { recursive: true, force: true }));
+  const folder = join(mount, 'docs folder');
   const cfgPath = writeConfig(
-    minimalYaml(`panel:\n  listen: 127.0.0.1:${gui}\n  password: { env: SYNCPI_TEST_PANEL_PASSWORD }\nsync:\n  local_discovery: false\n  listen: [tcp://127.0.0.1:${sync}]\n  devices:\n    - id: JB2RL7S-VHDZAR2-G34LH2K-277GIJZ-ZIZMV6I-NNOFVUF-BJ2ZYLO-YNAK7A5\n      name: laptop\n  folders:\n    - id: docs\n      path: "${folder}"\n      type: receiveonly\n      devices: [laptop]\n`),
+    minimalYaml(`drive:\n  label: TESTDRIVE\n  mount: ${mount}\npanel:\n  listen: 127.0.0.1:${gui}\n  password: { env: SYNCPI_TEST_PANEL_PASSWORD }\nsync:\n  local_discovery: false\n  listen: [tcp://127.0.0.1:${sync}]\n  devices:\n    - id: JB2RL7S-VHDZAR2-G34LH2K-277GIJZ-ZIZMV6I-NNOFVUF-BJ2ZYLO-YNAK7A5\n      name: laptop\n  folders:\n    - id: docs\n      path: "${folder}"\n      type: receiveonly\n      devices: [laptop]\n`),
   );
   const { plan, inputs } = planFromFile(cfgPath);
   const home = join(dir, 'home');

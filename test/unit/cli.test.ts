@@ -2,8 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import { fixtureKey, minimalYaml, repoRoot, tempDir, writeConfig } from '../helpers/fixtures.js';
 
 function syncpi(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}) {
@@ -109,4 +110,57 @@ test('schema writes a JSON Schema that lists the top-level sections', () => {
   const s = JSON.parse(readFileSync(join(dir, 's.json'), 'utf8'));
   for (const k of ['base', 'system', 'packages', 'sync', 'panel', 'drive', 'services', 'hardening']) assert.ok(s.properties[k], k);
   assert.equal(s.additionalProperties, false);
+});
+
+test('plan writes nothing: a secret not generated yet is shown as a placeholder', () => {
+  const p = writeConfig(minimalYaml());
+  const listing = () => readdirSync(dirname(p)).sort();
+  const before = listing();
+  const text = syncpi(['plan', p]);
+  assert.equal(text.status, 0, text.stderr);
+  assert.deepEqual(listing(), before, 'plan leaves the config folder as it was');
+  assert.match(text.stderr, /not generated yet/);
+  const json = syncpi(['plan', '--json', '--show-secrets', p]);
+  assert.equal(json.status, 0, json.stderr);
+  assert.deepEqual(listing(), before);
+  const xml = JSON.parse(json.stdout).files.find((f: { path: string }) => f.path === '/etc/syncpi/syncthing/config.xml').content as string;
+  assert.match(xml, /<apikey>\(not generated yet[^<]*<\/apikey>/);
+  assert.match(xml, /<password>\(not generated yet[^<]*<\/password>/);
+});
+
+/** A loopback port nothing listens on: provision compiles (and generates secrets), then fails to connect. */
+async function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+test('provision --json never prints a generated panel password; it says where the secrets file is', async () => {
+  const p = writeConfig(minimalYaml());
+  const port = await closedPort();
+  const r = syncpi(['provision', '--json', '--connect-timeout', '5', '-p', String(port), 'pi@127.0.0.1', p]);
+  assert.notEqual(r.status, 0, 'nothing listens there');
+  const secrets = join(dirname(p), 'appliance.secrets.yaml');
+  const password = /panel_password: (\S+)/.exec(readFileSync(secrets, 'utf8'))![1]!;
+  assert.ok(!r.stdout.includes(password), 'not on stdout');
+  assert.ok(!r.stderr.includes(password), 'not on a stderr that is no terminal');
+  assert.ok(`${r.stdout}${r.stderr}`.includes(secrets), 'names the secrets file');
+});
+
+test('a generated panel password is shown once on a terminal, never in the JSON on stdout', async () => {
+  const p = writeConfig(minimalYaml());
+  const dir = dirname(p);
+  const port = await closedPort();
+  const cmd = [process.execPath, '--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), 'provision', '--json', '--connect-timeout', '5', '-p', String(port), 'pi@127.0.0.1', p];
+  const quoted = cmd.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  // script(1) gives the command a terminal; stdout goes to a file, stderr stays on the terminal.
+  const r = spawnSync('script', ['-qec', `${quoted} > ${join(dir, 'stdout.json')}`, '/dev/null'], { encoding: 'utf8', cwd: repoRoot, env: { ...process.env, NO_COLOR: '1' }, input: '' });
+  const password = /panel_password: (\S+)/.exec(readFileSync(join(dir, 'appliance.secrets.yaml'), 'utf8'))![1]!;
+  assert.ok(r.stdout.includes(password), `shown on the terminal:\n${r.stdout}`);
+  assert.ok(!readFileSync(join(dir, 'stdout.json'), 'utf8').includes(password), 'not in the JSON');
+  const again = spawnSync('script', ['-qec', `${quoted} > ${join(dir, 'stdout.json')}`, '/dev/null'], { encoding: 'utf8', cwd: repoRoot, env: { ...process.env, NO_COLOR: '1' }, input: '' });
+  assert.ok(!again.stdout.includes(password), 'shown only once');
 });

@@ -56,6 +56,7 @@ test('a generated panel password is announced once, stored 0600 and reused', () 
   const first = planFromFile(p);
   assert.equal(first.inputs.announcements.length, 1);
   assert.match(first.inputs.announcements[0]!, /generated panel password/);
+  assert.ok(!first.inputs.announcements[0]!.includes(first.inputs.panelPassword!), 'the message never holds the password');
   const second = planFromFile(p);
   assert.equal(second.inputs.announcements.length, 0, 'not shown again');
   assert.equal(second.inputs.panelPassword, first.inputs.panelPassword);
@@ -97,7 +98,7 @@ test('the drive is mounted without ever blocking boot, with ownership for exFAT'
   const { plan } = planFromFile(fullConfig());
   const line = file(plan, '/etc/syncpi/fstab.d/drive.fstab').content.split('\n').find((l) => l.startsWith('UUID='))!;
   const [spec, mount, fstype, opts, , pass] = line.split(/\s+/);
-  assert.equal(spec, 'UUID=0f3c2a51-8d1e-4b7a-9c2d-1e2f3a4b9b2e');
+  assert.equal(spec, 'UUID=1A2B-3C4D', 'the exFAT serial in the case of its by-uuid link');
   assert.equal(mount, '/srv/sync');
   assert.equal(fstype, 'exfat');
   for (const o of ['nofail', 'x-systemd.automount', 'x-systemd.device-timeout=30s', 'uid=syncthing', 'gid=syncthing', 'umask=0007']) assert.ok(opts!.split(',').includes(o), o);
@@ -185,4 +186,64 @@ test('unit names from paths match systemd-escape, and a late drive starts Syncth
   const unit = planFromFile(p).plan.files.find((f) => f.path === '/etc/systemd/system/syncthing.service')!.content;
   assert.match(unit, /^WantedBy=dev-disk-by\\x2dlabel-SYNCDRIVE\.device$/m);
   assert.match(unit, /^RequiresMountsFor=\/srv\/sync$/m);
+});
+
+test('every folder Syncthing is given lies inside a path its sandboxed unit may write, with and without a drive', () => {
+  const folders = (root: string) => `sync:\n  folders:\n    - { id: rel, path: docs }\n    - { id: abs, path: ${root}/photos }\n    - { id: deep, path: "${root}/a b/c" }\n`;
+  for (const extra of [folders('/srv/sync'), `drive:\n  label: DATA\n  mount: /mnt/data\n${folders('/mnt/data')}`, `drive:\n  uuid: 0f3c2a51-8d1e-4b7a-9c2d-1e2f3a4b9b2e\n${folders('/srv/sync')}`]) {
+    const { plan } = planFromFile(writeConfig(minimalYaml(extra)));
+    const unit = file(plan, '/etc/systemd/system/syncthing.service').content;
+    assert.match(unit, /^ProtectSystem=strict$/m, 'the rest of the file system stays read-only');
+    const writable = /^ReadWritePaths=(.*)$/m.exec(unit)![1]!.split(' ').map((p) => p.replace(/^-/, ''));
+    const paths = [...file(plan, '/etc/syncpi/syncthing/config.xml').content.matchAll(/<folder [^>]*path="([^"]+)"/g)].map((m) => m[1]!);
+    assert.equal(paths.length, 3, extra);
+    for (const p of paths) assert.ok(writable.some((w) => p === w || p.startsWith(`${w}/`)), `${p} is writable (ReadWritePaths=${writable.join(' ')}) for\n${extra}`);
+  }
+});
+
+test('the units syncpi reserves are every unit its own features write, and a service cannot take one', async () => {
+  const { ownUnitNames } = await import('../../src/plan/own-units.js');
+  const own = ownUnitNames();
+  for (const p of [fullConfig(), writeConfig(minimalYaml()), writeConfig(minimalYaml('drive:\n  label: DATA\n  spin_down: 60\nhardening:\n  firewall: off\n'))]) {
+    const { plan } = planFromFile(p);
+    const units = plan.files.filter((f) => f.feature !== 'services' && f.path.startsWith('/etc/systemd/system/')).map((f) => f.path.split('/').pop()!);
+    assert.ok(units.includes('syncpi-firstboot.service'));
+    for (const u of units) assert.ok(own.has(u), `${u} is reserved`);
+  }
+  const p = writeConfig(minimalYaml('services:\n  firstboot:\n    description: x\n    exec: [/usr/bin/true]\n'));
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && /services\.firstboot: got "firstboot"; expected another service name: syncpi-firstboot\.service/.test(e.message));
+});
+
+test('each boot service unit notifies the handler that restarts that unit, whatever the names', () => {
+  const p = writeConfig(minimalYaml('services:\n  a:\n    description: scheduled\n    exec: [/usr/bin/true]\n    schedule: daily\n  a-timer:\n    description: daemon\n    type: simple\n    exec: [/usr/bin/sleep, infinity]\n'));
+  const { plan } = planFromFile(p);
+  const byName = new Map(plan.handlers.map((h) => [h.name, h]));
+  const restarted: string[] = [];
+  for (const f of plan.files.filter((x) => x.feature === 'services')) {
+    const unit = f.path.split('/').pop()!;
+    const restarts = f.notify.map((n) => byName.get(n)!).filter((h) => h.action === 'restart').map((h) => h.unit);
+    // A timer's service is started by the timer, not restarted when it changes.
+    if (restarts.length) assert.deepEqual(restarts, [unit], `${unit} restarts itself`);
+    restarted.push(...restarts.map(String));
+  }
+  assert.deepEqual(restarted.sort(), ['syncpi-a-timer.service', 'syncpi-a.timer']);
+});
+
+test('network limits with the firewall off are refused, each key named with hardening.firewall', () => {
+  const p = writeConfig(minimalYaml('panel:\n  allowed_networks: [192.168.1.0/24]\nhardening:\n  firewall: off\n  ssh:\n    allow_from: [10.0.0.0/8]\n'));
+  assert.throws(() => planFromFile(p), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.deepEqual(e.problems.map((x) => x.path), ['panel.allowed_networks', 'hardening.ssh.allow_from']);
+    for (const x of e.problems) assert.match(x.message, new RegExp(`no ${x.path.replace(/\./g, '\\.')} with hardening\\.firewall: off`));
+    return true;
+  });
+  assert.doesNotThrow(() => planFromFile(writeConfig(minimalYaml('hardening:\n  firewall: off\n'))), 'the firewall may still be off');
+});
+
+test('a secret the config points at that is unusable is reported at its key, file:line:col', () => {
+  process.env.SYNCPI_TEST_SHORT_PW = 'short';
+  const p = writeConfig(minimalYaml('panel:\n  password: { env: SYNCPI_TEST_SHORT_PW }\n'));
+  assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && /appliance\.yaml:5:13: panel\.password: the password is shorter than 8 characters; expected at least 8$/.test(e.message));
+  const q = writeConfig(minimalYaml('panel:\n  tls: { cert: missing.pem, key: missing.key }\n'));
+  assert.throws(() => planFromFile(q), (e: unknown) => e instanceof ConfigError && /appliance\.yaml:5:16: panel\.tls\.cert: cannot read .*missing\.pem \(ENOENT\)/.test(e.message));
 });

@@ -1,7 +1,7 @@
 /** Boot services from appliance.yaml: a unit (and a timer when scheduled) per entry. */
 import type { PlanCheck } from '../types.js';
 import type { Contribution, Feature } from '../context.js';
-import { mountUnitName } from '../units.js';
+import { mountUnitName, serviceUnitBase } from '../units.js';
 
 export const services: Feature = {
   name: 'services',
@@ -9,7 +9,7 @@ export const services: Feature = {
     const { config } = ctx;
     const out: Required<Pick<Contribution, 'files' | 'enable' | 'disable' | 'handlers' | 'checks'>> = { files: [], enable: [], disable: [], handlers: [], checks: [] };
     for (const [name, s] of Object.entries(config.services).sort(([a], [b]) => a.localeCompare(b))) {
-      const unit = `syncpi-${name}`;
+      const unit = serviceUnitBase(name);
       const daemon = s.type === 'simple' && !s.schedule;
       const vars = {
         name,
@@ -26,12 +26,14 @@ export const services: Feature = {
         remain: !s.schedule && s.type === 'oneshot',
         daemon,
       };
-      const restart = `restart-${unit}`;
+      // Named by the full unit name: "restart-syncpi-x-timer" would be both x's timer and x-timer's service.
+      const restart = `restart-${unit}.service`;
+      const restartTimer = `restart-${unit}.timer`;
       out.files.push({ path: `/etc/systemd/system/${unit}.service`, mode: '0644', owner: 'root', group: 'root', content: ctx.render(`services/${s.template}.service.hbs`, vars), notify: s.schedule ? ['daemon-reload'] : ['daemon-reload', restart] });
       const active = s.schedule ? `${unit}.timer` : `${unit}.service`;
       if (s.schedule) {
-        out.files.push({ path: `/etc/systemd/system/${unit}.timer`, mode: '0644', owner: 'root', group: 'root', content: ctx.render('services/timer.timer.hbs', vars), notify: ['daemon-reload', `restart-${unit}-timer`] });
-        out.handlers.push({ name: `restart-${unit}-timer`, action: 'restart', unit: `${unit}.timer`, liveOnly: true });
+        out.files.push({ path: `/etc/systemd/system/${unit}.timer`, mode: '0644', owner: 'root', group: 'root', content: ctx.render('services/timer.timer.hbs', vars), notify: ['daemon-reload', restartTimer] });
+        out.handlers.push({ name: restartTimer, action: 'restart', unit: `${unit}.timer`, liveOnly: true });
       } else {
         out.handlers.push({ name: restart, action: 'restart', unit: `${unit}.service`, liveOnly: true });
       }

@@ -1,0 +1,41 @@
+/**
+ * Networks as users write them, and whether checkCidr accepts them. The unit test checks the
+ * verdicts; an integration test loads every accepted entry into a real nft interval set, so the
+ * accepted set stays inside what nft parses (with the meaning the user wrote).
+ */
+export const CIDR_CASES: readonly (readonly [string, 'ok' | RegExp])[] = [
+  ['192.168.1.0/24', 'ok'],
+  ['10.0.0.0/8', 'ok'],
+  ['0.0.0.0/0', 'ok'],
+  ['192.168.1.1/32', 'ok'],
+  ['fd00::/8', 'ok'],
+  ['FD00::/8', 'ok'],
+  ['fe80::/10', 'ok'],
+  ['::/0', 'ok'],
+  ['::1/128', 'ok'],
+  ['2001:db8::/32', 'ok'],
+  ['2001:0db8:0000::/48', 'ok'],
+  ['1:2:3:4:5:6:7:8/128', 'ok'],
+  ['1::2:3:4:5:6:7/128', 'ok'],
+  ['64:ff9b::c0a8:100/120', 'ok'],
+  ['64:ff9b::192.168.1.0/120', /hex groups only/],
+  ['192.168.1.5/24', /without host bits \(did you mean 192\.168\.1\.0\/24\?\)/],
+  ['fd00::1/8', /without host bits \(did you mean fd00::\/8\?\)/],
+  ['2001:db8:0:0:1::/64', /did you mean 2001:db8::\/64\?/],
+  ['fe80::%eth0/64', /without an IPv6 zone ID/],
+  ['fe80::1%eth0/128', /without an IPv6 zone ID/],
+  ['010.0.0.0/8', /leading zeros in the address \(nft reads them as octal\)/],
+  ['10.0.0.0/08', /leading zeros in the prefix length/],
+  ['1.2.3.4/033', /leading zeros in the prefix length/],
+  ['10.0.0.0/33', /IPv4 prefix length of 0–32/],
+  ['fd00::/129', /IPv6 prefix length of 0–128/],
+  ['::ffff:192.168.1.0/120', /write 192\.168\.1\.0\/24/],
+  ['::ffff:c0a8:100/120', /IPv4-mapped/],
+  ['192.168.1.0', /CIDR notation/],
+  ['192.168.1.0/24 accept', /CIDR notation/],
+  ['everyone', /CIDR notation/],
+  ['1.2.3/24', /CIDR notation/],
+  ['fd00::/', /CIDR notation/],
+  ['fd00:::/8', /CIDR notation/],
+  [' 10.0.0.0/8', /CIDR notation/],
+];
