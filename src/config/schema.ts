@@ -52,17 +52,8 @@ const label = (max = 128) =>
 /** Where folders live when there is no drive section: the one place besides its home the daemon may write. */
 export const DEFAULT_DRIVE_MOUNT = '/srv/sync';
 
-/** Networks for one nft interval set: each a valid prefix, none overlapping another (nft refuses the set). */
-const cidrList = (what: string) =>
-  z
-    .array(shaped(v.checkCidr))
-    .max(64)
-    .default([])
-    .superRefine((list, ctx) => {
-      for (const { index, other } of v.overlappingCidrs(list)) {
-        ctx.addIssue({ code: 'custom', path: [index], message: `expected networks that do not overlap: this one overlaps ${other} (nft refuses overlapping ${what} networks); keep only the wider one`, input: list[index] });
-      }
-    });
+/** Networks for one nft interval set: each a valid prefix (overlaps are merged by the set's auto-merge). */
+const cidrList = () => z.array(shaped(v.checkCidr)).max(64).default([]);
 
 /** Where a secret comes from: never a plaintext value that would sit in a shared YAML file. */
 const secretRef = z.union([
@@ -221,7 +212,7 @@ const PanelSchema = z
       .default('generate'),
     user: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'expected a user name of letters, digits and . _ -').default('admin'),
     password: passwordRef.optional().describe('Omitted: one is generated, shown once, and kept in the secrets file.'),
-    allowed_networks: cidrList('panel').describe('Networks that may reach the panel; empty: none beyond loopback.'),
+    allowed_networks: cidrList().describe('Networks that may reach the panel; empty: none beyond loopback.'),
     tunnel_only: z.boolean().default(false).describe('Keep the panel on loopback; reach it with `syncpi panel HOST`.'),
   })
   .default({ listen: '0.0.0.0:8384', tls: 'generate', user: 'admin', allowed_networks: [], tunnel_only: false });
@@ -270,7 +261,7 @@ const HardeningSchema = z
     ssh: z
       .strictObject({
         port: z.number().int().min(1).max(65535).default(22),
-        allow_from: cidrList('SSH').describe('Networks allowed to reach SSH; empty: any.'),
+        allow_from: cidrList().describe('Networks allowed to reach SSH; empty: any.'),
       })
       .default({ port: 22, allow_from: [] }),
     firewall: z.enum(['deny', 'off']).default('deny').describe('deny: inbound default deny, except SSH, sync and the panel from allowed networks.'),

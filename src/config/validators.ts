@@ -182,23 +182,6 @@ export function checkCidr(s: string): string | null {
   return typeof r === 'string' ? r : null;
 }
 
-/**
- * nft refuses an interval set whose elements overlap ("conflicting intervals"): the whole
- * firewall would then fail to load. Returns, per entry, the earlier entry it overlaps.
- */
-export function overlappingCidrs(list: readonly string[]): { index: number; other: string }[] {
-  const seen: { s: string; r: { family: 4 | 6; first: bigint; last: bigint } }[] = [];
-  const out: { index: number; other: string }[] = [];
-  list.forEach((s, index) => {
-    const r = parseCidr(s);
-    if (typeof r === 'string') return;
-    const hit = seen.find((o) => o.r.family === r.family && o.r.first <= r.last && r.first <= o.r.last);
-    if (hit) out.push({ index, other: hit.s });
-    seen.push({ s, r });
-  });
-  return out;
-}
-
 function ipv6Value(addr: string): bigint {
   let text = addr;
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);

@@ -1,7 +1,7 @@
 /** Value checks shared by the schema and the command-line flags, as tables. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalFsUuid, checkCidr, checkDriveMount, overlappingCidrs } from '../../src/config/validators.js';
+import { canonicalFsUuid, checkCidr, checkDriveMount } from '../../src/config/validators.js';
 import { CIDR_CASES } from '../helpers/cidr-cases.js';
 
 test('checkCidr accepts exactly the networks nft reads as written', () => {
@@ -10,15 +10,6 @@ test('checkCidr accepts exactly the networks nft reads as written', () => {
     if (want === 'ok') assert.equal(got, null, input);
     else assert.match(got ?? 'accepted', want, input);
   }
-});
-
-test('overlapping networks are found per family, equal ones included', () => {
-  assert.deepEqual(overlappingCidrs(['10.0.0.0/8', 'fd00::/8', '10.1.0.0/16', '192.168.0.0/16', '192.168.0.0/16']), [
-    { index: 2, other: '10.0.0.0/8' },
-    { index: 4, other: '192.168.0.0/16' },
-  ]);
-  assert.deepEqual(overlappingCidrs(['10.0.0.0/9', '10.128.0.0/9', '0.0.0.0/0']), [{ index: 2, other: '10.0.0.0/9' }]);
-  assert.deepEqual(overlappingCidrs(['0.0.0.0/0', '::/0']), []);
 });
 
 test('drive UUIDs are spelled as blkid and /dev/disk/by-uuid spell them', () => {
