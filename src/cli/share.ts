@@ -16,6 +16,8 @@ export const DEVICE_ID_RE = /^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$/;
 export const DEVICE_ID_SCRIPT = [
   'home=$(systemctl show -p ExecStart --value syncthing.service 2>/dev/null | sed -n \'s/.*--home[= ]\\([^ ;]*\\).*/\\1/p\' | head -n 1)',
   'home=${home:-/var/lib/syncthing}',
+  // a daemon on its first start is "active" before it has written its key pair: wait, bounded
+  'for i in $(seq 1 60); do [ -s "$home/cert.pem" ] && break; sleep 2; done',
   'exec syncthing --home="$home" --device-id',
 ].join('\n');
 
