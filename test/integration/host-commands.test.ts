@@ -44,7 +44,7 @@ after(async () => {
 });
 
 test('a test host has no route beyond its veth peer, and this machine forwards nothing from it', async () => {
-  const v4 = (await host.exec(['ip', '-4', 'route', 'show', 'table', 'all'])).stdout.trim().split('\n').filter((l) => !/^(local|broadcast) /.test(l));
+  const v4 = (await host.exec(['ip', '-4', 'route', 'show', 'table', 'all'])).stdout.trim().split('\n').map((l) => l.trim()).filter((l) => !/^(local|broadcast) /.test(l));
   const net = host.ip.replace(/\.\d+$/, '.0');
   assert.deepEqual(v4, [`${net}/30 dev eth0 proto kernel scope link src ${host.ip}`]);
   const v6 = (await host.exec(['ip', '-6', 'route', 'show', 'table', 'all'])).stdout.trim().split('\n').filter((l) => l && !/ dev lo /.test(l));
