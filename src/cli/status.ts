@@ -12,12 +12,11 @@ export function register(program: Command): void {
       .argument('<inventory>', 'fleet inventory (see image/fleet.yaml)')
       .option('--parallel <n>', 'hosts queried at once', '16')
       .option('--limit <names>', 'only these hosts or groups (comma-separated)')
-      .option('--secrets <file>', 'secrets file holding the hosts\' API keys (default: beside appliance.yaml)')
       .option('--json', 'print the report as JSON'),
     false,
-  ).action(async (inventoryPath: string, opts: SshCliOptions & { parallel: string; limit?: string; secrets?: string; json?: boolean }) => {
+  ).action(async (inventoryPath: string, opts: SshCliOptions & { parallel: string; limit?: string; json?: boolean }) => {
     const { loadInventory, selectHosts } = await import('../fleet/inventory.js');
-    const { prepare } = await import('../fleet/prepare.js');
+    const { loadHostConfig } = await import('../fleet/prepare.js');
     const { hostStatus } = await import('../fleet/status.js');
     const { formatBytes } = await import('../util/report.js');
     const parallel = parsePositiveInt('--parallel', opts.parallel, 256);
@@ -26,21 +25,8 @@ export function register(program: Command): void {
     const hosts = selectHosts(inv, opts.limit);
     const policy = { identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 };
 
-    const jobs: { h: (typeof hosts)[number]; config: import('../config/schema.js').Config; apiKey: string | undefined }[] = [];
-    for (const h of hosts) {
-      // Status never creates secrets: a host without a stored API key shows its folders as unknown.
-      let apiKey: string | undefined;
-      let config: import('../config/schema.js').Config;
-      try {
-        const p = await prepare(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name} in ${path.basename(inv.file)}`, generate: false, ...(opts.secrets ? { secretsFile: opts.secrets } : {}) });
-        apiKey = p.apiKey;
-        config = p.config;
-      } catch {
-        // No stored secrets yet: load the config alone (this may create them, as plan does).
-        config = (await prepare(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name}`, ...(opts.secrets ? { secretsFile: opts.secrets } : {}) })).config;
-      }
-      jobs.push({ h, config, apiKey });
-    }
+    // Status needs no local secret: each appliance's REST key is read on the appliance itself.
+    const jobs = hosts.map((h) => ({ h, config: loadHostConfig(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name} in ${path.basename(inv.file)}` }).config }));
     const results: Awaited<ReturnType<typeof hostStatus>>[] = new Array(jobs.length);
     let next = 0;
     await Promise.all(
@@ -48,7 +34,7 @@ export function register(program: Command): void {
         while (next < jobs.length) {
           const i = next++;
           const j = jobs[i]!;
-          results[i] = await hostStatus(j.h, j.config, j.apiKey, policy);
+          results[i] = await hostStatus(j.h, j.config, policy);
         }
       }),
     );

@@ -7,7 +7,7 @@
  * bcrypt salts are random, so a stored hash is reused while it still matches the password: that
  * keeps plans deterministic.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import bcrypt from 'bcryptjs';
@@ -16,7 +16,8 @@ import { UserError } from '../util/errors.js';
 import type { Config } from './schema.js';
 
 export interface HostSecrets {
-  api_key: string;
+  /** Written by syncpi before 0.2; the API key is now each appliance's own (made on the Pi). */
+  api_key?: string;
   /** Only present when syncpi generated the password: the user has no other copy. */
   panel_password?: string;
   panel_password_bcrypt: string;
@@ -28,7 +29,6 @@ interface SecretsFile {
 }
 
 export interface ResolvedInputs {
-  apiKey: string;
   panelPasswordHash: string;
   /** Plaintext, in memory only: used by verify to log in; never written into a Plan. */
   panelPassword: string | null;
@@ -72,8 +72,8 @@ function readSecretsFile(path: string): SecretsFile {
     throw new UserError(`${path}: not a syncpi secrets file; expected "version: 1" and "hosts:"`);
   }
   for (const [host, s] of Object.entries(f.hosts)) {
-    if (!s || typeof s.api_key !== 'string' || !/^[A-Za-z0-9]{32}$/.test(s.api_key) || typeof s.panel_password_bcrypt !== 'string') {
-      throw new UserError(`${path}: hosts.${host}: expected api_key (32 letters/digits) and panel_password_bcrypt`);
+    if (!s || typeof s.panel_password_bcrypt !== 'string') {
+      throw new UserError(`${path}: hosts.${host}: expected panel_password_bcrypt`);
     }
   }
   return f as SecretsFile;
@@ -107,14 +107,6 @@ function readSecretRef(ref: { env: string } | { file: string }, configDir: strin
   return text.replace(/\r?\n$/, '');
 }
 
-const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-
-function randomToken(length: number): string {
-  let s = '';
-  for (let i = 0; i < length; i++) s += ALNUM[randomInt(ALNUM.length)];
-  return s;
-}
-
 /** A password a person can read aloud: 4 groups of 5 without look-alike characters. */
 function randomPassword(): string {
   const alphabet = 'abcdefghijkmnpqrstuvwxyz23456789';
@@ -146,7 +138,6 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
   let changed = false;
 
   const preview = opts.preview === true;
-  const apiKey = existing?.api_key ?? (preview ? NOT_GENERATED : randomToken(32));
   if (!existing) changed = true;
   let generated: string | null = null;
 
@@ -180,9 +171,10 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
     }
   }
 
-  const next: HostSecrets = { api_key: apiKey, panel_password_bcrypt: hash };
+  const next: HostSecrets = { panel_password_bcrypt: hash };
   if (!ref && panelPassword) next.panel_password = panelPassword;
   if (existing?.panel_password && !next.panel_password) changed = true;
+  if (existing?.api_key) changed = true;
 
   const wifiPsks = (config.system.wifi?.networks ?? []).map((n, i) => {
     if (!n.psk) return null;
@@ -208,5 +200,5 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
     writeSecretsFile(secretsFile, file);
     if (generated && process.stderr.isTTY) process.stderr.write(`panel password for ${config.panel.user}@${host}: ${generated} (shown once; kept in ${secretsFile})\n`);
   }
-  return { apiKey, panelPasswordHash: hash, panelPassword, wifiPsks, tls, announcements, secretsFile };
+  return { panelPasswordHash: hash, panelPassword, wifiPsks, tls, announcements, secretsFile };
 }

@@ -4,7 +4,7 @@
  */
 import type { Plan } from '../plan/types.js';
 import type { Config } from '../config/schema.js';
-import { ConfigError, loadConfig, parseConfigData, readYaml, type LoadedYaml } from '../config/load.js';
+import { ConfigError, loadConfig, parseConfigData, readYaml, type LoadedConfig, type LoadedYaml } from '../config/load.js';
 import { resolveInputs } from '../config/secrets.js';
 import { compilePlan } from '../plan/compile.js';
 import { buildBundle, bundleTar } from '../bundle/bundle.js';
@@ -17,8 +17,6 @@ export interface Prepared {
   /** Messages to show once (e.g. a generated panel password). */
   announcements: string[];
   config: Config;
-  /** Syncthing REST API key of this host (from the secrets file). */
-  apiKey: string;
 }
 
 export async function archiveOf(plan: Plan): Promise<BundleArchive> {
@@ -49,24 +47,27 @@ export interface PrepareOptions {
   generate?: boolean;
 }
 
-export async function prepare(configPath: string, o: PrepareOptions = {}): Promise<Prepared> {
-  let loaded;
+/** The appliance config of one host: appliance.yaml with the host's inventory values merged over it. */
+export function loadHostConfig(configPath: string, o: Pick<PrepareOptions, 'vars' | 'varsOrigin'> = {}): LoadedConfig {
   if (o.vars && Object.keys(o.vars).length) {
     const yaml: LoadedYaml = readYaml(configPath);
     const merged: LoadedYaml = { ...yaml, data: deepMerge(yaml.data, o.vars) };
     try {
       const config = parseConfigData(merged);
-      loaded = { config, file: yaml.file, dir: yaml.file.replace(/\/[^/]*$/, '') || '/', yaml: merged };
+      return { config, file: yaml.file, dir: yaml.file.replace(/\/[^/]*$/, '') || '/', yaml: merged };
     } catch (e) {
       if (e instanceof ConfigError && o.varsOrigin) {
         throw new UserError(`${e.message} (after merging the values of ${o.varsOrigin})`, e.details);
       }
       throw e;
     }
-  } else {
-    loaded = loadConfig(configPath);
   }
+  return loadConfig(configPath);
+}
+
+export async function prepare(configPath: string, o: PrepareOptions = {}): Promise<Prepared> {
+  const loaded = loadHostConfig(configPath, o);
   const inputs = resolveInputs(loaded.config, loaded.file, { ...(o.secretsFile ? { secretsFile: o.secretsFile } : {}), ...(o.generate === false ? { generate: false } : {}) });
   const plan = compilePlan(loaded.config, inputs, { configDir: loaded.dir });
-  return { plan, archive: await archiveOf(plan), announcements: inputs.announcements, config: loaded.config, apiKey: inputs.apiKey };
+  return { plan, archive: await archiveOf(plan), announcements: inputs.announcements, config: loaded.config };
 }

@@ -6,7 +6,7 @@
 import { parseListen } from '../config/validators.js';
 import type { Config } from '../config/schema.js';
 import { shJoin } from '../util/shell.js';
-import { FOLDER_HOLDS } from '../plan/features/sync.js';
+import { FOLDER_HOLDS, SYNCTHING_API_KEY } from '../plan/features/sync.js';
 import { connectTo, type ConnectPolicy, type HostSpec } from './host.js';
 
 export interface FolderStatus {
@@ -39,6 +39,8 @@ function factsScript(drive: string | undefined): string {
     'printf "daemon=%s\\n" "$(systemctl is-active syncthing.service 2>/dev/null || true)"',
     'set -- $(df -P -B1 / | tail -n 1); printf "rootfree=%s\\n" "$4"',
     `sed 's/^/hold=/' ${FOLDER_HOLDS} 2>/dev/null || true`,
+    // the appliance's own REST key, readable by root only: without sudo, folders show as unknown
+    `printf "apikey=%s\\n" "$(sudo -n cat ${SYNCTHING_API_KEY} 2>/dev/null)"`,
   ];
   if (drive) {
     const d = shJoin([drive]);
@@ -51,7 +53,7 @@ function factsScript(drive: string | undefined): string {
   return lines.join('\n');
 }
 
-export async function hostStatus(h: HostSpec, config: Config, apiKey: string | undefined, policy: ConnectPolicy): Promise<HostStatusReport> {
+export async function hostStatus(h: HostSpec, config: Config, policy: ConnectPolicy): Promise<HostStatusReport> {
   const r: HostStatusReport = { name: h.name, address: h.address, reachable: false, folders: [], ok: false, roundTrips: 0 };
   let t;
   try {
@@ -64,6 +66,7 @@ export async function hostStatus(h: HostSpec, config: Config, apiKey: string | u
     const holds = new Map(lines.filter((l) => l.startsWith('hold=')).map((l) => l.slice(5).split('\t')).map(([id, , why]) => [id!, why ?? 'held back'] as const));
     r.daemon = kv.get('daemon') || 'unknown';
     r.rootFreeBytes = Number(kv.get('rootfree')) || undefined;
+    const apiKey = kv.get('apikey') || undefined;
     if (drivePath) {
       const d = kv.get('drive') ?? 'absent';
       const [state, source, fstype] = d.split(/\s+/);

@@ -114,7 +114,6 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     panel_port: derived.panelPort,
     panel_loopback: derived.panelLoopback,
     panel_password_hash: inputs.panelPasswordHash,
-    api_key: inputs.apiKey,
     drive_ignore_perms: d ? ['exfat', 'vfat', 'ntfs'].includes(d.fs) : false,
     sync_tcp_ports: derived.syncTcpPorts,
     sync_udp_ports: derived.syncUdpPorts,

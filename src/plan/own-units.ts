@@ -22,7 +22,6 @@ const PROBE = {
 };
 
 const PROBE_INPUTS: ResolvedInputs = {
-  apiKey: 'p'.repeat(32),
   panelPasswordHash: `$2b$10$${'p'.repeat(53)}`,
   panelPassword: null,
   wifiPsks: [null],

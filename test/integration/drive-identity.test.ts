@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { planFromFile } from '../../src/plan/load.js';
@@ -95,18 +95,48 @@ describe('syncthing-prepare against real drives', () => {
     assert.match(seeded, new RegExp(`^documents\\tuuid:${uuids.A}\\t/srv/sync/documents$`, 'm'));
     assert.match(seeded, new RegExp(`^photos\\tuuid:${uuids.A}\\t/srv/sync/media/photos$`, 'm'));
     assert.equal((statSync(join(root, '/var/lib/syncpi')).mode & 0o777).toString(8), '700');
-    // the config is the daemon's, its record root's
-    assert.equal(readFileSync(join(root, 'var/lib/syncthing/config.xml'), 'utf8'), readFileSync(join(root, 'etc/syncpi/syncthing/config.xml'), 'utf8'));
+    // the config is the daemon's, its record root's; the REST key is this appliance's own, made here
+    const keyFile = join(root, 'var/lib/syncpi/syncthing-api-key');
+    const key = readFileSync(keyFile, 'utf8');
+    assert.match(key, /^[A-Za-z0-9]{32}$/);
+    assert.equal((statSync(keyFile).mode & 0o777).toString(8), '600');
+    const seed = readFileSync(join(root, 'etc/syncpi/syncthing/config.xml'), 'utf8');
+    assert.match(seed, /<apikey><\/apikey>/, 'the plan carries no key');
+    assert.equal(readFileSync(join(root, 'var/lib/syncthing/config.xml'), 'utf8'), seed.replace('<apikey></apikey>', `<apikey>${key}</apikey>`));
     assert.equal(existsSync(join(root, 'var/lib/syncthing/.syncpi-seed')), false);
   });
 
-  test('the same drive again, with Syncthing\'s markers: nothing held, nothing changed', async () => {
+  test('the same drive again, with Syncthing\'s markers: nothing held, nothing changed, the same key', async () => {
     for (const p of ['documents', 'media/photos']) mkdirSync(onDrive(`${p}/.stfolder`));
     writeFileSync(onDrive('documents/only-copy.jpg'), 'photo');
+    const key = readFileSync(join(root, 'var/lib/syncpi/syncthing-api-key'), 'utf8');
     const r = await prepare();
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.holds, []);
+    assert.equal(readFileSync(join(root, 'var/lib/syncpi/syncthing-api-key'), 'utf8'), key);
   });
+
+  test('another card from the same image makes a key of its own', async () => {
+    const state = join(root, 'var/lib/syncpi');
+    const key = readFileSync(join(state, 'syncthing-api-key'), 'utf8');
+    const firstCard = join(work, 'first-card-state');
+    cpSync(state, firstCard, { recursive: true });
+    try {
+      // a second card: the same image files, none of the first card's state
+      rmSync(state, { recursive: true });
+      rmSync(join(root, 'var/lib/syncthing/config.xml'));
+      const r = await prepare();
+      assert.equal(r.code, 0, r.stderr);
+      const second = readFileSync(join(state, 'syncthing-api-key'), 'utf8');
+      assert.match(second, /^[A-Za-z0-9]{32}$/);
+      assert.notEqual(second, key);
+      assert.match(readFileSync(join(root, 'var/lib/syncthing/config.xml'), 'utf8'), new RegExp(`<apikey>${second}</apikey>`));
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+      cpSync(firstCard, state, { recursive: true });
+    }
+  });
+
 
   test('a blank drive with the same label: folders held back, nothing created on it, Syncthing may start', async () => {
     await unplug();

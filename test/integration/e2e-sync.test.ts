@@ -135,8 +135,8 @@ test('a file put on the laptop arrives on the appliance drive, and survives the 
     assert.match(journal.stdout, /folder documents \(\/srv\/sync\/documents\) is held back: it was seeded on file system uuid:/);
     assert.equal((await root('test -e /srv/sync/documents; echo $?')).stdout.trim(), '1', 'nothing was created on the blank drive');
 
-    const { loaded, inputs } = planFromFile(app.config, { secretsFile: join(dir, 'appliance.secrets.yaml') });
-    const st = await hostStatus({ name: 'vm', address: '127.0.0.1', port: vm.ports.ssh!, user: 'pi' }, loaded.config, inputs.apiKey, { identities: [app.key], knownHostsFile: join(dir, 'known_hosts') });
+    const { loaded } = planFromFile(app.config, { secretsFile: join(dir, 'appliance.secrets.yaml') });
+    const st = await hostStatus({ name: 'vm', address: '127.0.0.1', port: vm.ports.ssh!, user: 'pi' }, loaded.config, { identities: [app.key], knownHostsFile: join(dir, 'known_hosts') });
     const f = st.folders.find((x) => x.id === 'documents');
     assert.equal(st.ok, false, 'status needs attention');
     assert.match(f?.held ?? '', /replaced, blank or reformatted drive.*syncpi adopt-drive/, JSON.stringify(st));

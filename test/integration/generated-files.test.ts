@@ -3,6 +3,7 @@
  * sshd -t for the SSH drop-in, nft -c for the firewall, and a real Syncthing that starts from
  * our config.xml and answers its REST API with our API key.
  */
+import { randomBytes } from 'node:crypto';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
@@ -120,10 +121,14 @@ test('a real Syncthing starts from our config and answers with our API key', asy
   const cfgPath = writeConfig(
     minimalYaml(`drive:\n  label: TESTDRIVE\n  mount: ${mount}\npanel:\n  listen: 127.0.0.1:${gui}\n  password: { env: SYNCPI_TEST_PANEL_PASSWORD }\nsync:\n  local_discovery: false\n  listen: [tcp://127.0.0.1:${sync}]\n  devices:\n    - id: JB2RL7S-VHDZAR2-G34LH2K-277GIJZ-ZIZMV6I-NNOFVUF-BJ2ZYLO-YNAK7A5\n      name: laptop\n  folders:\n    - id: docs\n      path: "${folder}"\n      type: receiveonly\n      devices: [laptop]\n`),
   );
-  const { plan, inputs } = planFromFile(cfgPath);
+  const { plan } = planFromFile(cfgPath);
   const home = join(dir, 'home');
   mkdirSync(home, { mode: 0o700 });
-  writeFileSync(join(home, 'config.xml'), plan.files.find((f) => f.path === '/etc/syncpi/syncthing/config.xml')!.content);
+  // the plan carries no REST key: syncthing-prepare gives each appliance its own, as here
+  const apiKey = randomBytes(16).toString('hex');
+  const seed = plan.files.find((f) => f.path === '/etc/syncpi/syncthing/config.xml')!.content;
+  assert.equal(seed.split('<apikey></apikey>').length, 2, 'one empty <apikey> for the appliance to fill');
+  writeFileSync(join(home, 'config.xml'), seed.replace('<apikey></apikey>', `<apikey>${apiKey}</apikey>`));
   const child = spawn('syncthing', ['serve', `--home=${home}`, '--no-browser', '--no-restart', '--no-upgrade'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, STNODEFAULTFOLDER: '1', STNOUPGRADE: '1' },
@@ -136,7 +141,7 @@ test('a real Syncthing starts from our config and answers with our API key', asy
   let status: { status: number; body: string } | null = null;
   for (let i = 0; i < 60 && !status; i++) {
     try {
-      const r = await get(`${base}/rest/system/status`, { 'X-API-Key': inputs.apiKey });
+      const r = await get(`${base}/rest/system/status`, { 'X-API-Key': apiKey });
       if (r.status === 200) status = r;
     } catch {
       await new Promise((r) => setTimeout(r, 500));
@@ -152,14 +157,14 @@ test('a real Syncthing starts from our config and answers with our API key', asy
     const plain = await get(`http://127.0.0.1:${gui}/`);
     assert.equal(plain.status, 307, 'plain HTTP is redirected');
     assert.match(plain.location ?? '', /^https:/);
-    const opts = JSON.parse((await get(`${base}/rest/config/options`, { 'X-API-Key': inputs.apiKey })).body);
+    const opts = JSON.parse((await get(`${base}/rest/config/options`, { 'X-API-Key': apiKey })).body);
     assert.equal(opts.globalAnnounceEnabled, false);
     assert.equal(opts.relaysEnabled, false);
     assert.equal(opts.natEnabled, false);
     assert.equal(opts.localAnnounceEnabled, false);
     assert.equal(opts.urAccepted, -1);
     assert.equal(opts.autoUpgradeIntervalH, 0);
-    const folders = JSON.parse((await get(`${base}/rest/config/folders`, { 'X-API-Key': inputs.apiKey })).body) as { id: string; type: string; path: string; devices: { deviceID: string }[] }[];
+    const folders = JSON.parse((await get(`${base}/rest/config/folders`, { 'X-API-Key': apiKey })).body) as { id: string; type: string; path: string; devices: { deviceID: string }[] }[];
     assert.equal(folders.length, 1);
     assert.equal(folders[0]!.type, 'receiveonly');
     assert.equal(folders[0]!.path, folder);

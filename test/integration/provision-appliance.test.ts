@@ -10,10 +10,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import YAML from 'yaml';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
 import { ABSENT_LABEL, jsonResult, syncpi, testAppliance, writeYaml, type CliResult } from '../helpers/appliance-config.js';
 import { SshTarget } from '../../src/targets/ssh.js';
@@ -47,9 +46,10 @@ async function snapshot(h: TestHost): Promise<string> {
   );
 }
 
-async function apiKeyOf(configFile: string): Promise<string> {
-  const secrets = YAML.parse(await readFile(configFile.replace(/\.yaml$/, '.secrets.yaml'), 'utf8')) as { hosts: Record<string, { api_key: string }> };
-  return secrets.hosts.syncpi!.api_key;
+/** The appliance's own REST key: made on the host by syncthing-prepare, readable by root only. */
+async function apiKeyOn(h: TestHost): Promise<string> {
+  assert.equal(await sh(h, 'stat -c "%a %U" /var/lib/syncpi/syncthing-api-key'), '600 root');
+  return sh(h, 'cat /var/lib/syncpi/syncthing-api-key');
 }
 
 before(async () => {
@@ -81,8 +81,7 @@ describe('syncpi provision with the real appliance', () => {
     assert.match(rep.diffs['/etc/hostname'] ?? '', /^\+syncpi$/m, 'hostname diff');
     assert.match(rep.diffs['/etc/ssh/sshd_config.d/10-syncpi.conf'] ?? '', /^\+AllowUsers pi$/m, 'sshd drop-in diff');
     assert.equal(rep.diffs['/etc/syncpi/syncthing/config.xml'], '(secret content: diff hidden)\n');
-    const apiKey = await apiKeyOf(cfg.a);
-    assert.ok(!r.stdout.includes(apiKey) && !r.stderr.includes(apiKey), 'the API key never reaches the output');
+    assert.doesNotMatch(r.stdout + r.stderr, /<apikey>[^<]/, 'no API key travels with the plan');
     assert.ok(rep.handlers.some((h) => h.unit === 'ssh.service' && h.action === 'reload'), 'sshd reload announced');
     // Announced once, as a restart: not also as a start of the newly enabled unit.
     assert.equal(rep.handlers.filter((h) => h.unit === 'syncthing.service').length, 1, JSON.stringify(rep.handlers));
@@ -139,7 +138,8 @@ describe('syncpi provision with the real appliance', () => {
 
     // B: no drive — Syncthing runs, and its REST API answers through the SSH connection.
     assert.equal(await sh(B(), 'systemctl is-active syncthing.service'), 'active');
-    const apiKey = await apiKeyOf(cfg.b);
+    const apiKey = await apiKeyOn(B());
+    assert.match(apiKey, /^[A-Za-z0-9]{32}$/);
     const t = await SshTarget.connect({ host: B().ip, user: 'pi', identities: [B().keyPath], knownHostsFile: kh });
     try {
       let st: { status: number; body: string } = { status: 0, body: '' };

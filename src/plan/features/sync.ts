@@ -3,6 +3,8 @@ import { SYNCPI_LIB, SYNCTHING_HOME, type Feature } from '../context.js';
 
 /** Adopts the mounted drive for every folder (`syncpi adopt-drive`): resets the index, refills. */
 export const ADOPT_DRIVE = `${SYNCPI_LIB}/adopt-drive`;
+/** This appliance's own Syncthing REST API key (root only), made by syncthing-prepare. */
+export const SYNCTHING_API_KEY = '/var/lib/syncpi/syncthing-api-key';
 /** Written by syncthing-prepare at each start: "ID<TAB>PATH<TAB>REASON" per held-back folder. */
 export const FOLDER_HOLDS = '/run/syncpi/folder-holds';
 
