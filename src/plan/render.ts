@@ -79,6 +79,7 @@ export function systemdExec(argv: readonly string[]): string {
   // systemd-analyze verify: "Executable name contains special characters", "… specifies a directory".
   if (/[\\"']/.test(path)) refuse('the program path', path, 'systemd refuses a program path holding \\, " or \'');
   if (path.endsWith('/') || path.split('/').some((c) => Buffer.byteLength(c) > 255)) refuse('the program path', path, 'systemd needs a file path, each part at most 255 bytes');
+  if (path.split('/').slice(1).some((c) => c === '' || c === '.' || c === '..')) refuse('the program path', path, 'systemd needs a normalized path, without empty, "." or ".." parts');
   const words = argv.map(systemdExecWord).join(' ');
   return path.includes('$') ? `@${systemdWord('the program path', path, { expandsDollar: false, allowControl: /[^\0]/ })} ${words}` : words;
 }

@@ -16,6 +16,8 @@ export interface RootfsSpec {
   suite: string;
   arch: 'amd64' | 'arm64' | 'armhf';
   include: string[];
+  /** Packages downloaded into apt's archive cache but not installed: tests install them offline. */
+  fetch?: string[];
 }
 
 async function requireTool(name: string, pkg: string): Promise<void> {
@@ -27,8 +29,9 @@ async function requireTool(name: string, pkg: string): Promise<void> {
 export async function cachedRootfsTar(spec: RootfsSpec): Promise<string> {
   const mirror = hostMirror();
   const include = [...spec.include].sort();
+  const fetch = [...(spec.fetch ?? [])].sort();
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 1, suite: spec.suite, arch: spec.arch, include, mirror, variant: 'minbase' }))
+    .update(JSON.stringify({ v: 1, suite: spec.suite, arch: spec.arch, include, ...(fetch.length ? { fetch } : {}), mirror, variant: 'minbase' }))
     .digest('hex')
     .slice(0, 16);
   const out = join(CACHE_DIR, `rootfs-${spec.suite}-${spec.arch}-${key}.tar`);
@@ -41,6 +44,10 @@ export async function cachedRootfsTar(spec: RootfsSpec): Promise<string> {
     if (include.length) args.push(`--include=${include.join(',')}`);
     // Keep the package lists so apt in the test chroot resolves without an update first.
     args.push('--skip=cleanup/apt/lists');
+    if (fetch.length) {
+      // the .debs stay in the archive cache, so a test's apt-get install needs no network
+      args.push('--skip=cleanup/apt/cache', `--customize-hook=chroot "$1" apt-get install --download-only -y -q ${fetch.join(' ')}`);
+    }
     args.push(spec.suite, partial, `deb ${mirror} ${spec.suite} main`);
     await execa('mmdebstrap', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     renameSync(partial, out);
@@ -62,11 +69,12 @@ export function removeRootfs(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** The amd64 rootfs the converger tests apply to: systemd for units, `file` for the cascade case. */
+/** The amd64 rootfs the converger tests apply to: systemd for units, `file` for the cascade case, `hello` to install offline. */
 export const AMD64_SPEC: RootfsSpec = {
   suite: 'bookworm',
   arch: 'amd64',
   include: ['systemd', 'systemd-sysv', 'dbus', 'file', 'nano', 'less'],
+  fetch: ['hello'],
 };
 
 /** The amd64 rootfs plus what the trust tests run for real inside it: nft for the firewall. */

@@ -67,7 +67,8 @@ const program = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom('/bin/echo', '/usr/bin/rsync', '/bin/sh', '/usr/bin/env') },
   // Without \ " and ' , which systemd refuses in a program path and the loader accepts today
   // (a validation matter; the last systemd test shows the plan refuses them).
-  { weight: 1, arbitrary: fc.array(text(30).map((c) => c.replace(/[\\"'/]/g, '_')), { minLength: 1, maxLength: 3 }).map((s) => `/${s.join('/')}`) },
+  // and without "." or ".." parts, which systemd refuses as not normalized (the plan refuses them too).
+  { weight: 1, arbitrary: fc.array(text(30).map((c) => c.replace(/[\\"'/]/g, '_')).map((c) => (c === '.' || c === '..' ? '_' : c)), { minLength: 1, maxLength: 3 }).map((s) => `/${s.join('/')}`) },
 );
 const argument = fc.oneof({ weight: 5, arbitrary: text(60) }, { weight: 1, arbitrary: text(4096) });
 const value = fc.oneof(
@@ -148,7 +149,7 @@ test('a value neither systemd nor XML can hold is refused with a UserError, not 
       `description with U+${bad.codePointAt(0)!.toString(16)}`,
     );
   }
-  for (const path of ['/opt/a\\b', '/opt/"x"', "/opt/it's", '/opt/dir/', `/${'x'.repeat(256)}`]) {
+  for (const path of ['/opt/a\\b', '/opt/"x"', "/opt/it's", '/opt/dir/', `/${'x'.repeat(256)}`, '/./a', '/opt/../bin/sh', '/opt//x']) {
     assert.throws(
       () => planOf({ services: { x: { description: 'x', exec: [path] } } }),
       (e: unknown) => e instanceof UserError && /the program path .* cannot be written: systemd/.test(e.message),
