@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planFromFile } from '../../src/plan/load.js';
 import { minimalYaml, writeConfig } from '../helpers/fixtures.js';
+import { basePackages } from '../../src/image/recipe.js';
 
 const appliance = () => planFromFile('image/appliance.yaml').plan;
 
@@ -32,4 +33,11 @@ test('smartd with nothing to watch does not fail the boot, and only where smartm
   assert.ok(!bare.packages.install.includes('smartmontools'));
   assert.equal(bare.files.some((f) => f.path.includes('smartmontools')), false);
   assert.equal(bare.handlers.some((h) => h.name === 'restart-smartd'), false);
+});
+
+test('every bootable Debian image carries Wi-Fi (a card may get a network at flash time): firmware, regulatory database, wpa_supplicant', () => {
+  const boot = basePackages('arm64', true);
+  for (const p of ['firmware-brcm80211', 'wireless-regdb', 'wpasupplicant']) assert.ok(boot.includes(p), `${p} in the boot variant`);
+  // the small variant never boots: no radio to drive
+  assert.equal(basePackages('arm64', false).includes('firmware-brcm80211'), false);
 });
