@@ -34,7 +34,9 @@ export async function finishRoot(root: string): Promise<void> {
   await truncateLogs(join(root, 'var/log'));
   await emptyDir(join(root, 'tmp'));
   await emptyDir(join(root, 'var/tmp'));
-  // an empty machine-id makes systemd generate one at first boot (and treat it as first boot)
+  // an empty machine-id makes systemd generate a new one at boot, but to trixie's systemd it is
+  // no first boot (ConditionFirstBoot=yes units are skipped): first-boot work must key on what
+  // is missing instead, as the host key generator does
   await writeFile(join(root, 'etc/machine-id'), '');
   await rm(join(root, 'var/lib/dbus/machine-id'), { force: true });
   for (const e of await readdir(join(root, 'etc/ssh')).catch(() => [] as string[])) {
