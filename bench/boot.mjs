@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Benchmark (not a test) of the appliance booted in qemu-system-aarch64 (TCG) on this machine:
-//   node bench/boot.mjs [IMAGE --config CONFIG --identity KEY] [--sizes]
+//   node bench/boot.mjs [IMAGE --config CONFIG --identity KEY] [--sizes] [--raspi3b]
 // Prints boot-to-SSH and boot-to-sync-ready times (sync-ready: Syncthing's REST API answers through
 // the forwarded panel port), for a first boot and a second boot of the same disk. Without IMAGE the
 // default appliance is built first (from the build cache when it is warm). --sizes also builds the
 // default appliance without stripping (packages.profile none, no remove list) and prints both
-// image sizes. Needs root and the host tools of the build and image test (see README).
+// image sizes. --raspi3b also boots it on an emulated Raspberry Pi 3 B (-M raspi3b: no network,
+// so the figure is boot to multi-user, read from the serial console). Needs root and the host tools of the build and image test (see README).
 import { mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -20,9 +21,11 @@ const opt = (name) => {
 };
 const image = args.find((a, i) => !a.startsWith('--') && !['--config', '--identity'].includes(args[i - 1] ?? ''));
 const sizes = args.includes('--sizes');
+const raspi3b = args.includes('--raspi3b');
 
 const { withCleanup } = await import('../src/util/cleanup.ts');
 const { bootVm, makeDriveImage } = await import('../src/vm/qemu.ts');
+const { CONSOLE_UNIT_LOG } = await import('../src/vm/console.ts');
 const { formatBytes, formatDuration } = await import('../src/util/report.ts');
 const helpers = await import('../test/helpers/appliance-image.ts');
 
@@ -78,6 +81,17 @@ try {
     `second boot: SSH ${fmt(second.sshMs)}, sync-ready ${fmt(second.readyMs)}`,
     `(qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024, TCG on this machine)`,
   ];
+  if (raspi3b) {
+    const ms = await withCleanup(async (scope) => {
+      const vm = await bootVm(scope, {
+        image: img, workDir: work, drive, name: 'raspi3b', machine: 'raspi3b', bootTimeoutMs: 1_800_000,
+        readyOnSerial: /systemd\[1\]: Reached target multi-user\.target/, extraCmdline: CONSOLE_UNIT_LOG,
+      });
+      await vm.stop();
+      return vm.bootMs;
+    });
+    lines.push(`raspi3b first boot: multi-user ${formatDuration(ms)} (qemu-system-aarch64 -M raspi3b: 4 × Cortex-A53, 1 GiB, TCG)`);
+  }
   if (sizes) {
     const { statSync } = await import('node:fs');
     const { mkdirSync } = await import('node:fs');

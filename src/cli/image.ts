@@ -1,7 +1,8 @@
 /**
  * `syncpi image test IMAGE --config CONFIG`: boot a built image in qemu-system-aarch64 and prove
  * the appliance works — the Plan's checks over SSH, then a boot without the drive, then with it
- * again. One line per check; exit 1 on any failure.
+ * again. `--machine raspi3b` boots it on an emulated Raspberry Pi 3 B instead and judges the
+ * boot from the serial console. One line per check; exit 1 on any failure.
  */
 import type { Command } from 'commander';
 import { Failure } from '../util/errors.js';
@@ -11,7 +12,8 @@ interface ImageTestFlags {
   config: string;
   secrets?: string;
   identity?: string[];
-  bootTimeout: string;
+  bootTimeout?: string;
+  machine: string;
   keep?: boolean;
   quick?: boolean;
   outsideNetwork?: boolean;
@@ -27,7 +29,8 @@ export function register(program: Command): void {
     .requiredOption('-c, --config <file>', 'the appliance.yaml the image was built from')
     .option('--secrets <file>', 'secrets file (default: CONFIG.secrets.yaml beside the config)')
     .option('-i, --identity <file>', 'private key for the config\'s user (repeatable; default: ssh-agent and ~/.ssh/id_*)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--boot-timeout <seconds>', 'longest a boot may take until SSH answers', '300')
+    .option('--machine <board>', 'virt (SSH and the plan\'s checks, boots with and without the drive) or raspi3b (a Raspberry Pi 3 B: its SD host, UART and USB; judged from the serial console)', 'virt')
+    .option('--boot-timeout <seconds>', 'longest a boot may take until SSH answers (raspi3b: until multi-user) (default: 300; raspi3b 1200)')
     .option('--quick', 'one boot with the drive only')
     .option('--outside-network', 'let the VM reach beyond this machine (NTP, apt); by default it reaches only the forwarded ports')
     .option('--keep', 'keep the scratch directory (disk overlay, serial console logs)')
@@ -36,7 +39,10 @@ export function register(program: Command): void {
       const { existsSync } = await import('node:fs');
       const { UserError } = await import('../util/errors.js');
       if (!existsSync(img)) throw new UserError(`${img}: no such image`);
-      const timeout = parsePositiveInt('--boot-timeout', flags.bootTimeout, 3600);
+      const { MACHINES } = await import('../vm/qemu.js');
+      const machine = MACHINES.find((m) => m === flags.machine);
+      if (!machine) throw new UserError(`--machine "${flags.machine}" is not a board the image test emulates: use ${MACHINES.join(' or ')}`);
+      const timeout = parsePositiveInt('--boot-timeout', flags.bootTimeout ?? (machine === 'raspi3b' ? '1200' : '300'), 3600);
       const { planFromFile } = await import('../plan/load.js');
       const { createReporter, formatDuration } = await import('../util/report.js');
       const { runImageTest } = await import('../vm/image-test.js');
@@ -54,6 +60,7 @@ export function register(program: Command): void {
         keep: !!flags.keep,
         quick: !!flags.quick,
         outsideNetwork: !!flags.outsideNetwork,
+        machine,
       });
       const failed = r.outcomes.filter((x) => x.status === 'fail');
       const passed = r.outcomes.filter((x) => x.status === 'pass').length;
@@ -62,7 +69,7 @@ export function register(program: Command): void {
       } else {
         const lines = r.outcomes.map((x) => `${x.status.toUpperCase().padEnd(5)} [${x.phase}] ${x.check.description}${x.detail ? ` — ${x.detail}` : ''}`);
         lines.push(
-          `boot to SSH: ${Object.entries(r.bootMs).map(([k, v]) => `${k} ${formatDuration(v)}`).join(', ')}; total ${formatDuration(r.totalMs)}`,
+          `boot to ${machine === 'raspi3b' ? 'multi-user' : 'SSH'}: ${Object.entries(r.bootMs).map(([k, v]) => `${k} ${formatDuration(v)}`).join(', ')}; total ${formatDuration(r.totalMs)}`,
           `${passed} passed, ${failed.length} failed, ${r.outcomes.length - passed - failed.length} skipped`,
           ...(r.workDir ? [`scratch directory kept: ${r.workDir}`] : []),
         );

@@ -1,25 +1,11 @@
 /**
  * Make a built root fit to be flashed to many Pis: nothing identifying one machine (machine-id,
- * SSH host keys), nothing only the build needed (apt caches and lists, logs). SSH host keys are
- * generated on first boot by a unit installed here, because Debian's sshd does not do it itself.
+ * SSH host keys), nothing only the build needed (apt caches and lists, logs). The host keys are
+ * made again at first boot by the Plan's one generator (src/plan/features/system.ts).
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, symlink, writeFile, truncate } from 'node:fs/promises';
+import { readdir, rm, writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tool } from '../util/tool.js';
-
-const HOSTKEY_UNIT = `[Unit]
-Description=Generate SSH host keys (first boot)
-ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
-Before=ssh.service sshd.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-
-[Install]
-WantedBy=multi-user.target
-`;
 
 async function emptyDir(dir: string, keep: (name: string) => boolean = () => false): Promise<void> {
   for (const e of await readdir(dir).catch(() => [] as string[])) {
@@ -48,20 +34,13 @@ export async function finishRoot(root: string): Promise<void> {
   await truncateLogs(join(root, 'var/log'));
   await emptyDir(join(root, 'tmp'));
   await emptyDir(join(root, 'var/tmp'));
-  // an empty machine-id makes systemd generate one at first boot (and treat it as first boot)
+  // an empty machine-id makes systemd generate a new one at boot, but to trixie's systemd it is
+  // no first boot (ConditionFirstBoot=yes units are skipped): first-boot work must key on what
+  // is missing instead, as the host key generator does
   await writeFile(join(root, 'etc/machine-id'), '');
   await rm(join(root, 'var/lib/dbus/machine-id'), { force: true });
   for (const e of await readdir(join(root, 'etc/ssh')).catch(() => [] as string[])) {
     if (/^ssh_host_.*_key(\.pub)?$/.test(e)) await rm(join(root, 'etc/ssh', e), { force: true });
-  }
-  if (existsSync(join(root, 'etc/ssh'))) {
-    const unit = join(root, 'etc/systemd/system/syncpi-ssh-hostkeys.service');
-    await writeFile(unit, HOSTKEY_UNIT, { mode: 0o644 });
-    const wants = join(root, 'etc/systemd/system/multi-user.target.wants');
-    await mkdir(wants, { recursive: true });
-    const link = join(wants, 'syncpi-ssh-hostkeys.service');
-    await rm(link, { force: true });
-    await symlink('/etc/systemd/system/syncpi-ssh-hostkeys.service', link);
   }
 }
 

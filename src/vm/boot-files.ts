@@ -17,6 +17,8 @@ export interface BootFiles {
   cmdline: string;
   /** PARTUUID-style disk identifier of the image (8 hex digits). */
   diskId: string;
+  /** The device tree asked for, copied from the boot partition. */
+  dtb?: string;
 }
 
 
@@ -64,8 +66,8 @@ export function pickBootFiles(configTxt: string, names: string[]): { kernel?: st
   return { kernel, initrd };
 }
 
-/** Copy the boot files out of IMG into DIR. */
-export async function extractBootFiles(img: string, dir: string): Promise<BootFiles> {
+/** Copy the boot files out of IMG into DIR, and the device tree DTB when one is named. */
+export async function extractBootFiles(img: string, dir: string, dtbName?: string): Promise<BootFiles> {
   const table = await readPartitionTable(img);
   const boot = table.partitions[0];
   if (!boot || !/^(c|b|e|ef)$/i.test(boot.type)) throw new UserError(`${img}: the first partition is not a FAT boot partition (type ${boot?.type ?? 'none'})`);
@@ -90,17 +92,26 @@ export async function extractBootFiles(img: string, dir: string): Promise<BootFi
     initrd = join(dir, 'initrd');
     await tool('mcopy', ['-n', '-i', fat, `::/${pick.initrd}`, initrd], { env: MTOOLS_ENV });
   }
-  return { kernel, ...(initrd ? { initrd } : {}), cmdline, diskId: table.diskId };
+  let dtb: string | undefined;
+  if (dtbName) {
+    if (!has(dtbName)) {
+      throw new UserError(`${img}: no ${dtbName} on the boot partition (device trees found: ${names.filter((n) => n.endsWith('.dtb')).join(' ') || 'none'})`);
+    }
+    dtb = join(dir, dtbName);
+    await tool('mcopy', ['-n', '-i', fat, `::/${dtbName}`, dtb], { env: MTOOLS_ENV });
+  }
+  return { kernel, ...(initrd ? { initrd } : {}), cmdline, diskId: table.diskId, ...(dtb ? { dtb } : {}) };
 }
 
 /**
- * The Pi's command line made to fit `-M virt`: the consoles become the PL011 UART QEMU logs
- * (ttyAMA0); root=, rootfstype and the rest stay, since PARTUUID survives on a virtio disk.
+ * The Pi's command line made to fit the emulated machine: its consoles are replaced by EXTRA
+ * (`-M virt`: the PL011 UART QEMU logs, ttyAMA0); root=, rootfstype and the rest stay, since
+ * the PARTUUID is the card's own on a virtio disk and on the emulated SD alike.
  */
-export function adaptCmdline(cmdline: string): string {
+export function adaptCmdline(cmdline: string, extra: string[] = ['console=ttyAMA0,115200']): string {
   const words = cmdline
     .split(/\s+/)
     .filter(Boolean)
     .filter((w) => !/^(console|kgdboc|splash|quiet|plymouth\.\S*)(=|$)/.test(w));
-  return [...words, 'console=ttyAMA0,115200', 'panic=-1'].join(' ');
+  return [...words, ...extra, 'panic=-1'].join(' ');
 }

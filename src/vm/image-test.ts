@@ -4,7 +4,7 @@
  * must refuse to run against the empty mount point), then with the drive again (the data is
  * still there and Syncthing runs). Each boot continues the previous one's disk, like a real card.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -18,7 +18,8 @@ import { formatDuration } from '../util/report.js';
 import { SshTarget } from '../targets/ssh.js';
 import { shJoin } from '../util/shell.js';
 import { sshConnector, verifyLive, type CheckOutcome } from '../verify/live.js';
-import { bootVm, DEFAULT_FORWARDS, makeDriveImage, type Vm } from './qemu.js';
+import { bootVm, DEFAULT_FORWARDS, makeDriveImage, type Machine, type Vm } from './qemu.js';
+import { CONSOLE_UNIT_LOG, readConsole, type ConsoleReport } from './console.js';
 
 export interface ImageTestOptions {
   image: string;
@@ -33,6 +34,8 @@ export interface ImageTestOptions {
   quick?: boolean;
   /** Let the VM reach beyond this machine (NTP, apt); the test is offline by default. */
   outsideNetwork?: boolean;
+  /** The emulated board: virt (default; SSH and the Plan's checks) or raspi3b (serial console). */
+  machine?: Machine;
 }
 
 /** A result line of the image test: a Plan check, or one of the boot checks. */
@@ -103,7 +106,97 @@ async function sh(ssh: SshTarget, script: string): Promise<{ code: number | null
   return ssh.exec(shJoin([...ssh.sudoArgv(), 'sh', '-c', script]));
 }
 
+/** The mount unit systemd makes for an absolute path (systemd-escape --path, for plain paths). */
+export function mountUnitOf(path: string): string {
+  const name = path.replace(/^\/+|\/+$/g, '').split(/\/+/).map((p) => p.replace(/[^A-Za-z0-9:_.]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)).join('-');
+  return name || '-';
+}
+
+/** The Plan's first-boot host key generator and the ones the bases bring: at most one may run. */
+const HOST_KEY_GENERATORS = ['syncpi-ssh-host-keys.service', 'sshd-keygen.service', 'regenerate_ssh_host_keys.service', 'syncpi-ssh-hostkeys.service'];
+
+/** Judge a boot from its console: the outcomes of a raspi3b boot. */
+export function judgeConsole(report: ConsoleReport, drive: DriveSpec | undefined, withDrive: boolean): Array<Omit<TestOutcome, 'phase'>> {
+  const out: Array<Omit<TestOutcome, 'phase'>> = [];
+  const add = (kind: string, description: string, ok: boolean, detail: string): void => {
+    out.push({ check: { kind, description }, status: ok ? 'pass' : 'fail', detail });
+  };
+  const seen = (unit: string): string => {
+    const e = [...report.events].reverse().find((x) => x.unit === unit);
+    return e ? `${e.event} at ${e.at.toFixed(1)} s` : 'never seen on the console';
+  };
+  add('boot', 'reaches multi-user.target', report.multiUserAt !== undefined, report.multiUserAt !== undefined ? `at ${report.multiUserAt.toFixed(1)} s kernel time` : 'not reached');
+  add('boot', 'no unit failed (systemctl --failed is empty)', report.failed.length === 0, report.failed.length ? report.failed.map((f) => `${f.unit} (${f.result})`).join(', ') : `${report.events.length} unit events, no failure`);
+  add('service-active', 'sshd started', report.up.has('ssh.service'), `ssh.service ${seen('ssh.service')}`);
+  const ran = HOST_KEY_GENERATORS.filter((u) => report.events.some((e) => e.unit === u && (e.event === 'started' || e.event === 'finished')));
+  add('boot', 'one SSH host key generator ran at first boot', ran.length === 1, ran.join(', ') || 'none ran');
+  if (drive) {
+    const mount = `${mountUnitOf(drive.mount)}.mount`;
+    const automount = `${mountUnitOf(drive.mount)}.automount`;
+    const driveState = report.up.has(mount) ? 'mounted' : report.up.has(automount) ? 'waiting (automount set up)' : `${mount} ${seen(mount)}, ${automount} ${seen(automount)}`;
+    if (withDrive) {
+      add('drive', 'the drive is mounted', report.up.has(mount), `${mount} ${seen(mount)}`);
+      add('service-active', 'Syncthing started', report.up.has('syncthing.service'), `syncthing.service ${seen('syncthing.service')}`);
+    } else {
+      add('drive', 'the drive unit is waiting for the drive', report.up.has(automount) || report.up.has(mount), driveState);
+    }
+  }
+  return out;
+}
+
+/**
+ * The image on an emulated Raspberry Pi 3 B: its own kernel, initramfs and device tree, the card
+ * on the board's SD host, the drive on its USB. No network reaches it, so the console is read:
+ * multi-user reached, no failed unit, sshd up, the drive mounted and Syncthing running.
+ */
+async function runRaspi3bTest(o: ImageTestOptions): Promise<ImageTestResult> {
+  const t0 = Date.now();
+  const drive = driveFromPlan(o.plan);
+  const outcomes: TestOutcome[] = [];
+  const bootMs: Record<string, number> = {};
+  const workDir = await mkdtemp(join(tmpdir(), 'syncpi-vm-'));
+  return withCleanup(async (scope) => {
+    if (!o.keep) scope.defer('vm:workdir', () => rm(workDir, { recursive: true, force: true }));
+    const drivePath = join(workDir, 'drive.img');
+    if (drive) await makeDrive(drivePath, drive);
+    const timeout = o.bootTimeoutMs ?? 900_000;
+    const vm = await o.reporter.step(
+      'boot raspi3b',
+      () =>
+        bootVm(scope, {
+          image: o.image,
+          workDir,
+          name: 'raspi3b',
+          machine: 'raspi3b',
+          ...(drive ? { drive: drivePath } : {}),
+          bootTimeoutMs: timeout,
+          readyOnSerial: /systemd\[1\]: Reached target multi-user\.target/,
+          extraCmdline: CONSOLE_UNIT_LOG,
+        }),
+      (v) => `multi-user after ${formatDuration(v.bootMs)}`,
+    );
+    bootMs.raspi3b = vm.bootMs;
+    // Units still starting after multi-user (the drive's, Syncthing after it): wait for them,
+    // then a quiet spell, so a unit failing late is seen too.
+    const settle = Date.now() + Math.min(300_000, timeout);
+    const wanted = drive ? ['syncthing.service'] : ['ssh.service'];
+    let report = readConsole(await readFile(vm.serialLog, 'utf8'));
+    await o.reporter.step('wait for the boot to settle', async () => {
+      while (Date.now() < settle && !wanted.every((u) => report.up.has(u) || report.failed.some((f) => f.unit === u))) {
+        await new Promise((r) => setTimeout(r, 5000));
+        report = readConsole(await readFile(vm.serialLog, 'utf8'));
+      }
+      await new Promise((r) => setTimeout(r, 20_000));
+      report = readConsole(await readFile(vm.serialLog, 'utf8'));
+    });
+    await vm.stop();
+    for (const x of judgeConsole(report, drive, true)) outcomes.push({ phase: 'raspi3b', ...x });
+    return { outcomes, bootMs, totalMs: Date.now() - t0, ...(o.keep ? { workDir } : {}) };
+  });
+}
+
 export async function runImageTest(o: ImageTestOptions): Promise<ImageTestResult> {
+  if (o.machine === 'raspi3b') return runRaspi3bTest(o);
   const t0 = Date.now();
   const { plan, reporter } = o;
   const drive = driveFromPlan(plan);

@@ -19,6 +19,7 @@ import type { CleanupScope } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
 import { missingTool, tool } from '../util/tool.js';
 import { adaptCmdline, extractBootFiles, type BootFiles } from './boot-files.js';
+import { plainConsole } from './console.js';
 
 export interface Forward {
   name: string;
@@ -46,7 +47,21 @@ export interface VmOptions {
   outsideNetwork?: boolean;
   /** Loopback services of this machine the guest may reach, at GUEST_ADDR:guestPort. */
   guestForwards?: GuestForward[];
+  /** The emulated board (default virt). */
+  machine?: Machine;
+  /**
+   * The boot is up when the serial console shows this (instead of sshd's banner on the
+   * forwarded port): for a machine the test cannot reach over a network.
+   */
+  readyOnSerial?: RegExp;
+  /** raspi3b: a USB network adapter carrying the forwards (restricted like virt's NIC). */
+  usbNet?: boolean;
+  /** More kernel command line words (after the image's own). */
+  extraCmdline?: string[];
 }
+
+export type Machine = 'virt' | 'raspi3b';
+export const MACHINES: readonly Machine[] = ['virt', 'raspi3b'];
 
 /** A guest connection to 10.0.2.100:guestPort reaches 127.0.0.1:hostPort on this machine. */
 export interface GuestForward {
@@ -63,7 +78,7 @@ export interface Vm {
   ports: Record<string, number>;
   overlay: string;
   serialLog: string;
-  /** From starting QEMU to the sshd banner on the forwarded port. */
+  /** From starting QEMU to the sshd banner on the forwarded port (or the readyOnSerial line). */
   bootMs: number;
   boot: BootFiles;
   /** Stop QEMU (SIGTERM, then SIGKILL) and wait for it; idempotent. */
@@ -154,6 +169,47 @@ export function qemuOptValue(v: string): string {
   return v.replace(/,/g, ',,');
 }
 
+export interface Raspi3bArgsInput {
+  kernel: string;
+  initrd?: string;
+  /** The board's device tree, from the image's own boot partition. */
+  dtb: string;
+  cmdline: string;
+  /** The SD card: QEMU's SD model takes only a power-of-two size. */
+  overlay: string;
+  serialLog: string;
+  /** A USB network adapter on the board's USB (dwc2), behind the same restricted user network. */
+  usbNet?: Pick<QemuArgsInput, 'hostForwards' | 'guestForwards' | 'outsideNetwork'>;
+  /** Raw file attached as a USB mass-storage drive. */
+  drive?: string;
+}
+
+/** The raspi3b device tree's stdout-path is serial1, the mini UART: QEMU's second serial port. */
+export const RASPI3B_DTB = 'bcm2837-rpi-3-b.dtb';
+
+/**
+ * `-M raspi3b`: the BCM2837 board itself (4 × Cortex-A53, 1 GiB, fixed by the machine), so the
+ * image meets the Pi 3's own SD host, UARTs and USB. QEMU connects -serial options to the PL011
+ * first and the mini UART second; the console is the mini UART, so the first goes nowhere.
+ */
+export function raspi3bArgs(i: Raspi3bArgsInput): string[] {
+  return [
+    '-M', 'raspi3b',
+    '-accel', 'tcg,thread=multi',
+    '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
+    '-serial', 'null',
+    '-serial', `file:${i.serialLog}`,
+    '-kernel', i.kernel,
+    ...(i.initrd ? ['-initrd', i.initrd] : []),
+    '-dtb', i.dtb,
+    '-append', i.cmdline,
+    '-drive', `if=sd,file=${qemuOptValue(i.overlay)},format=qcow2`,
+    ...(i.drive ? ['-drive', `if=none,id=usbdisk,file=${qemuOptValue(i.drive)},format=raw`, '-device', 'usb-storage,drive=usbdisk'] : []),
+    ...(i.usbNet ? ['-netdev', userNetdev(i.usbNet), '-device', 'usb-net,netdev=net0'] : []),
+    '-no-reboot',
+  ];
+}
+
 export function qemuArgs(i: QemuArgsInput): string[] {
   return [
     '-M', 'virt',
@@ -178,39 +234,58 @@ export function qemuArgs(i: QemuArgsInput): string[] {
   ];
 }
 
+/**
+ * Size of the virtual card: room beyond the image so first-boot growth is exercised; on raspi3b
+ * rounded up to a power of two, the only sizes QEMU's SD card model accepts.
+ */
+export function diskSize(machine: Machine, imageBytes: number, wantBytes = 0): number {
+  const size = Math.max(wantBytes, Math.ceil(imageBytes / GiB) * GiB + 2 * GiB);
+  if (machine === 'virt') return size;
+  let p = GiB;
+  while (p < size) p *= 2;
+  return p;
+}
+
+/**
+ * The kernel command line per machine. raspi3b names no console: the kernel then takes its
+ * device tree's stdout-path (the mini UART), as on a real Pi 3, and systemd's status lines go
+ * there too — the one window a test has into a board without a network.
+ */
+export function vmCmdline(machine: Machine, cmdline: string, extra: string[] = []): string {
+  return machine === 'virt' ? adaptCmdline(cmdline, ['console=ttyAMA0,115200', ...extra]) : adaptCmdline(cmdline, ['systemd.show_status=1', ...extra]);
+}
+
 /** Boot the image; the VM is stopped when `scope` ends whatever happens. */
 export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> {
   const image = resolve(opts.image);
   if (!existsSync(image)) throw new UserError(`${opts.image}: no such image`);
   const imgSize = (await stat(image)).size;
   const name = opts.name ?? 'boot';
-  const boot = await extractBootFiles(image, opts.workDir);
+  const machine = opts.machine ?? 'virt';
+  const boot = await extractBootFiles(image, opts.workDir, machine === 'raspi3b' ? RASPI3B_DTB : undefined);
 
   let overlay = opts.overlay;
   if (!overlay) {
     overlay = join(opts.workDir, 'disk.qcow2');
-    const size = Math.max(opts.diskBytes ?? 0, Math.ceil(imgSize / GiB) * GiB + 2 * GiB);
-    await tool('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image, '-F', 'raw', overlay, String(size)]);
+    await tool('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image, '-F', 'raw', overlay, String(diskSize(machine, imgSize, opts.diskBytes))]);
   }
 
-  const forwards = opts.forwards ?? DEFAULT_FORWARDS;
+  const networked = machine === 'virt' || !!opts.usbNet;
+  const forwards = networked ? (opts.forwards ?? DEFAULT_FORWARDS) : [];
   const ports: Record<string, number> = {};
   for (const f of forwards) ports[f.name] = await freePort();
   const serialLog = join(opts.workDir, `serial-${name}.log`);
-
-  const args = qemuArgs({
-    kernel: boot.kernel,
-    ...(boot.initrd ? { initrd: boot.initrd } : {}),
-    cmdline: adaptCmdline(boot.cmdline),
-    overlay,
-    ...(opts.drive ? { drive: resolve(opts.drive) } : {}),
-    serialLog,
-    memoryMiB: opts.memoryMiB ?? 1024,
-    cpus: opts.cpus ?? 2,
+  const network = {
     hostForwards: forwards.map((f) => ({ hostPort: ports[f.name]!, guestPort: f.guestPort })),
     guestForwards: opts.guestForwards ?? [],
     outsideNetwork: !!opts.outsideNetwork,
-  });
+  };
+  const kernelFiles = { kernel: boot.kernel, ...(boot.initrd ? { initrd: boot.initrd } : {}), cmdline: vmCmdline(machine, boot.cmdline, opts.extraCmdline) };
+  const drive = opts.drive ? { drive: resolve(opts.drive) } : {};
+  const args =
+    machine === 'raspi3b'
+      ? raspi3bArgs({ ...kernelFiles, dtb: boot.dtb!, overlay, serialLog, ...drive, ...(opts.usbNet ? { usbNet: network } : {}) })
+      : qemuArgs({ ...kernelFiles, overlay, ...drive, serialLog, memoryMiB: opts.memoryMiB ?? 1024, cpus: opts.cpus ?? 2, ...network });
 
   const stderrLog = join(opts.workDir, `qemu-${name}.stderr`);
   const t0 = Date.now();
@@ -269,8 +344,23 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
 
   // Boot is bounded: the deadline covers kernel, initramfs, systemd and first-boot work.
   const deadline = t0 + (opts.bootTimeoutMs ?? 300_000);
-  const sshPort = ports.ssh;
+  const sshPort = opts.readyOnSerial ? undefined : ports.ssh;
   let bootMs = 0;
+  while (opts.readyOnSerial) {
+    if (exitedFlag) {
+      await exitPromise;
+      const err = (await readFile(stderrLog, 'utf8').catch(() => '')).trim().split('\n').slice(-5);
+      throw new Failure(spawnError ?? `QEMU exited during boot of ${opts.image}`, [...err, '--- serial console:', ...(await serialTail(25))]);
+    }
+    if (opts.readyOnSerial.test(plainConsole(await readFile(serialLog, 'utf8').catch(() => '')))) {
+      bootMs = Date.now() - t0;
+      break;
+    }
+    if (Date.now() > deadline) {
+      throw new Failure(`${opts.image}: the serial console did not show ${opts.readyOnSerial} within ${Math.round((opts.bootTimeoutMs ?? 300_000) / 1000)} s of boot`, ['--- serial console:', ...(await serialTail(30))]);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   while (sshPort !== undefined) {
     if (exitedFlag) {
       await exitPromise;

@@ -4,7 +4,7 @@
  * test can interrupt it.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Plan } from '../../src/plan/types.js';
@@ -90,6 +90,22 @@ export function mountsMatching(re: RegExp): string[] {
     .filter((l) => re.test(l));
 }
 
+/**
+ * Units enabled in ROOT (linked from some *.wants directory) whose ExecStart runs ssh-keygen,
+ * read from the unit files themselves so a generator is found whatever its name.
+ */
+export function enabledHostKeyGenerators(root: string): string[] {
+  const etc = join(root, 'etc/systemd/system');
+  const linked = new Set<string>();
+  for (const d of readdirSync(etc).filter((n) => n.endsWith('.wants'))) for (const u of readdirSync(join(etc, d))) linked.add(u);
+  const unitFile = (u: string): string | undefined => [join(etc, u), join(root, 'usr/lib/systemd/system', u)].find((p) => existsSync(p));
+  return [...linked]
+    .filter((u) => {
+      const f = unitFile(u);
+      return f !== undefined && /^ExecStart=.*ssh-keygen/m.test(readFileSync(f, 'utf8'));
+    })
+    .sort();
+}
 
 /** A Reporter that records what a build said, for assertions (and prints nothing). */
 export class RecordingReporter implements Reporter {

@@ -1,6 +1,41 @@
-/** Hostname, time zone, locale, keyboard, the appliance user, Wi-Fi, first-boot host keys. */
+/** Hostname, time zone, locale, keyboard, the appliance user, Wi-Fi, first-boot host keys, smartd. */
 import { createHash } from 'node:crypto';
+import type { PlanCheck } from '../types.js';
 import type { Feature } from '../context.js';
+
+/**
+ * The one first-boot SSH host key generator is syncpi's: it runs whenever a key is missing, not
+ * only on the first boot, so a first boot cut short or a deleted key heals on the next one. The
+ * bases bring their own, which would race it for the same files: Debian's (trixie's
+ * openssh-server, ConditionFirstBoot only) and Raspberry Pi OS's (deletes every key, then makes
+ * new ones). Disabling a unit a base lacks is a no-op, so one list serves every base.
+ */
+export const HOST_KEY_UNIT = 'syncpi-ssh-host-keys.service';
+export const BASE_HOST_KEY_UNITS = ['sshd-keygen.service', 'regenerate_ssh_host_keys.service'];
+
+/** Exit 0 when exactly one enabled service unit runs ssh-keygen (whatever its name). */
+export const ONE_HOST_KEY_GENERATOR: PlanCheck = {
+  kind: 'command',
+  argv: [
+    'sh',
+    '-c',
+    'n=0; for u in $(grep -ls "^ExecStart=.*ssh-keygen" /etc/systemd/system/*.service /usr/lib/systemd/system/*.service /lib/systemd/system/*.service | sed "s|.*/||" | sort -u); do case $(systemctl is-enabled "$u" 2>/dev/null) in enabled|enabled-runtime) n=$((n+1));; esac; done; test "$n" -eq 1',
+  ],
+  expectExit: 0,
+  liveOnly: false,
+  description: 'exactly one SSH host key generator is enabled',
+};
+
+/**
+ * smartd exits with an error when it finds no device it can watch (a Pi with only its SD card,
+ * a USB bridge without SAT pass-through), and one failed unit marks the whole system degraded.
+ * --quit=never keeps it running idle instead; a drive it can read is still watched. A drop-in,
+ * not an edit of /etc/default/smartmontools: a changed conffile would hold back its upgrades.
+ */
+const SMARTD_DROPIN = `# Managed by syncpi: no device to watch is not an error on an appliance
+[Service]
+Environment="smartd_opts=--quit=never"
+`;
 
 /** NetworkManager wants a UUID per connection; derive it so plans stay deterministic. */
 function stableUuid(seed: string): string {
@@ -23,6 +58,9 @@ export const system: Feature = {
       { path: '/etc/default/keyboard', mode: '0644', owner: 'root', group: 'root', content: ctx.render('system/keyboard.hbs'), notify: [] },
       { path: '/etc/systemd/system/syncpi-ssh-host-keys.service', mode: '0644', owner: 'root', group: 'root', content: ctx.render('system/ssh-host-keys.service.hbs'), notify: ['daemon-reload'] },
     ];
+    if (config.packages.install.includes('smartmontools')) {
+      files.push({ path: '/etc/systemd/system/smartmontools.service.d/syncpi.conf', mode: '0644', owner: 'root', group: 'root', content: SMARTD_DROPIN, notify: ['daemon-reload', 'restart-smartd'] });
+    }
     if (user.sudo) {
       files.push({ path: '/etc/sudoers.d/010-syncpi', mode: '0440', owner: 'root', group: 'root', content: ctx.render('system/sudoers.hbs'), notify: [] });
     }
@@ -54,17 +92,20 @@ export const system: Feature = {
       install,
       users: [{ name: user.name, system: false, home: `/home/${user.name}`, shell: '/bin/bash', groups: user.sudo ? ['sudo', 'adm', 'systemd-journal'] : ['systemd-journal'], authorizedKeys: user.ssh_keys.map((k) => k.trim()) }],
       files,
-      enable: ['syncpi-ssh-host-keys.service', 'ssh.service', 'NetworkManager.service'],
+      enable: [HOST_KEY_UNIT, 'ssh.service', 'NetworkManager.service'],
+      disable: BASE_HOST_KEY_UNITS,
       handlers: [
         { name: 'hostname', action: 'command', argv: ['hostname', '-F', '/etc/hostname'], liveOnly: true },
         { name: 'timezone', action: 'command', argv: ['ln', '-sfn', `/usr/share/zoneinfo/${config.system.timezone}`, '/etc/localtime'], liveOnly: false },
         { name: 'locale-gen', action: 'command', argv: ['locale-gen'], liveOnly: false },
         { name: 'nm-reload', action: 'command', argv: ['nmcli', 'connection', 'reload'], liveOnly: true },
+        ...(config.packages.install.includes('smartmontools') ? [{ name: 'restart-smartd', action: 'restart' as const, unit: 'smartmontools.service', liveOnly: true }] : []),
       ],
       checks: [
         { kind: 'file', path: '/etc/hostname', description: `hostname is ${config.system.hostname}`, sha256: createHash('sha256').update(`${config.system.hostname}\n`).digest('hex') },
         { kind: 'file', path: `/home/${user.name}/.ssh/authorized_keys`, mode: '0600', owner: user.name, description: `${user.name} has the configured SSH keys` },
         { kind: 'service-enabled', unit: 'ssh.service', description: 'SSH starts at boot' },
+        ONE_HOST_KEY_GENERATOR,
       ],
     };
   },
