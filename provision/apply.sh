@@ -1001,29 +1001,23 @@ step_remove() {
   done <"$WORK/had"
 
   # Accounts last: nothing above runs as them any more. Their homes and files stay.
-  managed_list user >"$WORK/had"
-  while IFS="$TAB" read -r name _o _w; do
-    in_file "$name" "$WORK/want-users" && continue
-    if ! getent passwd "$name" >/dev/null 2>&1; then managed_del user "$name"; continue; fi
-    if [ "$MODE" = check ]; then change user "$name" remove; continue; fi
-    if userdel -- "$name" >"$WORK/out" 2>&1; then
-      change user "$name" removed
-      managed_del user "$name"
+  remove_accounts user "$WORK/want-users" passwd userdel
+  remove_accounts group "$WORK/groups" group groupdel
+}
+
+# The accounts of KIND (user|group) syncpi created that the plan no longer wants (WANTED, a file
+# of names), deleted with DELETE; one gone by other means is only forgotten.
+remove_accounts() { # KIND WANTED DATABASE DELETE
+  managed_list "$1" >"$WORK/had"
+  while IFS="$TAB" read -r acct _o _w; do
+    in_file "$acct" "$2" && continue
+    if ! getent "$3" "$acct" >/dev/null 2>&1; then managed_del "$1" "$acct"; continue; fi
+    if [ "$MODE" = check ]; then change "$1" "$acct" remove; continue; fi
+    if "$4" -- "$acct" >"$WORK/out" 2>&1; then
+      change "$1" "$acct" removed
+      managed_del "$1" "$acct"
     else
-      warn "user $name: not removed ($(head -n 1 "$WORK/out")); the next apply retries"
-    fi
-    : >"$WORK/out"
-  done <"$WORK/had"
-  managed_list group >"$WORK/had"
-  while IFS="$TAB" read -r g _o _w; do
-    in_file "$g" "$WORK/groups" && continue
-    if ! getent group "$g" >/dev/null 2>&1; then managed_del group "$g"; continue; fi
-    if [ "$MODE" = check ]; then change group "$g" remove; continue; fi
-    if groupdel -- "$g" >"$WORK/out" 2>&1; then
-      change group "$g" removed
-      managed_del group "$g"
-    else
-      warn "group $g: not removed ($(head -n 1 "$WORK/out")); the next apply retries"
+      warn "$1 $acct: not removed ($(head -n 1 "$WORK/out")); the next apply retries"
     fi
     : >"$WORK/out"
   done <"$WORK/had"
