@@ -154,7 +154,7 @@ export interface QemuArgsInput {
 }
 
 /** The user-mode network: forwards bound to loopback only, and closed to the world unless asked. */
-export function userNetdev(i: Pick<QemuArgsInput, 'hostForwards' | 'guestForwards' | 'outsideNetwork'>): string {
+export function slirpNetdev(i: Pick<QemuArgsInput, 'hostForwards' | 'guestForwards' | 'outsideNetwork'>): string {
   return [
     'user',
     'id=net0',
@@ -205,7 +205,7 @@ export function raspi3bArgs(i: Raspi3bArgsInput): string[] {
     '-append', i.cmdline,
     '-drive', `if=sd,file=${qemuOptValue(i.overlay)},format=qcow2`,
     ...(i.drive ? ['-drive', `if=none,id=usbdisk,file=${qemuOptValue(i.drive)},format=raw`, '-device', 'usb-storage,drive=usbdisk'] : []),
-    ...(i.usbNet ? ['-netdev', userNetdev(i.usbNet), '-device', 'usb-net,netdev=net0'] : []),
+    ...(i.usbNet ? ['-netdev', slirpNetdev(i.usbNet), '-device', 'usb-net,netdev=net0'] : []),
     '-no-reboot',
   ];
 }
@@ -226,7 +226,7 @@ export function qemuArgs(i: QemuArgsInput): string[] {
     '-drive', `if=none,id=sd,file=${qemuOptValue(i.overlay)},format=qcow2,discard=unmap`,
     '-device', 'virtio-blk-pci,drive=sd',
     ...(i.drive ? ['-drive', `if=none,id=usb,file=${qemuOptValue(i.drive)},format=raw`, '-device', 'virtio-blk-pci,drive=usb'] : []),
-    '-netdev', userNetdev(i),
+    '-netdev', slirpNetdev(i),
     '-device', 'virtio-net-pci,netdev=net0',
     // first boot makes SSH host keys and a TLS certificate: without a hardware RNG it can stall
     '-device', 'virtio-rng-pci',
