@@ -81,7 +81,7 @@ describe('syncpi provision with the real appliance', () => {
     assert.match(rep.diffs['/etc/hostname'] ?? '', /^\+syncpi$/m, 'hostname diff');
     assert.match(rep.diffs['/etc/ssh/sshd_config.d/10-syncpi.conf'] ?? '', /^\+AllowUsers pi$/m, 'sshd drop-in diff');
     assert.equal(rep.diffs['/etc/syncpi/syncthing/config.xml'], '(secret content: diff hidden)\n');
-    assert.doesNotMatch(r.stdout + r.stderr, /<apikey>[^<]/, 'no API key travels with the plan');
+    assert.doesNotMatch(r.stdout + r.stderr, /<apikey>[A-Za-z0-9]{32}<\/apikey>/, 'no API key travels with the plan');
     assert.ok(rep.handlers.some((h) => h.unit === 'ssh.service' && h.action === 'reload'), 'sshd reload announced');
     // Announced once, as a restart: not also as a start of the newly enabled unit.
     assert.equal(rep.handlers.filter((h) => h.unit === 'syncthing.service').length, 1, JSON.stringify(rep.handlers));
