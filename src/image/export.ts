@@ -13,7 +13,7 @@ import { createBmap } from './bmap.js';
 import { sha256File } from './base.js';
 
 /**
- * The image carries the appliance's secrets (API key, panel hash, Wi-Fi PSKs, a supplied TLS
+ * The image carries the appliance's secrets (panel hash, Wi-Fi PSKs, a supplied TLS
  * key): the image and its compressed copy are readable by their owner only, from their creation.
  */
 export const SECRET_FILE_MODE = 0o600;

@@ -23,7 +23,7 @@ export interface PlanFile {
   owner: string;
   group: string;
   content: string;
-  /** Content holds a secret (API key, password hash, PSK): redacted in output unless asked. */
+  /** Content holds a secret (password hash, PSK, TLS key): redacted in output unless asked. */
   secret?: boolean;
   /** Handler names to notify when this file changes on the target. */
   notify: string[];
