@@ -26,13 +26,10 @@ export function register(program: Command): void {
       if (!ok) throw new UserError('adopt-drive: not confirmed; nothing changed');
     }
     const { openSession } = await import('../remote/session.js');
-    const { shJoin } = await import('../util/shell.js');
-    const { assertSudoWorked } = await import('../targets/ssh.js');
     const { ADOPT_DRIVE } = await import('../plan/features/sync.js');
     const ssh = await openSession(dest, flags);
     try {
-      const r = await ssh.exec(shJoin([...ssh.sudoArgv(), ADOPT_DRIVE]));
-      assertSudoWorked(ssh, r);
+      const r = await ssh.runAsRoot([ADOPT_DRIVE]);
       const said = `${r.stdout}${r.stderr}`.trim().split('\n').filter(Boolean);
       if (r.code !== 0) throw new Failure(`${ssh.label}: adopt-drive failed (exit ${r.code})`, said.slice(-8));
       process.stdout.write(`${said.join('\n')}\n`);

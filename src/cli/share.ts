@@ -49,13 +49,10 @@ export function register(program: Command): void {
     true,
   ).action(async (dest: string, flags: SshCliOptions & { port: string; qr: boolean }) => {
     const { openSession } = await import('../remote/session.js');
-    const { shJoin } = await import('../util/shell.js');
-    const { assertSudoWorked } = await import('../targets/ssh.js');
     const ssh = await openSession(dest, flags);
     let id: string | undefined;
     try {
-      const r = await ssh.exec(shJoin([...ssh.sudoArgv(), 'sh', '-c', DEVICE_ID_SCRIPT]));
-      assertSudoWorked(ssh, r);
+      const r = await ssh.runAsRoot(['sh', '-c', DEVICE_ID_SCRIPT]);
       id = parseDeviceId(r.stdout);
       if (!id) throw new Failure(`${ssh.label}: could not read the Syncthing device ID (exit ${r.code})`, r.stderr.trim().split('\n').slice(-5));
     } finally {
