@@ -54,8 +54,6 @@ export interface VmOptions {
    * forwarded port): for a machine the test cannot reach over a network.
    */
   readyOnSerial?: RegExp;
-  /** raspi3b: a USB network adapter carrying the forwards (restricted like virt's NIC). */
-  usbNet?: boolean;
   /** More kernel command line words (after the image's own). */
   extraCmdline?: string[];
 }
@@ -178,8 +176,6 @@ export interface Raspi3bArgsInput {
   /** The SD card: QEMU's SD model takes only a power-of-two size. */
   overlay: string;
   serialLog: string;
-  /** A USB network adapter on the board's USB (dwc2), behind the same restricted user network. */
-  usbNet?: Pick<QemuArgsInput, 'hostForwards' | 'guestForwards' | 'outsideNetwork'>;
   /** Raw file attached as a USB mass-storage drive. */
   drive?: string;
 }
@@ -205,7 +201,6 @@ export function raspi3bArgs(i: Raspi3bArgsInput): string[] {
     '-append', i.cmdline,
     '-drive', `if=sd,file=${qemuOptValue(i.overlay)},format=qcow2`,
     ...(i.drive ? ['-drive', `if=none,id=usbdisk,file=${qemuOptValue(i.drive)},format=raw`, '-device', 'usb-storage,drive=usbdisk'] : []),
-    ...(i.usbNet ? ['-netdev', slirpNetdev(i.usbNet), '-device', 'usb-net,netdev=net0'] : []),
     '-no-reboot',
   ];
 }
@@ -270,8 +265,8 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
     await tool('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image, '-F', 'raw', overlay, String(diskSize(machine, imgSize, opts.diskBytes))]);
   }
 
-  const networked = machine === 'virt' || !!opts.usbNet;
-  const forwards = networked ? (opts.forwards ?? DEFAULT_FORWARDS) : [];
+  // raspi3b has no dependable network (QEMU's usb-net does not carry SSH): its console is read
+  const forwards = machine === 'virt' ? (opts.forwards ?? DEFAULT_FORWARDS) : [];
   const ports: Record<string, number> = {};
   for (const f of forwards) ports[f.name] = await freePort();
   const serialLog = join(opts.workDir, `serial-${name}.log`);
@@ -284,7 +279,7 @@ export async function bootVm(scope: CleanupScope, opts: VmOptions): Promise<Vm> 
   const drive = opts.drive ? { drive: resolve(opts.drive) } : {};
   const args =
     machine === 'raspi3b'
-      ? raspi3bArgs({ ...kernelFiles, dtb: boot.dtb!, overlay, serialLog, ...drive, ...(opts.usbNet ? { usbNet: network } : {}) })
+      ? raspi3bArgs({ ...kernelFiles, dtb: boot.dtb!, overlay, serialLog, ...drive })
       : qemuArgs({ ...kernelFiles, overlay, ...drive, serialLog, memoryMiB: opts.memoryMiB ?? 1024, cpus: opts.cpus ?? 2, ...network });
 
   const stderrLog = join(opts.workDir, `qemu-${name}.stderr`);
