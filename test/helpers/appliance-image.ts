@@ -1,7 +1,8 @@
 /**
- * The default appliance (image/appliance.yaml) built for a test: the same config with a key the
- * test holds and its own secrets file, optionally edited (e.g. a laptop's device ID). The base
- * layer comes from the build cache, so after the first cold build this is a config-only rebuild.
+ * The test appliance: the default one (image/appliance.yaml) with every optional feature switched
+ * on (withAllFeatures), a key the test holds and its own secrets file, optionally edited further
+ * (e.g. a laptop's device ID). Every booted-image test builds from this one shape, so they share
+ * one cached base layer: after the first cold build each is a config-only rebuild.
  */
 import { execa } from 'execa';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -28,10 +29,25 @@ export async function makeTestKey(dir: string): Promise<string> {
   return key;
 }
 
-/** Write DIR/appliance.yaml: the default appliance with the test key and EDIT applied. */
-export async function writeTestConfig(dir: string, key: string, edit?: (doc: ReturnType<typeof parseDocument>) => void): Promise<string> {
+type ConfigDoc = ReturnType<typeof parseDocument>;
+
+/**
+ * What the default appliance leaves off, switched on, with the packages those features install
+ * named here too: the layer key is the package list, so it must not depend on which features a
+ * test reads.
+ */
+export const ALL_FEATURE_PACKAGES = ['rclone', 'python3', 'curl'];
+
+export function withAllFeatures(doc: ConfigDoc, _dir: string, _key: string): void {
+  const install = (doc.getIn(['packages', 'install']) as { toJSON(): string[] } | undefined)?.toJSON() ?? [];
+  doc.setIn(['packages', 'install'], [...new Set([...install, ...ALL_FEATURE_PACKAGES])]);
+}
+
+/** Write DIR/appliance.yaml: the test appliance with the test key and EDIT applied. */
+export async function writeTestConfig(dir: string, key: string, edit?: (doc: ConfigDoc) => void): Promise<string> {
   const doc = parseDocument(await readFile(join('image', 'appliance.yaml'), 'utf8'));
   doc.setIn(['system', 'user', 'ssh_keys'], [{ file: `${key}.pub` }]);
+  withAllFeatures(doc, dir, key);
   edit?.(doc);
   const config = join(dir, 'appliance.yaml');
   await writeFile(config, doc.toString());

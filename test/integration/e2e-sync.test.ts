@@ -1,6 +1,6 @@
 /**
  * End to end: the user's laptop (Syncthing on this machine, its own home in a temp dir) and the
- * appliance (the default image, booted in QEMU with a virtual drive) are paired through
+ * appliance (the test image: the default one with every optional feature on, booted in QEMU with a virtual drive) are paired through
  * configuration only — the laptop's device ID goes into appliance.yaml before the build, the
  * appliance's ID is read over SSH and given to the laptop with the forwarded sync port as its
  * address — and a file put in the laptop's folder arrives on the appliance's drive.
@@ -8,6 +8,8 @@
  * Then the drive fails and is replaced by a blank one with the same label: the appliance boots,
  * connects and scans, the folder is held back (journal and `syncpi status` say why) and the
  * laptop keeps its file; after `syncpi adopt-drive` the new drive fills again from the laptop.
+ *
+ * Each optional feature's checks run as a phase in the first boot (test/helpers/phases/).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +20,8 @@ import { execa } from 'execa';
 import { buildTestAppliance, makeTestKey, writeTestConfig, type TestAppliance } from '../helpers/appliance-image.js';
 import { pairWith, startLaptop, type Laptop } from '../helpers/laptop-syncthing.js';
 import { withCleanup } from '../../src/util/cleanup.js';
-import { bootVm, makeDriveImage } from '../../src/vm/qemu.js';
+import { DEFAULT_FORWARDS, bootVm, makeDriveImage } from '../../src/vm/qemu.js';
+import { PHASES } from '../helpers/phases/index.js';
 import { SshTarget } from '../../src/targets/ssh.js';
 import { DEVICE_ID_SCRIPT, parseDeviceId } from '../../src/cli/share.js';
 import { shJoin } from '../../src/util/shell.js';
@@ -66,7 +69,8 @@ test('a file put on the laptop arrives on the appliance drive, and survives the 
   let applianceId = '';
   let overlay = '';
   const bootAndLogin = async (scope: Parameters<Parameters<typeof withCleanup>[0]>[0], name: string, drive: string) => {
-    const vm = await bootVm(scope, { image: app.img, workDir: dir, drive, name, bootTimeoutMs: 300_000, ...(overlay ? { overlay } : {}) });
+    const forwards = [...DEFAULT_FORWARDS, ...PHASES.flatMap((p) => p.forwards ?? [])];
+    const vm = await bootVm(scope, { image: app.img, workDir: dir, drive, name, forwards, bootTimeoutMs: 300_000, ...(overlay ? { overlay } : {}) });
     overlay = vm.overlay;
     const ssh = await SshTarget.connect({ host: '127.0.0.1', port: vm.ports.ssh!, user: 'pi', identities: [app.key], knownHostsFile: join(dir, 'known_hosts'), acceptNewHostKey: true, connectTimeoutMs: 60_000 });
     scope.defer(`ssh:${name}`, () => ssh.close());
@@ -82,7 +86,7 @@ test('a file put on the laptop arrives on the appliance drive, and survives the 
   await withCleanup(async (scope) => {
     const drive = join(dir, 'drive.img');
     await makeDriveImage(drive, 'SYNCDRIVE');
-    const { vm, root } = await bootAndLogin(scope, 'first', drive);
+    const { vm, ssh, root } = await bootAndLogin(scope, 'first', drive);
 
     const active = await root('for i in $(seq 1 90); do systemctl is-active --quiet syncthing.service && exit 0; sleep 2; done; systemctl status --no-pager syncthing.service; exit 1');
     assert.equal(active.code, 0, `syncthing.service did not become active:\n${active.stdout}`);
@@ -109,6 +113,11 @@ test('a file put on the laptop arrives on the appliance drive, and survives the 
     process.stderr.write(`boot to SSH ${Math.round(vm.bootMs / 1000)} s; file arrived ${Math.round((Date.now() - t0) / 1000)} s after it was written; build ${Math.round(app.buildMs / 1000)} s\n`);
     const owner = await root('stat -c %U /srv/sync/documents/hello.txt');
     assert.equal(owner.stdout.trim(), 'syncthing');
+    for (const phase of PHASES) {
+      const tp = Date.now();
+      await phase.run({ vm, ssh, root, laptop: laptop!, laptopFolder: folder, applianceId, app, dir });
+      process.stderr.write(`phase ${phase.name}: ${Math.round((Date.now() - tp) / 1000)} s\n`);
+    }
     await poweroff(vm, root);
   });
 

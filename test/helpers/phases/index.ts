@@ -1,0 +1,4 @@
+/** Every feature phase run in e2e-sync's first boot, in this order. */
+import type { Phase } from './context.js';
+
+export const PHASES: Phase[] = [];
