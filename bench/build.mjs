@@ -86,6 +86,7 @@ try {
     b.mmdebstrapMs !== undefined ? `  bootstrap (mmdebstrap incl. initramfs): ${formatDuration(b.mmdebstrapMs)}` : '',
     b.initramfsMs !== undefined ? `  of which the one initramfs build: ${formatDuration(b.initramfsMs)}` : '',
     b.imageMs !== undefined ? `  image layout (mkfs, mcopy): ${formatDuration(b.imageMs)}` : '',
+    ...(b.slowest ?? []).map((x) => `  package setup ${x.name}: ${formatDuration(x.ms)}`),
     ...quiet.steps.slice(0, quiet.steps.length).filter(([n]) => !n.startsWith('bootstrap')).map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
     `config-only rebuild (layer ${warm.layer.reused ? 'reused' : 'NOT reused'}): ${formatDuration(warmMs)}`,
     `image apparent size: ${formatBytes(cold.apparentBytes)} (${cold.apparentBytes} bytes)`,

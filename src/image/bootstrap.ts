@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Reporter } from '../util/report.js';
 import { Failure } from '../util/errors.js';
 import { recipeDir, basePackages } from './recipe.js';
+import { bootstrapLineReader, progressDetail, slowestSetups } from './bootstrap-progress.js';
 import { createImageFromTrees } from './layout.js';
 import { missingTool, tool } from '../util/tool.js';
 import { ensureBinfmt } from '../targets/chroot.js';
@@ -38,6 +39,8 @@ export interface BootstrapTimes {
   mmdebstrapMs: number;
   initramfsMs?: number;
   imageMs: number;
+  /** The packages whose configuration took longest (under emulation: their maintainer scripts). */
+  slowest?: Array<{ name: string; ms: number }>;
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -60,6 +63,8 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
   const components = opts.boot ? 'main,non-free-firmware' : 'main';
   const args = [
     '--mode=root',
+    // apt's and dpkg's own lines are what progress is counted from
+    '--verbose',
     '--variant=apt',
     `--architectures=${opts.arch}`,
     `--components=${components}`,
@@ -98,15 +103,18 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
       }
     });
     const tail: string[] = [];
-    let setUp = 0;
+    const reader = bootstrapLineReader();
+    const p = reader.progress;
     for await (const line of proc.iterable({ from: 'all' })) {
       const l = String(line);
       tail.push(l);
       if (tail.length > 40) tail.shift();
-      if (/^Setting up /.test(l)) progress({ done: ++setUp, unit: 'items' });
+      if (reader.line(l, Date.now())) progress({ done: p.configured, ...(p.total ? { total: p.total } : {}), unit: 'items', detail: progressDetail(p) });
       const m = /^syncpi: initramfs built in (\d+) s/.exec(l);
       if (m) times.initramfsMs = Number(m[1]) * 1000;
     }
+    reader.end(Date.now());
+    times.slowest = slowestSetups(p);
     const r = await proc;
     if (r.failed) {
       if ((r as { code?: string }).code === 'ENOENT') throw missingTool('mmdebstrap');
@@ -114,6 +122,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
     }
   });
   times.mmdebstrapMs = Date.now() - t0;
+  if (times.slowest?.length) opts.reporter.info(`slowest package setups: ${times.slowest.map((x) => `${x.name} ${Math.round(x.ms / 1000)} s`).join(', ')}`);
 
   const t1 = Date.now();
   await opts.reporter.step('lay out the image (bootfs + rootfs)', async () => {

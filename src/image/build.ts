@@ -237,7 +237,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   return {
     ...result,
     name,
-    layer: { key, reused, ms: layerMs, ...(layer.bootstrap ? { bootstrap: layer.bootstrap as unknown as BootstrapTimes } : {}) },
+    layer: { key, reused, ms: layerMs, ...(layer.bootstrap ? { bootstrap: layer.bootstrap } : {}) },
     diskId,
     totalMs: Date.now() - t0,
     packages,

@@ -3,6 +3,7 @@
  * by content hash). Entries are written under a temporary name and renamed into place, so an
  * interrupted build never leaves an entry that looks complete.
  */
+import type { BootstrapTimes } from './bootstrap.js';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -57,7 +58,7 @@ export interface LayerMeta {
   base: Record<string, unknown>;
   packages: Array<{ name: string; version: string }>;
   buildMs: number;
-  bootstrap?: Record<string, number | undefined>;
+  bootstrap?: BootstrapTimes;
   /** What stripping removed from a stock base, and the space it freed. */
   stripped?: { purged: string[]; freedBytes: number };
 }

@@ -8,12 +8,14 @@ export interface ProgressUpdate {
   done: number;
   total?: number;
   unit?: 'bytes' | 'items';
+  /** Words a count alone does not say (e.g. "unpacked 40/120, configured 12/120"). */
+  detail?: string;
 }
 
 export type ReportEvent =
   | { type: 'step-start'; step: string; ts: number }
   | { type: 'step-end'; step: string; ok: boolean; ms: number; detail?: string; ts: number }
-  | { type: 'progress'; step: string; done: number; total?: number; unit: string; rate?: number; ts: number }
+  | { type: 'progress'; step: string; done: number; total?: number; unit: string; rate?: number; detail?: string; ts: number }
   | { type: 'info' | 'warn'; message: string; ts: number }
   | { type: 'result'; data: unknown; ts: number };
 
@@ -60,7 +62,7 @@ class JsonReporter implements Reporter {
         if (now - last < 500 && u.total !== undefined && u.done < u.total) return;
         last = now;
         const secs = (now - t0) / 1000;
-        this.emit({ type: 'progress', step: name, done: u.done, total: u.total, unit: u.unit ?? 'bytes', rate: secs > 0 ? Math.round(u.done / secs) : undefined, ts: now });
+        this.emit({ type: 'progress', step: name, done: u.done, total: u.total, unit: u.unit ?? 'bytes', rate: secs > 0 ? Math.round(u.done / secs) : undefined, ...(u.detail ? { detail: u.detail } : {}), ts: now });
       });
       this.emit({ type: 'step-end', step: name, ok: true, ms: Date.now() - t0, detail: detail?.(r), ts: Date.now() });
       return r;
@@ -102,6 +104,7 @@ class HumanReporter implements Reporter {
       } else if (unitBytes) {
         line += ` ${formatBytes(u.done / secs)}/s`;
       }
+      if (u.detail) line += ` (${u.detail})`;
       if (this.tty) {
         process.stderr.write(`\r\x1b[2K${line}`);
         drawn = true;
