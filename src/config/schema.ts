@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import * as v from './validators.js';
+import { baseSupport, MODEL_IDS } from '../hardware/models.js';
 
 /**
  * Folder that relative file references in the config resolve against. Set by the loader for the
@@ -270,6 +271,14 @@ const HardeningSchema = z
   })
   .default({ ssh: { port: 22, allow_from: [] }, firewall: 'deny', unattended_upgrades: true, fail2ban: false });
 
+const HardwareSchema = z.strictObject({
+  models: z
+    .array(z.enum(MODEL_IDS))
+    .min(1)
+    .max(MODEL_IDS.length)
+    .describe('Raspberry Pi models the image must boot on (see "Which Pi" in the README); the build fails when the image lacks what one of them needs.'),
+});
+
 export const ConfigSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected an image name of lowercase letters, digits and . _ -').optional().describe('Image name; default: the hostname.'),
@@ -288,8 +297,15 @@ export const ConfigSchema = z
       .default({})
       .refine((r) => Object.keys(r).length <= 64, 'expected at most 64 services'),
     hardening: HardeningSchema,
+    hardware: HardwareSchema.optional().describe('The boards this appliance is for.'),
   })
   .superRefine((c, ctx) => {
+    const baseFacts = 'debian' in c.base ? { kind: 'debian' as const, arch: c.base.debian.arch, suite: c.base.debian.suite } : { kind: 'image' as const, arch: c.base.image.arch };
+    c.hardware?.models.forEach((m, i) => {
+      const why = baseSupport(m, baseFacts);
+      const base = baseFacts.kind === 'debian' ? `a Debian ${baseFacts.suite} ${baseFacts.arch} base` : `an ${baseFacts.arch} image base`;
+      if (why) ctx.addIssue({ code: 'custom', path: ['hardware', 'models', i], message: `expected a model ${base} boots: ${why.reason}; for it, use ${why.alternative}`, input: m });
+    });
     const deviceNames = new Set<string>();
     const deviceIds = new Set<string>();
     c.sync.devices.forEach((d, i) => {
