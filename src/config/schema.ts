@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import * as v from './validators.js';
 import { baseSupport, MODEL_IDS } from '../hardware/models.js';
+import { checkUsbQuirk, USB_QUIRKS_MAX, usbQuirksValue } from '../hardware/usb-quirks.js';
 
 /**
  * Folder that relative file references in the config resolve against. Set by the loader for the
@@ -229,6 +230,11 @@ const DriveSchema = z
     options: z.array(z.string().regex(/^[A-Za-z0-9_.=-]{1,64}$/, 'expected a mount option like noatime or commit=60')).max(32).default([]),
     timeout: z.number().int().min(1).max(600).default(30).describe('Seconds to wait for the drive at boot before giving up (boot continues; a drive that comes later still starts the sync daemon).'),
     spin_down: z.number().int().min(0).max(86400).default(0).describe('Spin the disk down after this many idle seconds (0: never).'),
+    usb_quirks: z
+      .array(shaped(checkUsbQuirk, { max: 64 }))
+      .max(12)
+      .default([])
+      .describe('usb-storage.quirks entries for the kernel command line, VID:PID:FLAGS (e.g. 174c:55aa:u: this USB-SATA bridge without UAS); IDs as lsusb shows them. Takes effect after a reboot.'),
   })
   .superRefine((d, ctx) => {
     if ((d.uuid === undefined) === (d.label === undefined)) {
@@ -238,6 +244,15 @@ const DriveSchema = z
       const problem = v.checkDriveOption(o);
       if (problem) ctx.addIssue({ code: 'custom', path: ['options', i], message: `expected ${problem}`, input: o });
     });
+    const seen = new Map<string, number>();
+    d.usb_quirks.forEach((q, i) => {
+      const id = q.slice(0, 9);
+      if (seen.has(id)) ctx.addIssue({ code: 'custom', path: ['usb_quirks', i], message: `expected one entry per device: ${id} is already usb_quirks[${seen.get(id)}] (the kernel uses only the first)`, input: q });
+      else seen.set(id, i);
+    });
+    if (usbQuirksValue(d.usb_quirks).length > USB_QUIRKS_MAX) {
+      ctx.addIssue({ code: 'custom', path: ['usb_quirks'], message: `expected at most ${USB_QUIRKS_MAX} characters in all (joined by commas): the kernel refuses a longer usb-storage.quirks`, input: d.usb_quirks });
+    }
     const uuidProblem = d.uuid === undefined ? null : v.checkUuidForFs(d.uuid, d.fs);
     if (uuidProblem) ctx.addIssue({ code: 'custom', path: ['uuid'], message: `expected ${uuidProblem} (or a different fs)`, input: d.uuid });
     if (d.label !== undefined && d.label.length > v.FS_LABEL_MAX[d.fs]!) {

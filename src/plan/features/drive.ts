@@ -3,6 +3,7 @@
  * timeout), per-filesystem ownership options, and optional spin-down.
  */
 import { SYNCPI_LIB, type Feature } from '../context.js';
+import { USB_QUIRKS_PARAM, usbQuirksValue } from '../../hardware/usb-quirks.js';
 export { driveDeviceUnit, mountUnitName, unitNameForPath } from '../units.js';
 
 const FSTYPE: Record<string, string> = { ext4: 'ext4', btrfs: 'btrfs', xfs: 'xfs', exfat: 'exfat', vfat: 'vfat', ntfs: 'ntfs3' };
@@ -57,6 +58,7 @@ export const drive: Feature = {
     return {
       install,
       files,
+      ...(d.usb_quirks.length ? { kernelParams: { [USB_QUIRKS_PARAM]: usbQuirksValue(d.usb_quirks) } } : {}),
       dirs: base.dirs,
       enable,
       handlers,
