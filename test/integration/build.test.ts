@@ -21,6 +21,7 @@ const CACHE = join(tmpdir(), 'syncpi-build-test-cache');
 process.env.XDG_CACHE_HOME = CACHE;
 const work = mkdtempSync(join(tmpdir(), 'syncpi-build-test-'));
 let first: BuildResult;
+let firstCmdline = '';
 
 before(() => requireTools());
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -82,6 +83,7 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
     assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'LABEL', `${dev}p2`], { encoding: 'utf8' }).trim(), 'rootfs');
     assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'TYPE', `${dev}p2`], { encoding: 'utf8' }).trim(), 'ext4');
     assertPartuuidsConsistent(root, boot, first.diskId);
+    firstCmdline = readFileSync(join(boot, 'cmdline.txt'), 'utf8');
 
     const syncer = idOf(root, 'passwd', 'syncer');
     const syncerGroup = idOf(root, 'group', 'syncer');
@@ -129,8 +131,15 @@ test('config-only rebuild reuses the base layer and says so (its time is a bench
   assert.ok(first, 'needs the cold build');
   const reporter = new RecordingReporter();
   const out = join(work, 'out2');
-  const r = await buildImage({ plan: testPlan({ hostname: 'pi-second' }), outDir: out, reporter, boot: false });
+  const r = await buildImage({ plan: testPlan({ hostname: 'pi-second', kernelParams: { 'usb-storage.quirks': '174c:55aa:u' } }), outDir: out, reporter, boot: false });
   assert.equal(r.layer.reused, true);
+  // the converger's kernel-cmdline step wrote the parameter on the card's cmdline.txt, one line, nothing else changed
+  await inspectImage(r.img, (_root, boot) => {
+    const line = readFileSync(join(boot, 'cmdline.txt'), 'utf8');
+    assert.equal(line.split('\n').length, 2, 'one line');
+    assert.match(line, / usb-storage\.quirks=174c:55aa:u\b/);
+    assert.equal(line.replace(' usb-storage.quirks=174c:55aa:u', ''), firstCmdline.replaceAll(first.diskId, r.diskId));
+  });
   assert.equal(r.layer.key, first.layer.key);
   assert.ok(reporter.infos.some((m) => /reusing cached base layer/.test(m)), 'the build says it reused the layer');
   assert.notEqual(r.diskId, first.diskId, 'another config, another disk id');
