@@ -126,3 +126,39 @@ describe('converger: kernel command line in a bookworm amd64 chroot', () => {
     assert.ok(!again.warnings.some((w) => /reboot/.test(w)), 'nothing changed, no reboot asked for');
   });
 });
+
+/** Build machines (containers, small VM kernels) often lack vfat; then this part cannot run here. */
+const vfat = /\tvfat$/m.test(readFileSync('/proc/filesystems', 'utf8'));
+
+describe('converger: kernel command line on a FAT boot partition, as a Pi mounts it', { skip: vfat ? false : 'this kernel has no vfat file system' }, () => {
+  let root = '';
+  let mounted = false;
+  before(async () => {
+    root = await freshRootfs(AMD64_SPEC);
+    const fat = join(root, 'var/tmp/bootfs.img');
+    await execa('truncate', ['-s', '16M', fat]);
+    await execa('mkfs.vfat', ['-F', '32', '-n', 'bootfs', fat]);
+    mkdirSync(join(root, 'boot/firmware'), { recursive: true });
+    // what Raspberry Pi OS's fstab gives it: defaults (root's, 0755 files and directories)
+    await execa('mount', ['-o', 'loop,defaults', fat, join(root, 'boot/firmware')]);
+    mounted = true;
+    writeFileSync(join(root, CMDLINE), `${LINE}\n`);
+  });
+  after(async () => {
+    if (mounted) await execa('umount', [join(root, 'boot/firmware')], { reject: false });
+    if (root) removeRootfs(root);
+  });
+
+  test('set, again, drop: written through a temp file and a rename on vfat, the line back byte for byte', async () => {
+    const apply = (plan: Plan) => applyToRootfs(root, plan, { arch: 'amd64', reporter: quiet });
+    const cmdline = () => readFileSync(join(root, CMDLINE), 'utf8');
+    const r = await apply(quirks('174c:55aa:u'));
+    assert.deepEqual(r.changes.map((c) => `${c.kind} ${c.target} ${c.action}`), ['kparam usb-storage.quirks set in /boot/firmware/cmdline.txt']);
+    assert.equal(cmdline(), `${LINE.slice(0, -1)} usb-storage.quirks=174c:55aa:u \n`);
+    assert.deepEqual((await apply(quirks('174c:55aa:u'))).changes, []);
+    const left = await execa('find', [join(root, 'boot/firmware'), '-name', '.syncpi-tmp.*']);
+    assert.equal(left.stdout.trim(), '');
+    await apply(emptyPlan());
+    assert.equal(cmdline(), `${LINE}\n`);
+  });
+});

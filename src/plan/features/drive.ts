@@ -66,7 +66,10 @@ export const drive: Feature = {
         { kind: 'fstab', path: d.mount, spec, description: `drive ${spec} is in fstab at ${d.mount} with nofail` },
         { kind: 'mount', path: d.mount, description: `drive is mounted at ${d.mount}` },
       ],
-      notes: [`drive ${spec} mounts at ${d.mount} on first access; boot waits at most ${d.timeout} s for it`],
+      notes: [
+        `drive ${spec} mounts at ${d.mount} on first access; boot waits at most ${d.timeout} s for it`,
+        ...(d.usb_quirks.length ? [`${USB_QUIRKS_PARAM}=${usbQuirksValue(d.usb_quirks)} goes on the kernel command line; on a running Pi it takes effect at the next reboot`] : []),
+      ],
     };
   },
 };
