@@ -856,6 +856,98 @@ install_changed() { # OLD NEW PATH
   [ "$(install_section "$1")" = "$(install_section "$2")" ] || printf '%s\n' "${3##*/}" >>"$WORK/reinstall"
 }
 
+# ---- kernel command line ------------------------------------------------------------------
+
+# The parameters syncpi owns on the kernel command line (kparam records: NAME VALUE). Only those
+# words are edited (kparam.awk); every other byte of the line stays. The line the firmware reads
+# is cmdline.txt on the boot partition; Debian's raspi-firmware rebuilds it on every kernel
+# upgrade from /etc/default/raspi-extra-cmdline (among others), so there the parameter goes too.
+# A change needs a reboot: it is announced (WARN, /run/reboot-required), never done.
+REBOOT_FOR=
+
+boot_cmdline() {
+  for bc_f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
+    if [ -f "$bc_f" ] && [ ! -L "$bc_f" ]; then printf '%s\n' "$bc_f"; return 0; fi
+  done
+  return 1
+}
+
+# Does FILE's command line carry NAME (either spelling)?
+kparam_present() { # FILE NAME
+  [ -f "$1" ] || return 1
+  awk -v mode=remove -v name="$2" -f "$BUNDLE/kparam.awk" "$1" >"$WORK/kp-probe" 2>"$WORK/out" || fail $? "cannot read $1"
+  ! cmp -s "$1" "$WORK/kp-probe"
+}
+
+# kparam_edit FILE set|remove NAME [VALUE]: one atomic replacement of FILE when its line changes.
+# A FILE syncpi had to create (kpfile record) goes again once no parameter is left on it.
+kparam_edit() {
+  ke_f=$1
+  path_domain "${ke_f%/*}" root "$ke_f"
+  ke_mode=644 ke_owner=root ke_group=root
+  if [ -f "$ke_f" ]; then
+    # vfat keeps no owners or modes of its own: what it shows is what the temp file gets
+    ke_meta=$(meta_of "$ke_f")
+    ke_mode=${ke_meta%% *}
+    ke_r=${ke_meta#* }
+    ke_owner=${ke_r%% *}
+    ke_group=${ke_r#* }
+    cat -- "$ke_f" >"$WORK/kp-old" 2>"$WORK/out" || fail $? "cannot read $ke_f"
+  else
+    [ "$2" = set ] || return 0
+    : >"$WORK/kp-old"
+  fi
+  awk -v mode="$2" -v name="$3" -v value="${4:-}" -f "$BUNDLE/kparam.awk" "$WORK/kp-old" >"$WORK/kp-new" 2>"$WORK/out" ||
+    fail $? "cannot edit the kernel command line in $ke_f"
+  cmp -s "$WORK/kp-old" "$WORK/kp-new" && return 0
+  if [ "$2" = remove ]; then ke_what="removed from $ke_f"
+  elif kparam_present "$WORK/kp-old" "$3"; then ke_what="updated in $ke_f"
+  else ke_what="set in $ke_f"; fi
+  if [ "$MODE" = check ]; then
+    show_diff "$WORK/kp-old" "$WORK/kp-new" "$ke_f" 0
+  elif [ "$2" = remove ] && managed_has kpfile "$ke_f" && ! grep -q '[^[:space:]]' "$WORK/kp-new"; then
+    run rm -f -- "$ke_f"
+    managed_del kpfile "$ke_f"
+  else
+    [ -f "$ke_f" ] || managed_add kpfile "$ke_f" new root
+    write_atomic "$WORK/kp-new" "$ke_f" "$ke_mode" "$ke_owner" "$ke_group"
+  fi
+  [ "$MODE" = check ] || case " $REBOOT_FOR " in *" $3 "*) ;; *) REBOOT_FOR="${REBOOT_FOR:+$REBOOT_FOR }$3" ;; esac
+  change kparam "$3" "$ke_what"
+}
+
+step_kernel_cmdline() {
+  step kernel-cmdline
+  records kparam >"$WORK/kparams"
+  managed_list kparam >"$WORK/had-kparams"
+  [ -s "$WORK/kparams" ] || [ -s "$WORK/had-kparams" ] || return 0
+  if ! kc_boot=$(boot_cmdline); then
+    [ -s "$WORK/kparams" ] && warn "no cmdline.txt in /boot/firmware or /boot: the kernel parameters $(cut -f1 "$WORK/kparams" | tr '\n' ' ')are not set (not a Raspberry Pi boot partition?)"
+    return 0
+  fi
+  kc_files=$kc_boot
+  [ ! -e /etc/kernel/postinst.d/z50-raspi-firmware ] || kc_files="$kc_files /etc/default/raspi-extra-cmdline"
+  while IFS="$TAB" read -r kc_name kc_value; do
+    if ! managed_has kparam "$kc_name"; then
+      # one already on the line before syncpi set it is not syncpi's to take away again
+      if kparam_present "$kc_boot" "$kc_name"; then managed_add kparam "$kc_name" found -; else managed_add kparam "$kc_name" new -; fi
+    fi
+    for kc_f in $kc_files; do kparam_edit "$kc_f" set "$kc_name" "$kc_value"; done
+  done <"$WORK/kparams"
+  while IFS="$TAB" read -r kc_name kc_origin _w; do
+    cut -f1 "$WORK/kparams" | grep -qxF -e "$kc_name" && continue
+    if [ "$kc_origin" = new ]; then
+      for kc_f in $kc_files; do kparam_edit "$kc_f" remove "$kc_name"; done
+    else
+      warn "$kc_name: left on the kernel command line, no longer managed (it was there before syncpi managed it)"
+    fi
+    managed_del kparam "$kc_name"
+  done <"$WORK/had-kparams"
+  [ -n "$REBOOT_FOR" ] && [ "$ENV" = live ] || return 0
+  : >/run/reboot-required 2>/dev/null || :
+  warn "reboot needed: the kernel command line changed ($REBOOT_FOR); it takes effect at the next boot"
+}
+
 # ---- units --------------------------------------------------------------------------------
 
 unit_state() {
@@ -1223,6 +1315,7 @@ step_packages_purge
 step_users
 step_dirs
 step_files
+step_kernel_cmdline
 step_remove
 step_units
 step_handlers

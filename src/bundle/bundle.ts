@@ -14,6 +14,7 @@ import { UserError } from '../util/errors.js';
 import {
   MANIFEST_HEADER,
   checkAccount,
+  checkKernelParam,
   checkMode,
   checkName,
   checkPackage,
@@ -277,6 +278,7 @@ export async function buildBundle(plan: Plan): Promise<Bundle> {
   for (const u of uniq(plan.units.enable)) lines.push(record('enable', checkUnit('units.enable', u)));
 
   for (const k of Object.keys(plan.sysctls).sort()) lines.push(record('sysctl', k, plan.sysctls[k]!));
+  for (const k of Object.keys(plan.kernelParams).sort()) lines.push(record('kparam', ...checkKernelParam('kernelParams', k, plan.kernelParams[k]!)));
   const seenHandler = new Set<string>();
   handlers.forEach((h, i) => {
     if (seenHandler.has(h.name)) throw new UserError(`invalid plan: handler "${h.name}" is defined twice`);
@@ -290,6 +292,7 @@ export async function buildBundle(plan: Plan): Promise<Bundle> {
   entries.push(
     { path: 'manifest', mode: 0o644, content: Buffer.from(manifest, 'utf8') },
     { path: 'apply.sh', mode: 0o755, content: readFileSync(join(dir, 'apply.sh')) },
+    { path: 'kparam.awk', mode: 0o644, content: readFileSync(join(dir, 'kparam.awk')) },
     { path: 'verify.sh', mode: 0o755, content: readFileSync(join(dir, 'verify.sh')) },
   );
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

@@ -82,6 +82,16 @@ export function checkSysctlKey(what: string, value: string): string {
   return value;
 }
 
+/**
+ * A kernel command-line parameter the converger places on cmdline.txt: the kernel splits the line
+ * at white space and treats double quotes specially, so neither may appear, nor "=" in the name.
+ */
+export function checkKernelParam(what: string, name: string, value: string): [string, string] {
+  if (typeof name !== 'string' || !/^[a-z0-9][a-z0-9_.-]*$/.test(name)) bad(`${what} name`, String(name), 'expected a kernel parameter name such as "usb-storage.quirks"');
+  if (typeof value !== 'string' || !/^[A-Za-z0-9:,._+-]+$/.test(value)) bad(`${what} ${name}`, String(value), 'expected a value without spaces, quotes or control characters');
+  return [name, value];
+}
+
 /** A name used as a shell word's value that must not look like an option. */
 export function checkName(what: string, value: string): string {
   checkText(what, value);

@@ -42,7 +42,7 @@ export interface ApplyReport {
   counts: { changes: number; handlers: number; byKind: Record<string, number> };
 }
 
-export const APPLY_STEPS = ['facts', 'packages-install', 'packages-purge', 'users', 'dirs', 'files', 'remove', 'units', 'handlers'] as const;
+export const APPLY_STEPS = ['facts', 'packages-install', 'packages-purge', 'users', 'dirs', 'files', 'kernel-cmdline', 'remove', 'units', 'handlers'] as const;
 
 /**
  * Incremental parser: feed output as it arrives (for progress), then take the report.

@@ -8,6 +8,8 @@ import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import * as v from './validators.js';
+import { baseSupport, MODEL_IDS } from '../hardware/models.js';
+import { checkUsbQuirk, USB_QUIRKS_MAX, usbQuirksValue } from '../hardware/usb-quirks.js';
 
 /**
  * Folder that relative file references in the config resolve against. Set by the loader for the
@@ -228,6 +230,11 @@ const DriveSchema = z
     options: z.array(z.string().regex(/^[A-Za-z0-9_.=-]{1,64}$/, 'expected a mount option like noatime or commit=60')).max(32).default([]),
     timeout: z.number().int().min(1).max(600).default(30).describe('Seconds to wait for the drive at boot before giving up (boot continues; a drive that comes later still starts the sync daemon).'),
     spin_down: z.number().int().min(0).max(86400).default(0).describe('Spin the disk down after this many idle seconds (0: never).'),
+    usb_quirks: z
+      .array(shaped(checkUsbQuirk, { max: 64 }))
+      .max(12)
+      .default([])
+      .describe('usb-storage.quirks entries for the kernel command line, VID:PID:FLAGS (e.g. 174c:55aa:u: this USB-SATA bridge without UAS); IDs as lsusb shows them. Takes effect after a reboot.'),
   })
   .superRefine((d, ctx) => {
     if ((d.uuid === undefined) === (d.label === undefined)) {
@@ -237,6 +244,15 @@ const DriveSchema = z
       const problem = v.checkDriveOption(o);
       if (problem) ctx.addIssue({ code: 'custom', path: ['options', i], message: `expected ${problem}`, input: o });
     });
+    const seen = new Map<string, number>();
+    d.usb_quirks.forEach((q, i) => {
+      const id = q.slice(0, 9);
+      if (seen.has(id)) ctx.addIssue({ code: 'custom', path: ['usb_quirks', i], message: `expected one entry per device: ${id} is already usb_quirks[${seen.get(id)}] (the kernel uses only the first)`, input: q });
+      else seen.set(id, i);
+    });
+    if (usbQuirksValue(d.usb_quirks).length > USB_QUIRKS_MAX) {
+      ctx.addIssue({ code: 'custom', path: ['usb_quirks'], message: `expected at most ${USB_QUIRKS_MAX} characters in all (joined by commas): the kernel refuses a longer usb-storage.quirks`, input: d.usb_quirks });
+    }
     const uuidProblem = d.uuid === undefined ? null : v.checkUuidForFs(d.uuid, d.fs);
     if (uuidProblem) ctx.addIssue({ code: 'custom', path: ['uuid'], message: `expected ${uuidProblem} (or a different fs)`, input: d.uuid });
     if (d.label !== undefined && d.label.length > v.FS_LABEL_MAX[d.fs]!) {
@@ -270,6 +286,14 @@ const HardeningSchema = z
   })
   .default({ ssh: { port: 22, allow_from: [] }, firewall: 'deny', unattended_upgrades: true, fail2ban: false });
 
+const HardwareSchema = z.strictObject({
+  models: z
+    .array(z.enum(MODEL_IDS))
+    .min(1)
+    .max(MODEL_IDS.length)
+    .describe('Raspberry Pi models the image must boot on (see "Which Pi" in the README); the build fails when the image lacks what one of them needs.'),
+});
+
 export const ConfigSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected an image name of lowercase letters, digits and . _ -').optional().describe('Image name; default: the hostname.'),
@@ -288,8 +312,15 @@ export const ConfigSchema = z
       .default({})
       .refine((r) => Object.keys(r).length <= 64, 'expected at most 64 services'),
     hardening: HardeningSchema,
+    hardware: HardwareSchema.optional().describe('The boards this appliance is for.'),
   })
   .superRefine((c, ctx) => {
+    const baseFacts = 'debian' in c.base ? { kind: 'debian' as const, arch: c.base.debian.arch, suite: c.base.debian.suite } : { kind: 'image' as const, arch: c.base.image.arch };
+    c.hardware?.models.forEach((m, i) => {
+      const why = baseSupport(m, baseFacts);
+      const base = baseFacts.kind === 'debian' ? `a Debian ${baseFacts.suite} ${baseFacts.arch} base` : `an ${baseFacts.arch} image base`;
+      if (why) ctx.addIssue({ code: 'custom', path: ['hardware', 'models', i], message: `expected a model ${base} boots: ${why.reason}; for it, use ${why.alternative}`, input: m });
+    });
     const deviceNames = new Set<string>();
     const deviceIds = new Set<string>();
     c.sync.devices.forEach((d, i) => {

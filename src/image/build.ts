@@ -27,6 +27,7 @@ import { finishRoot, installedPackages } from './finish.js';
 import { exportImage, partialName, SECRET_FILE_MODE, type ExportResult } from './export.js';
 import { tool } from '../util/tool.js';
 import { stageBoot, type StagedBoot } from './bootpart.js';
+import { missingTargets, modelMatrix, type ModelMatrix } from '../hardware/models.js';
 
 const MiB = 1024 * 1024;
 
@@ -150,6 +151,21 @@ async function buildLayer(opts: BuildOptions, base: ResolvedBase, key: string, b
   });
 }
 
+/**
+ * The models the image boots on, from its staged boot partition; the build stops when the config
+ * names one it does not (before the apply: nothing the apply does adds device trees or firmware).
+ */
+async function checkModels(plan: Plan, bootDir: string): Promise<ModelMatrix> {
+  const matrix = modelMatrix(await readdir(bootDir), plan.base);
+  const missing = missingTargets(plan.models, matrix);
+  if (missing.length) {
+    throw new UserError(
+      `hardware.models: this image does not boot ${missing.map((m) => `${m.model} (${m.reason})`).join('; ')}; it boots ${matrix.boots.join(', ') || 'no Raspberry Pi'}`,
+    );
+  }
+  return matrix;
+}
+
 export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const t0 = Date.now();
   const { plan, reporter } = opts;
@@ -198,6 +214,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     await growFs(dev.partition(2));
     const { root, boot } = await mountImage(scope, dev);
     await fixPartitionRefs(root, boot.dir, diskId);
+    const models = await checkModels(plan, boot.dir);
 
     await applyPlan(root, plan, reporter, scope);
     await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
@@ -225,6 +242,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
         layer: { key, reused },
         diskId,
         rootPartuuid: `${diskId}-02`,
+        models: { ...(plan.models.length ? { targets: plan.models } : {}), boots: models.boots, excluded: models.excluded },
         packages,
         purged: plan.packages.purge,
         ...(layer.stripped ? { stripped: layer.stripped } : {}),

@@ -57,9 +57,11 @@ export function compilePlan(config: Config, inputs: ResolvedInputs, opts: Compil
     files: [],
     units: { enable: [], disable: [], mask: [] },
     sysctls: {},
+    kernelParams: {},
     handlers: [],
     checks: [],
     notes: [],
+    models: [...(config.hardware?.models ?? [])],
   };
   const owners = new Map<string, string>();
   const install = new Set<string>();
@@ -81,6 +83,10 @@ export function compilePlan(config: Config, inputs: ResolvedInputs, opts: Compil
     plan.units.disable.push(...(c.disable ?? []));
     plan.units.mask.push(...(c.mask ?? []));
     Object.assign(plan.sysctls, c.sysctls ?? {});
+    for (const [k, v] of Object.entries(c.kernelParams ?? {})) {
+      if (k in plan.kernelParams) throw new Error(`two features set the kernel parameter ${k}`);
+      plan.kernelParams[k] = v;
+    }
     for (const h of c.handlers ?? []) handlers.set(h.name, h);
     plan.checks.push(...(c.checks ?? []));
     plan.notes.push(...(c.notes ?? []));

@@ -81,6 +81,7 @@ export interface Contribution {
   disable?: string[];
   mask?: string[];
   sysctls?: Record<string, string>;
+  kernelParams?: Record<string, string>;
   handlers?: PlanHandler[];
   checks?: PlanCheck[];
   notes?: string[];

@@ -34,6 +34,8 @@ export function summarisePlan(plan: Plan): string {
   if (plan.units.disable.length) out.push(`Units disabled: ${plan.units.disable.join(' ')}`);
   if (plan.units.mask.length) out.push(`Units masked: ${plan.units.mask.join(' ')}`);
   out.push(`Sysctls: ${Object.entries(plan.sysctls).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`);
+  if (Object.keys(plan.kernelParams).length) out.push(`Kernel command line (cmdline.txt; at the next boot): ${Object.entries(plan.kernelParams).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  if (plan.models.length) out.push(`Raspberry Pi models (the build checks the image boots each): ${plan.models.join(' ')}`);
   out.push(`Handlers (run once, when notified): ${plan.handlers.map((h) => h.name).join(', ')}`);
   out.push('');
   out.push(`Checks (${plan.checks.length}):`);

@@ -4,6 +4,8 @@
  * so anything a target needs to know must be expressed here, never re-derived from the Config.
  */
 
+import type { ModelId } from '../hardware/models.js';
+
 /** Name of the feature module that contributed an item; shown in `syncpi plan` and reports. */
 export type FeatureName =
   | 'system'
@@ -131,8 +133,15 @@ export interface Plan {
   files: PlanFile[];
   units: PlanUnits;
   sysctls: Record<string, string>;
+  /**
+   * Parameters syncpi owns on the kernel command line (cmdline.txt), name → value: set on the
+   * target, removed again when they leave the plan; the rest of the line is never touched.
+   */
+  kernelParams: Record<string, string>;
   handlers: PlanHandler[];
   checks: PlanCheck[];
   /** Human-readable notes the features want the user to see (e.g. "panel is tunnel-only"). */
   notes: string[];
+  /** The Raspberry Pi models the config names (hardware.models); the build checks the image boots each. */
+  models: ModelId[];
 }

@@ -14,9 +14,11 @@ export function emptyPlan(overrides: Partial<Plan> = {}): Plan {
     files: [],
     units: { enable: [], disable: [], mask: [] },
     sysctls: {},
+    kernelParams: {},
     handlers: [],
     checks: [],
     notes: [],
+    models: [],
     ...overrides,
   };
 }

@@ -59,11 +59,13 @@ export function demoPlan(o: DemoPlanOptions): Plan {
     files,
     units: { enable: ['syncpi-demo.service'], disable: [], mask: [] },
     sysctls: {},
+    kernelParams: {},
     handlers: [
       { name: 'daemon-reload', action: 'daemon-reload', liveOnly: true },
       { name: 'restart-demo', action: 'restart', unit: 'syncpi-demo.service', liveOnly: true },
     ],
     checks: [],
     notes: [],
+    models: [],
   };
 }

@@ -38,9 +38,11 @@ export function testPlan(over: Partial<Plan> & { hostname?: string } = {}): Plan
     ],
     units: over.units ?? { enable: [], disable: [], mask: ['apt-daily.timer'] },
     sysctls: over.sysctls ?? { 'vm.swappiness': '10' },
+    kernelParams: over.kernelParams ?? {},
     handlers: [],
     checks: [],
     notes: [],
+    models: over.models ?? [],
   };
 }
 

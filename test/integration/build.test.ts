@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { buildImage, type BuildResult } from '../../src/image/build.js';
 import { installedPackages } from '../../src/image/finish.js';
 import { UserError } from '../../src/util/errors.js';
+import { MODEL_IDS } from '../../src/hardware/models.js';
 import { RecordingReporter, enabledHostKeyGenerators, inspectImage, loopsUnder, mountsMatching, requireTools, testPlan } from './build-support.js';
 
 // Kept between runs on one machine: the layer key covers the recipe, so a stale entry is never used.
@@ -20,6 +21,7 @@ const CACHE = join(tmpdir(), 'syncpi-build-test-cache');
 process.env.XDG_CACHE_HOME = CACHE;
 const work = mkdtempSync(join(tmpdir(), 'syncpi-build-test-'));
 let first: BuildResult;
+let firstCmdline = '';
 
 before(() => requireTools());
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -81,6 +83,7 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
     assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'LABEL', `${dev}p2`], { encoding: 'utf8' }).trim(), 'rootfs');
     assert.equal(execFileSync('blkid', ['-o', 'value', '-s', 'TYPE', `${dev}p2`], { encoding: 'utf8' }).trim(), 'ext4');
     assertPartuuidsConsistent(root, boot, first.diskId);
+    firstCmdline = readFileSync(join(boot, 'cmdline.txt'), 'utf8');
 
     const syncer = idOf(root, 'passwd', 'syncer');
     const syncerGroup = idOf(root, 'group', 'syncer');
@@ -110,6 +113,11 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
   assert.equal(manifest.configHash, 'test-pi-test');
   assert.equal(manifest.base.kind, 'debian');
   assert.equal(manifest.image.sha256, first.imageSha256);
+  // no kernel, device tree or firmware on the small variant's card: it boots no Pi, and says why for each
+  assert.deepEqual(manifest.models.boots, []);
+  assert.deepEqual(manifest.models.excluded.map((e: { model: string }) => e.model).sort(), [...MODEL_IDS].sort());
+  assert.ok(manifest.models.excluded.every((e: { reason: string }) => /no device tree|ARMv[67]|RP1/.test(e.reason)), JSON.stringify(manifest.models.excluded));
+  assert.equal(manifest.models.targets, undefined, 'the plan names no models');
   assert.equal(readFileSync(first.sha256, 'utf8').split('\n')[0], `${sha256(first.img)}  appliance.img`);
   assert.equal(first.imageSha256, sha256(first.img));
   // the .xz unpacks to the very same image
@@ -123,8 +131,15 @@ test('config-only rebuild reuses the base layer and says so (its time is a bench
   assert.ok(first, 'needs the cold build');
   const reporter = new RecordingReporter();
   const out = join(work, 'out2');
-  const r = await buildImage({ plan: testPlan({ hostname: 'pi-second' }), outDir: out, reporter, boot: false });
+  const r = await buildImage({ plan: testPlan({ hostname: 'pi-second', kernelParams: { 'usb-storage.quirks': '174c:55aa:u' } }), outDir: out, reporter, boot: false });
   assert.equal(r.layer.reused, true);
+  // the converger's kernel-cmdline step wrote the parameter on the card's cmdline.txt, one line, nothing else changed
+  await inspectImage(r.img, (_root, boot) => {
+    const line = readFileSync(join(boot, 'cmdline.txt'), 'utf8');
+    assert.equal(line.split('\n').length, 2, 'one line');
+    assert.match(line, / usb-storage\.quirks=174c:55aa:u\b/);
+    assert.equal(line.replace(' usb-storage.quirks=174c:55aa:u', ''), firstCmdline.replaceAll(first.diskId, r.diskId));
+  });
   assert.equal(r.layer.key, first.layer.key);
   assert.ok(reporter.infos.some((m) => /reusing cached base layer/.test(m)), 'the build says it reused the layer');
   assert.notEqual(r.diskId, first.diskId, 'another config, another disk id');
@@ -149,6 +164,15 @@ test('bmaptool copy with our .bmap reproduces the image byte for byte', { timeou
   assert.match(xml, /<ChecksumType> sha256 <\/ChecksumType>/);
   assert.equal(Number(/<MappedBlocksCount> (\d+) /.exec(xml)![1]) * 4096, first.mappedBytes);
   rmSync(dest);
+});
+
+test('a plan naming a model the image cannot boot fails before the apply, naming the model and why', { timeout: 10 * 60_000 }, async () => {
+  assert.ok(first, 'needs the cold build (its layer)');
+  const out = join(work, 'models');
+  const r = buildImage({ plan: testPlan({ hostname: 'pi-models', models: ['pi4b'] }), outDir: out, reporter: new RecordingReporter(), boot: false });
+  await assert.rejects(r, (e: unknown) => e instanceof UserError && /^hardware\.models: this image does not boot pi4b \(no device tree .*bcm2711-rpi-4-b\.dtb\)/.test(e.message));
+  assert.equal(existsSync(join(out, 'appliance.img')), false);
+  assert.deepEqual(loopsUnder(work), []);
 });
 
 test('stock image path: an RPi OS–shaped .img.xz is verified, cached, and built on', { timeout: 15 * 60_000 }, async () => {

@@ -35,6 +35,14 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+test('the manifest lists the Pis the image boots on: Pi 3 and 4 families and Zero 2 W, not the Pi 5 (RP1) nor ARMv6', () => {
+  const manifest = JSON.parse(readFileSync(app.img.replace(/\.img$/, '.manifest.json'), 'utf8'));
+  assert.deepEqual(manifest.models.boots, ['pi3b', 'pi3b-plus', 'pi3a-plus', 'cm3', 'zero2w', 'pi4b', 'pi400', 'cm4']);
+  const why = new Map<string, string>(manifest.models.excluded.map((e: { model: string; reason: string }) => [e.model, e.reason]));
+  assert.match(why.get('pi5') ?? '', /RP1/);
+  assert.match(why.get('zero-w') ?? '', /ARMv6/);
+});
+
 /**
  * Per Pi model with an on-board radio, the brcmfmac firmware it asks for: the chip's firmware,
  * its regulatory blob, and the board's NVRAM file named by its device tree compatible.

@@ -3,6 +3,7 @@
  * timeout), per-filesystem ownership options, and optional spin-down.
  */
 import { SYNCPI_LIB, type Feature } from '../context.js';
+import { USB_QUIRKS_PARAM, usbQuirksValue } from '../../hardware/usb-quirks.js';
 export { driveDeviceUnit, mountUnitName, unitNameForPath } from '../units.js';
 
 const FSTYPE: Record<string, string> = { ext4: 'ext4', btrfs: 'btrfs', xfs: 'xfs', exfat: 'exfat', vfat: 'vfat', ntfs: 'ntfs3' };
@@ -57,6 +58,7 @@ export const drive: Feature = {
     return {
       install,
       files,
+      ...(d.usb_quirks.length ? { kernelParams: { [USB_QUIRKS_PARAM]: usbQuirksValue(d.usb_quirks) } } : {}),
       dirs: base.dirs,
       enable,
       handlers,
@@ -64,7 +66,10 @@ export const drive: Feature = {
         { kind: 'fstab', path: d.mount, spec, description: `drive ${spec} is in fstab at ${d.mount} with nofail` },
         { kind: 'mount', path: d.mount, description: `drive is mounted at ${d.mount}` },
       ],
-      notes: [`drive ${spec} mounts at ${d.mount} on first access; boot waits at most ${d.timeout} s for it`],
+      notes: [
+        `drive ${spec} mounts at ${d.mount} on first access; boot waits at most ${d.timeout} s for it`,
+        ...(d.usb_quirks.length ? [`${USB_QUIRKS_PARAM}=${usbQuirksValue(d.usb_quirks)} goes on the kernel command line; on a running Pi it takes effect at the next reboot`] : []),
+      ],
     };
   },
 };
