@@ -8,7 +8,8 @@
  * Honoured: HostName, Port, User, IdentityFile, IdentitiesOnly, UserKnownHostsFile, ProxyJump.
  * Refused with an error naming the line, because ssh(1) would act on them and we cannot do so
  * faithfully: `Include`, and `Match` criteria other than all/host/originalhost/user/localuser
- * (`Match exec` would run a command, `canonical`/`final` depend on canonicalisation).
+ * (`Match exec` would run a command, `canonical`/`final` depend on canonicalisation); and a
+ * ProxyCommand for the host (named by file and Host), which a direct connection would bypass.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname, userInfo } from 'node:os';
@@ -173,6 +174,11 @@ export function resolveSsh(cfg: SshConfigFile | null, w: SshWanted, ctx: LocalCo
   const kh = first(c.userknownhostsfile);
   const knownHostsFile = w.knownHostsFile ?? (kh !== undefined ? expandPath(kh, tokens, `${where}: UserKnownHostsFile ${kh}`) : undefined);
   const pj = first(c.proxyjump);
+  const pc = first(c.proxycommand);
+  // Connecting directly instead of through the command would reach some other machine, or none.
+  if (pc !== undefined && pc.trim().toLowerCase() !== 'none' && pj === undefined && !w.proxyJump) {
+    throw new UserError(`${where}: ProxyCommand is not supported; reach the host with ProxyJump [USER@]HOST[:PORT] instead, or pass --ssh-config none`);
+  }
   const proxyJump = w.proxyJump ?? (pj !== undefined ? parseProxyJump(pj, where) : []);
   return { host, port, user, identities, identitiesOnly: io === 'yes', ...(knownHostsFile !== undefined ? { knownHostsFile } : {}), proxyJump };
 }

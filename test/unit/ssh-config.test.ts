@@ -88,6 +88,18 @@ const CASES: Array<{ name: string; config: string; want: Partial<SshWanted> & { 
     expect: { proxyJump: [] },
   },
   {
+    name: 'ProxyCommand none in the first matching block means a direct connection',
+    config: 'Host direct\n  ProxyCommand none\nHost *\n  ProxyCommand nc %h %p\n',
+    want: { host: 'direct' },
+    expect: { proxyJump: [], host: 'direct' },
+  },
+  {
+    name: 'a ProxyJump obtained before a ProxyCommand is used',
+    config: 'Host *\n  ProxyJump b\n  ProxyCommand nc %h %p\n',
+    want: { host: 'other' },
+    expect: { proxyJump: [{ host: 'b' }] },
+  },
+  {
     name: 'Match host is judged against the HostName',
     config: 'Host g\n  HostName 10.1.1.1\nMatch host 10.1.1.1\n  User matched\n',
     want: { host: 'g' },
@@ -122,6 +134,7 @@ const ERRORS: Array<{ name: string; config: string; re: RegExp }> = [
   { name: 'Match canonical is refused', config: 'Match canonical host *.lan\n  User x\n', re: /config:1: Match canonical is not supported/ },
   { name: 'a bad Port names the file and the host', config: 'Host g\n  Port twenty\n', re: /config \(Host g\): Port: port "twenty" is not a whole number/ },
   { name: 'an unsupported token is named', config: 'Host g\n  IdentityFile ~/.ssh/%C\n', re: /IdentityFile ~\/\.ssh\/%C: token %C is not supported/ },
+  { name: 'a ProxyCommand for the host is refused, not bypassed', config: 'Host g\n  ProxyCommand nc -X 5 -x proxy:1080 %h %p\n', re: /config \(Host g\): ProxyCommand is not supported; reach the host with ProxyJump/ },
   { name: 'a bad ProxyJump is named', config: 'Host g\n  ProxyJump a@b@c\n', re: /ProxyJump "a@b@c" is not \[USER@\]HOST\[:PORT\]/ },
 ];
 
