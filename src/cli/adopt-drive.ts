@@ -15,10 +15,10 @@ export function register(program: Command): void {
       .command('adopt-drive')
       .description('use the drive now in the appliance for every folder: reset the index, refill from the other devices (nothing is deleted)')
       .argument('<destination>', '[USER@]HOST of the appliance (default user: pi)')
-      .option('-p, --port <port>', 'SSH port', '22')
+      .option('-p, --port <port>', 'SSH port (default: the SSH config\'s, else 22)')
       .option('-y, --yes', 'do not ask for confirmation'),
     true,
-  ).action(async (dest: string, flags: SshCliOptions & { port: string; yes?: boolean }) => {
+  ).action(async (dest: string, flags: SshCliOptions & { port?: string; yes?: boolean }) => {
     if (!flags.yes) {
       if (!process.stdin.isTTY || !process.stderr.isTTY) throw new UserError(`adopt-drive ${dest}: resets Syncthing's index on the appliance; pass --yes to confirm (no terminal to ask on)`);
       const { confirm } = await import('@inquirer/prompts');

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { EXIT_DRIFT, Failure, UserError } from '../util/errors.js';
-import { addSshOptions, parsePositiveInt, type SshCliOptions } from './provision.js';
+import { addSshOptions, parsePositiveInt, sshConfigFile, type SshCliOptions } from './provision.js';
 
 interface FleetCliOptions extends SshCliOptions {
   parallel: string;
@@ -48,7 +48,7 @@ async function fleetAction(inventoryPath: string, opts: FleetCliOptions, check: 
     async (h, ctx) => {
       const r = await applyToHost(h, prepared.get(h.name)!.archive, {
         check,
-        policy: { identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 },
+        policy: { sshConfigFile: sshConfigFile(opts), identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 },
         onConnected: () => ctx.setState(check ? 'checking' : 'applying'),
         onEvent: (kind, step) => {
           if (kind === 'STEP') ctx.setState(`${check ? 'checking' : 'applying'}: ${step}`);

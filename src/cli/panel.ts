@@ -11,7 +11,7 @@ import { UserError } from '../util/errors.js';
 import { addSshOptions, parsePositiveInt, type SshCliOptions } from './provision.js';
 
 interface PanelFlags extends SshCliOptions {
-  port: string;
+  port?: string;
   localPort: string;
   remotePort: string;
 }
@@ -81,7 +81,7 @@ export function register(program: Command): void {
       .command('panel')
       .description("open an SSH tunnel to the appliance's control panel and print its local URL")
       .argument('<destination>', '[USER@]HOST of the appliance (default user: pi)')
-      .option('-p, --port <port>', 'SSH port', '22')
+      .option('-p, --port <port>', 'SSH port (default: the SSH config\'s, else 22)')
       .option('--local-port <port>', 'loopback port here (default: a free one)', '0')
       .option('--remote-port <port>', 'panel port on the appliance', '8384'),
     true,

@@ -8,6 +8,12 @@ export interface SshCliOptions {
   acceptNewHostKey?: boolean;
   hostKeyFingerprint?: string;
   connectTimeout?: string;
+  sshConfig?: string;
+}
+
+/** `--ssh-config`: a file, `none` (null: no config), or unset (~/.ssh/config when present). */
+export function sshConfigFile(flags: SshCliOptions): string | null | undefined {
+  return flags.sshConfig === 'none' ? null : flags.sshConfig;
 }
 
 /** The SSH flags shared by provision, fleet and status. */
@@ -15,6 +21,7 @@ export function addSshOptions(cmd: Command, single: boolean): Command {
   cmd
     .option('-i, --identity <file>', 'private key file (repeatable; default: ssh-agent and ~/.ssh/id_*)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--known-hosts <file>', 'known_hosts file to check host keys against (default ~/.ssh/known_hosts)')
+    .option('-F, --ssh-config <file>', 'OpenSSH client config for Host aliases, Port, User, IdentityFile, ProxyJump… (default ~/.ssh/config if present; "none" for none)')
     .option('--accept-new-host-key', 'trust and record the key of a host never seen before (a changed key is still refused)')
     .option('--connect-timeout <seconds>', 'give up connecting after this long', '20');
   if (single) cmd.option('--host-key-fingerprint <SHA256:...>', 'trust a new host whose key has this fingerprint');
@@ -26,8 +33,9 @@ export function parsePositiveInt(name: string, v: string, max = 100000): number 
   return Number(v);
 }
 
-export function parsePort(v: string): number {
-  return parsePositiveInt('--port', v, 65535);
+/** `--port`, when given: unset leaves the SSH config's Port (or 22) to apply. */
+export function parsePort(v: string | undefined): number | undefined {
+  return v === undefined ? undefined : parsePositiveInt('--port', v, 65535);
 }
 
 export function register(program: Command): void {
@@ -38,12 +46,12 @@ export function register(program: Command): void {
       .argument('<destination>', '[USER@]HOST of the Pi (default user: pi)')
       .argument('<config>', 'path to appliance.yaml')
       .option('--check', `print what would change (diffs, packages, restarts) and change nothing; exit ${EXIT_DRIFT} when something would`)
-      .option('-p, --port <port>', 'SSH port', '22')
+      .option('-p, --port <port>', 'SSH port (default: the SSH config\'s, else 22)')
       .option('--secrets <file>', 'secrets file (default: CONFIG.secrets.yaml beside the config)')
       .option('--no-diff', 'do not print file diffs in --check mode')
       .addOption(new Option('--json', 'print one JSON event per line, ending with the host report')),
     true,
-  ).action(async (dest: string, config: string, opts: SshCliOptions & { check?: boolean; port: string; secrets?: string; diff: boolean; json?: boolean }) => {
+  ).action(async (dest: string, config: string, opts: SshCliOptions & { check?: boolean; port?: string; secrets?: string; diff: boolean; json?: boolean }) => {
     const { parseDestination } = await import('../targets/ssh.js');
     const { prepare } = await import('../fleet/prepare.js');
     const { applyToHost, describeReport } = await import('../fleet/host.js');
@@ -62,9 +70,10 @@ export function register(program: Command): void {
     let applied: Awaited<ReturnType<typeof applyToHost>> | undefined;
     try {
       await rep.step(label, async () => {
-        applied = await applyToHost({ name: host, address: host, user: user ?? 'pi', port }, prepared.archive, {
+        applied = await applyToHost({ name: host, address: host, user, port }, prepared.archive, {
           check: !!opts.check,
           policy: {
+            sshConfigFile: sshConfigFile(opts),
             identities: opts.identity,
             knownHostsFile: opts.knownHosts,
             acceptNewHostKey: !!opts.acceptNewHostKey,

@@ -44,10 +44,10 @@ export function register(program: Command): void {
       .command('share')
       .description("print the appliance's Syncthing device ID and a QR code of it for phone apps")
       .argument('<destination>', '[USER@]HOST of the appliance (default user: pi)')
-      .option('-p, --port <port>', 'SSH port', '22')
+      .option('-p, --port <port>', 'SSH port (default: the SSH config\'s, else 22)')
       .option('--no-qr', 'print the device ID only'),
     true,
-  ).action(async (dest: string, flags: SshCliOptions & { port: string; qr: boolean }) => {
+  ).action(async (dest: string, flags: SshCliOptions & { port?: string; qr: boolean }) => {
     const { openSession } = await import('../remote/session.js');
     const ssh = await openSession(dest, flags);
     let id: string | undefined;

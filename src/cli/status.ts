@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Failure } from '../util/errors.js';
-import { addSshOptions, parsePositiveInt, type SshCliOptions } from './provision.js';
+import { addSshOptions, parsePositiveInt, sshConfigFile, type SshCliOptions } from './provision.js';
 
 export function register(program: Command): void {
   addSshOptions(
@@ -23,7 +23,7 @@ export function register(program: Command): void {
     const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
     const inv = loadInventory(inventoryPath);
     const hosts = selectHosts(inv, opts.limit);
-    const policy = { identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 };
+    const policy = { sshConfigFile: sshConfigFile(opts), identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 };
 
     // Status needs no local secret: each appliance's REST key is read on the appliance itself.
     const jobs = hosts.map((h) => ({ h, config: loadHostConfig(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name} in ${path.basename(inv.file)}` }).config }));

@@ -7,10 +7,10 @@
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Failure } from '../util/errors.js';
-import { addSshOptions, parsePort, parsePositiveInt, type SshCliOptions } from './provision.js';
+import { addSshOptions, parsePort, parsePositiveInt, sshConfigFile, type SshCliOptions } from './provision.js';
 
 interface VerifyFlags extends SshCliOptions {
-  port: string;
+  port?: string;
   secrets?: string;
   json?: boolean;
 }
@@ -28,7 +28,7 @@ export function register(program: Command): void {
       .description("run the plan's checks against a root filesystem directory or a running appliance and print pass/fail per check")
       .argument('<target>', 'a root filesystem directory, or [USER@]HOST of a running appliance (default user: the config\'s)')
       .argument('<config>', 'path to appliance.yaml')
-      .option('-p, --port <port>', 'SSH port', '22')
+      .option('-p, --port <port>', 'SSH port (default: the SSH config\'s, else 22)')
       .option('--secrets <file>', 'secrets file (default: CONFIG.secrets.yaml beside the config)')
       .option('--json', 'print the results as JSON'),
     true,
@@ -46,13 +46,13 @@ export function register(program: Command): void {
       const { parseDestination, SshTarget } = await import('../targets/ssh.js');
       const { verifyLive } = await import('../verify/live.js');
       const { user, host } = parseDestination(target);
-      const port = parsePort(flags.port);
-      const login = user ?? plan.users.find((u) => !u.system)?.name ?? 'pi';
       const timeout = parsePositiveInt('--connect-timeout', flags.connectTimeout ?? '20', 3600);
       const ssh = await SshTarget.connect({
         host,
-        port,
-        user: login,
+        port: parsePort(flags.port),
+        user,
+        defaultUser: plan.users.find((u) => !u.system)?.name ?? 'pi',
+        sshConfigFile: sshConfigFile(flags),
         identities: flags.identity,
         knownHostsFile: flags.knownHosts,
         acceptNewHostKey: !!flags.acceptNewHostKey,
@@ -60,8 +60,9 @@ export function register(program: Command): void {
         connectTimeoutMs: timeout * 1000,
       });
       try {
-        outcomes = await reporter.step(`verify ${login}@${host}`, () =>
-          verifyLive(ssh, plan, { sshHost: host, sshPort: port, user: login, panel: panelCredentials(loaded, inputs) }),
+        // The password probe dials the resolved address: an SSH config alias means nothing to it.
+        outcomes = await reporter.step(`verify ${ssh.user}@${host}`, () =>
+          verifyLive(ssh, plan, { sshHost: ssh.host, sshPort: ssh.port, user: ssh.user, panel: panelCredentials(loaded, inputs) }),
         );
       } finally {
         ssh.close();

@@ -9,12 +9,17 @@ import { applyOverSsh, type BundleArchive } from './remote.js';
 
 export interface HostSpec {
   name: string;
+  /** Name or address as typed: an SSH config alias is resolved when connecting. */
   address: string;
-  user: string;
-  port: number;
+  /** Unset: the SSH config's User, else pi. */
+  user?: string;
+  /** Unset: the SSH config's Port, else 22. */
+  port?: number;
 }
 
 export interface ConnectPolicy {
+  /** OpenSSH client config: a path, null for none, undefined for ~/.ssh/config if present. */
+  sshConfigFile?: string | null;
   identities?: string[];
   knownHostsFile?: string;
   acceptNewHostKey?: boolean;
@@ -46,6 +51,8 @@ export function connectTo(h: HostSpec, p: ConnectPolicy): Promise<SshTarget> {
     host: h.address,
     port: h.port,
     user: h.user,
+    defaultUser: 'pi',
+    sshConfigFile: p.sshConfigFile,
     label: h.name,
     identities: p.identities,
     knownHostsFile: p.knownHostsFile,

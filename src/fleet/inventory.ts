@@ -28,8 +28,9 @@ const port = z.number().int().min(1).max(65535);
 export const InventorySchema = z.strictObject({
   appliance: z.string().min(1).describe('Path of appliance.yaml, relative to this file.'),
   defaults: z
-    .strictObject({ user: user.default('pi'), port: port.default(22), values })
-    .default({ user: 'pi', port: 22, values: {} }),
+    // Unset user/port leave the SSH config's (then pi and 22) to apply when connecting.
+    .strictObject({ user: user.optional(), port: port.optional(), values })
+    .default({ values: {} }),
   groups: z.record(name(), z.strictObject({ values, hosts: z.array(name()).default([]) })).default({}),
   hosts: z
     .record(

@@ -19,11 +19,19 @@ import { NodeSSH } from 'node-ssh';
 import ssh2 from 'ssh2';
 import { Failure, UserError } from '../util/errors.js';
 import { shJoin } from '../util/shell.js';
+import { loadSshConfig, localContext, resolveSsh, type JumpHop, type SshConfigFile } from './ssh-config.js';
 
 export interface SshOptions {
+  /** Name as typed: an alias of the SSH config, a DNS name or an address. */
   host: string;
+  /** From the command line: beats the SSH config's Port (default 22). */
   port?: number;
+  /** From the command line: beats the SSH config's User. */
   user?: string;
+  /** Login when neither `user` nor the SSH config names one (default: the local user). */
+  defaultUser?: string;
+  /** OpenSSH client config (`-F`): a path, null for none, undefined for ~/.ssh/config if present. */
+  sshConfigFile?: string | null;
   /** Private key files; when empty, the agent ($SSH_AUTH_SOCK) and ~/.ssh/id_{ed25519,ecdsa,rsa}. */
   identities?: string[];
   /** known_hosts file (default ~/.ssh/known_hosts). */
@@ -153,31 +161,35 @@ export function judgeHostKey(entries: KnownHostEntry[], name: string, blob: Buff
 // ---------------------------------------------------------------------------------------------
 // credentials
 
-async function loadIdentities(files: string[] | undefined, label: string): Promise<{ keys: Buffer[]; agent?: string }> {
-  const explicit = files && files.length > 0;
-  const candidates = explicit ? files : ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => path.join(homedir(), '.ssh', f));
+async function loadIdentities(files: { file: string; from: 'flag' | 'config' }[], identitiesOnly: boolean, label: string): Promise<{ keys: Buffer[]; agent?: string }> {
+  const explicit = files.some((f) => f.from === 'flag');
+  // As ssh(1): the default key files are tried only when no file was named anywhere.
+  const candidates = files.length ? files : ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => ({ file: path.join(homedir(), '.ssh', f), from: 'default' as const }));
   const keys: Buffer[] = [];
-  for (const f of candidates) {
+  for (const { file: f, from } of candidates) {
+    const named = from === 'flag' ? `--identity ${f}` : `IdentityFile ${f} (SSH config)`;
     if (!existsSync(f)) {
-      if (explicit) throw new UserError(`--identity ${f}: no such file (give the path of a private key, e.g. ~/.ssh/id_ed25519)`);
+      if (from === 'flag') throw new UserError(`--identity ${f}: no such file (give the path of a private key, e.g. ~/.ssh/id_ed25519)`);
       continue;
     }
     const buf = await readFile(f);
     const parsed = ssh2.utils.parseKey(buf);
     if (parsed instanceof Error) {
-      if (explicit) {
-        const enc = /encrypted|passphrase/i.test(parsed.message);
-        throw new UserError(`--identity ${f}: ${enc ? 'the key is protected by a passphrase; load it into ssh-agent (ssh-add) and omit --identity' : `not a usable private key (${parsed.message})`}`);
+      const enc = /encrypted|passphrase/i.test(parsed.message);
+      // A config key under a passphrase is usually in the agent too, which is offered below.
+      if (from === 'flag' || (from === 'config' && !enc)) {
+        throw new UserError(`${named}: ${enc ? 'the key is protected by a passphrase; load it into ssh-agent (ssh-add) and omit --identity' : `not a usable private key (${parsed.message})`}`);
       }
       continue;
     }
     keys.push(buf);
   }
   const agent = process.env.SSH_AUTH_SOCK && existsSync(process.env.SSH_AUTH_SOCK) ? process.env.SSH_AUTH_SOCK : undefined;
-  if (!keys.length && !agent) {
-    throw new UserError(`no SSH credentials for ${label}: pass --identity FILE, or start ssh-agent with a key loaded`);
+  const useAgent = !explicit && !identitiesOnly ? agent : undefined;
+  if (!keys.length && !useAgent) {
+    throw new UserError(`no SSH credentials for ${label}: pass --identity FILE, name an IdentityFile in the SSH config, or start ssh-agent with a key loaded`);
   }
-  return { keys, agent: explicit ? undefined : agent };
+  return { keys, agent: useAgent };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,6 +205,8 @@ export class SshTarget {
     readonly host: string,
     readonly port: number,
     readonly user: string,
+    /** The jump host this connection goes through (ProxyJump), closed with it. */
+    private readonly via?: SshTarget,
   ) {
     this.label = host;
   }
@@ -216,13 +230,39 @@ export class SshTarget {
   }
 
   private static async connectOnce(o: SshOptions): Promise<SshTarget> {
-    const port = o.port ?? 22;
-    const user = o.user ?? process.env.USER ?? 'root';
-    const label = o.label ?? o.host;
-    const file = o.knownHostsFile ?? path.join(homedir(), '.ssh', 'known_hosts');
+    const ctx = localContext();
+    const cfg = loadSshConfig(o.sshConfigFile, ctx);
+    const wanted = { host: o.host, port: o.port, user: o.user, defaultUser: o.defaultUser ?? (ctx.localUser || 'root'), identities: o.identities, knownHostsFile: o.knownHostsFile };
+    return SshTarget.open(cfg, wanted, o, o.label ?? o.host, 0);
+  }
+
+  /**
+   * Reach the hops of ProxyJump as ssh(1) does: the first by its own config entry (its own
+   * ProxyJump included), each later one through the one before, then this host through the last,
+   * each with its own host-key check. Command-line settings apply to the final host only.
+   */
+  private static async openJumps(cfg: SshConfigFile | null, hops: JumpHop[], o: Pick<SshOptions, 'connectTimeoutMs'>, depth: number): Promise<SshTarget> {
+    if (depth >= 8) throw new UserError(`ProxyJump through ${hops.map((h) => h.host).join(',')}: more than 8 hops deep (a ProxyJump loop in the SSH config?)`);
+    let via: SshTarget | undefined;
+    try {
+      for (const h of hops) {
+        const w = { host: h.host, port: h.port, user: h.user, defaultUser: localContext().localUser || 'root' };
+        via = await SshTarget.open(cfg, w, { connectTimeoutMs: o.connectTimeoutMs }, `jump host ${h.host}`, depth + 1, via);
+      }
+    } catch (e) {
+      via?.close();
+      throw e;
+    }
+    return via!;
+  }
+
+  private static async open(cfg: SshConfigFile | null, w: Parameters<typeof resolveSsh>[1], o: Pick<SshOptions, 'acceptNewHostKey' | 'hostKeyFingerprint' | 'connectTimeoutMs'>, label: string, depth: number, through?: SshTarget): Promise<SshTarget> {
+    const r = resolveSsh(cfg, w);
+    const { host, port, user } = r;
+    const file = r.knownHostsFile ?? path.join(homedir(), '.ssh', 'known_hosts');
     const entries = existsSync(file) ? parseKnownHosts(await readFile(file, 'utf8')) : [];
-    const name = knownHostsName(o.host, port);
-    const creds = await loadIdentities(o.identities, label);
+    const name = knownHostsName(host, port);
+    const creds = await loadIdentities(r.identities, r.identitiesOnly, label);
 
     // Offer only the key types already known for this host, so a host that also has (say) an RSA
     // key is judged by the key we recorded, not by whichever type the negotiation picks.
@@ -234,10 +274,12 @@ export class SshTarget {
     const auth: unknown[] = creds.keys.map((key) => ({ type: 'publickey', username: user, key }));
     if (creds.agent) auth.unshift({ type: 'agent', username: user, agent: creds.agent });
 
+    const via = through ?? (r.proxyJump.length ? await SshTarget.openJumps(cfg, r.proxyJump, o, depth) : undefined);
     const ssh = new NodeSSH();
     try {
+      const sock = via ? await via.forward(host, port) : undefined;
       await ssh.connect({
-        host: o.host,
+        ...(sock ? { sock } : { host }),
         port,
         username: user,
         readyTimeout: o.connectTimeoutMs ?? 20_000,
@@ -253,28 +295,42 @@ export class SshTarget {
       } as never);
     } catch (e) {
       ssh.dispose();
+      via?.close();
       if (verdict && !verdict.ok) throw verdict.error;
+      if (e instanceof UserError || e instanceof Failure) throw e;
       const msg = e instanceof Error ? e.message : String(e);
+      const at = `${user}@${host}:${port}${via ? ` (through ${via.label})` : ''}`;
       if (/authentication methods failed/i.test(msg)) {
-        throw new Failure(`${label}: ${user}@${o.host}:${port} refused every offered key (${creds.keys.length} key file(s)${creds.agent ? ' and the agent' : ''})`);
+        throw new Failure(`${label}: ${at} refused every offered key (${creds.keys.length} key file(s)${creds.agent ? ' and the agent' : ''})`);
       }
       if (/no matching host key/i.test(msg)) {
         throw new UserError(`${label}: offers none of the host key types recorded for it in ${file} (${knownTypes.join(', ')}): its keys changed; refusing to connect`);
       }
-      throw new Failure(`${label}: cannot connect to ${o.host}:${port}: ${msg}`, [], { cause: e });
+      throw new Failure(`${label}: cannot connect to ${at}: ${msg}`, [], { cause: e });
     }
     if (verdict?.ok && verdict.record && blobSeen) {
       await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
       await appendFile(file, `${name} ${blobKeyType(blobSeen)} ${blobSeen.toString('base64')}\n`, { mode: 0o600 });
     }
-    const t = new SshTarget(ssh, o.host, port, user);
+    const t = new SshTarget(ssh, host, port, user, via);
     (t as { label: string }).label = label;
     // An error after the handshake (keepalive timeout, reset) ends the connection: pending commands
     // learn it from 'close'. Unlistened, it would crash the whole process (every host of a fleet).
     ssh.connection?.on('error', (e: Error) => {
       t.lastError = e.message;
     });
+    // The jump connection lives as long as the connection it carries.
+    ssh.connection?.on('close', () => via?.close());
     return t;
+  }
+
+  /** A direct-tcpip channel from this host to host:port (what ProxyJump rides on). */
+  private forward(host: string, port: number): Promise<ssh2.ClientChannel> {
+    this.roundTrips++;
+    const client = this.client;
+    return new Promise((resolve, reject) =>
+      client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => (err ? reject(new Failure(`${this.label}: cannot reach ${host}:${port} from there: ${err.message}`)) : resolve(ch))),
+    );
   }
 
   private get client(): ssh2.Client {
@@ -383,6 +439,7 @@ export class SshTarget {
 
   close(): void {
     this.ssh.dispose();
+    this.via?.close();
   }
 }
 

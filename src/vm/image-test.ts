@@ -237,6 +237,8 @@ export async function runImageTest(o: ImageTestOptions): Promise<ImageTestResult
       const ssh = await SshTarget.connect({
         host: '127.0.0.1',
         port: vm.ports.ssh!,
+        // A VM of this run on a forwarded loopback port: no Host entry of the user's is about it.
+        sshConfigFile: null,
         user,
         ...(o.identities?.length ? { identities: o.identities } : {}),
         knownHostsFile: join(workDir, 'known_hosts'),

@@ -51,13 +51,13 @@ export interface CliResult {
 }
 
 /** Run `syncpi ARGS` through the real entry point. */
-export async function syncpi(args: string[], o: { timeoutMs?: number } = {}): Promise<CliResult> {
+export async function syncpi(args: string[], o: { timeoutMs?: number; env?: Record<string, string | undefined> } = {}): Promise<CliResult> {
   const t0 = Date.now();
   const r = await execa(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], {
     cwd: root,
     reject: false,
     timeout: o.timeoutMs ?? 240_000,
-    env: { NO_COLOR: '1' },
+    env: { NO_COLOR: '1', ...o.env },
   });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t0 };
 }

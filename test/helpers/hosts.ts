@@ -52,6 +52,8 @@ export interface TestHost {
   fingerprint: string;
   /** Container root as seen from this machine (the overlay mount). */
   root: string;
+  /** The container's network namespace (`ip netns` name). */
+  netns: string;
   /** Milliseconds from spawn to an SSH banner. */
   bootMs: number;
   /** Run argv inside the container as root (all namespaces), no SSH involved. */
@@ -526,6 +528,7 @@ async function bootOne(slot: Slot, name: string, base: { rootfs: string; repo: s
     knownHostsLine: `${ip} ${hk.line}`,
     fingerprint: hk.fingerprint,
     root,
+    netns: slot.ns,
     bootMs,
     async exec(argv, opts) {
       const r = await inContainer(slot, argv, { input: opts?.input });
@@ -610,6 +613,25 @@ export async function stopAll(): Promise<void> {
     runDir = undefined;
     clientKey = undefined;
   }
+}
+
+/**
+ * A private link between two hosts' namespaces only (10.214.A.0/30, A = a's slot: a is .1, b is
+ * .2), as a LAN behind a bastion: a reaches b on it, this machine has no route to it. Both ends
+ * live in the hosts' namespaces, so the link goes when either host stops.
+ */
+export async function linkHosts(a: TestHost, b: TestHost): Promise<{ aIp: string; bIp: string }> {
+  const idx = /^spt(\d+)$/.exec(a.netns)?.[1];
+  if (!idx) throw new Error(`not a test host namespace: ${a.netns}`);
+  const aIp = `10.214.${idx}.1`;
+  const bIp = `10.214.${idx}.2`;
+  await run('ip', ['-n', a.netns, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', b.netns]);
+  for (const [ns, ip] of [[a.netns, aIp], [b.netns, bIp]] as const) {
+    await run('ip', ['netns', 'exec', ns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv6/conf/lan0/disable_ipv6']);
+    await run('ip', ['-n', ns, 'addr', 'add', `${ip}/30`, 'dev', 'lan0']);
+    await run('ip', ['-n', ns, 'link', 'set', 'lan0', 'up']);
+  }
+  return { aIp, bIp };
 }
 
 /** A known_hosts file holding the current keys of these hosts. */

@@ -164,3 +164,26 @@ test('a generated panel password is shown once on a terminal, never in the JSON 
   const again = spawnSync('script', ['-qec', `${quoted} > ${join(dir, 'stdout.json')}`, '/dev/null'], { encoding: 'utf8', cwd: repoRoot, env: { ...process.env, NO_COLOR: '1' }, input: '' });
   assert.ok(!again.stdout.includes(password), 'shown only once');
 });
+
+test('--ssh-config: the config names address, port and key for every SSH command; a bad config is bad input on one line', async () => {
+  const dir = tempDir();
+  const key = join(dir, 'id_ed25519');
+  spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+  const port = await closedPort();
+  const cfg = join(dir, 'ssh_config');
+  writeFileSync(cfg, `Host viaconfig\n  HostName 127.0.0.1\n  Port ${port}\n  IdentityFile ${key}\n`);
+  // Nothing listens there: the failure shows where the command went, from the config alone.
+  for (const args of [['share', 'viaconfig'], ['panel', 'viaconfig'], ['adopt-drive', 'viaconfig', '--yes']]) {
+    const r = syncpi([...args, '-F', cfg, '--connect-timeout', '5'], { env: { SSH_AUTH_SOCK: '' } });
+    assert.equal(r.status, 1, `${args[0]}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`cannot connect to pi@127\\.0\\.0\\.1:${port}`), args[0]);
+  }
+  writeFileSync(join(dir, 'with-include'), 'Host a\n  Port 2\nInclude other\n');
+  const inc = syncpi(['share', 'viaconfig', '--ssh-config', join(dir, 'with-include')]);
+  assert.equal(inc.status, 2);
+  assert.match(inc.stderr.trim(), /with-include:3: Include is not supported/);
+  assert.equal(inc.stderr.trim().split('\n').length, 1);
+  const missing = syncpi(['share', 'viaconfig', '--ssh-config', join(dir, 'nope')]);
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /--ssh-config .*nope: no such file/);
+});
