@@ -304,6 +304,12 @@ export function checkLocale(s: string): string | null {
   return 'a UTF-8 locale such as en_US.UTF-8, de_DE.UTF-8 or C.UTF-8';
 }
 
+/** What wpa_supplicant takes as a WPA passphrase: 8–63 printable ASCII, or the 64-hex-digit key itself. */
+export function checkWifiPsk(s: string): string | null {
+  if (/^[\x20-\x7e]{8,63}$/.test(s) || /^[0-9a-fA-F]{64}$/.test(s)) return null;
+  return '8–63 printable ASCII characters or 64 hex digits';
+}
+
 export function checkCountry(s: string): string | null {
   if (/^[A-Z]{2}$/.test(s)) {
     const dn = new Intl.DisplayNames(['en'], { type: 'region' });
