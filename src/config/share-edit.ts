@@ -99,9 +99,14 @@ export function addShare(file: string, a: ShareAdd): ShareAddResult {
   const changes: string[] = [];
   if (!existing) {
     const devices = doc.getIn(['sync', 'devices'], true);
-    // `devices: []` (as init writes it) becomes a block list: a device is a mapping of its own
-    if (isSeq(devices) && devices.items.length === 0) devices.flow = false;
-    doc.addIn(['sync', 'devices'], doc.createNode({ id, name: a.name }));
+    const entry = doc.createNode({ id, name: a.name });
+    if (devices === undefined) doc.setIn(['sync', 'devices'], doc.createNode([entry]));
+    else if (!isSeq(devices)) throw new UserError(`${shown}: sync.devices is not a list; expected a list of devices`);
+    else {
+      // `devices: []` (as init writes it) becomes a block list: a device is a mapping of its own
+      if (devices.items.length === 0) devices.flow = false;
+      devices.add(entry);
+    }
     changes.push(`device ${a.name} (${id}) added to sync.devices`);
   }
   if (!(a.readOnly ? readers : sharers).has(id)) {

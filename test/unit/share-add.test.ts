@@ -110,6 +110,19 @@ test('a config written by init (devices: []) gets a block list of devices', () =
   assert.deepEqual(loadConfig(file).config.sync.folders[0]!.devices, ['friend']);
 });
 
+test('a config without sync.devices gets the key, as a list', () => {
+  const d = join(dir, 'no-devices');
+  spawnSync('mkdir', ['-p', d]);
+  const file = join(d, 'appliance.yaml');
+  writeFileSync(file, `system:\n  user:\n    ssh_keys: ["${fixtureKey}"]\nsync:\n  # one folder, nobody yet\n  folders:\n    - id: docs\n      path: docs\n`);
+  const r = syncpi(['share', 'add', file, '--device', friend, '--name', 'friend', '--folder', 'docs', '--read-only']);
+  assert.equal(r.status, 0, r.stderr);
+  const { config } = loadConfig(file);
+  assert.deepEqual(config.sync.devices.map((x) => [x.name, x.id]), [['friend', friend]]);
+  assert.deepEqual(config.sync.folders[0]!.readers, ['friend']);
+  assert.match(readFileSync(file, 'utf8'), /# one folder, nobody yet/);
+});
+
 test('refusals exit 2 with one line naming what and what would be valid; the file is unchanged', () => {
   const file = copyOfShipped();
   const bytes = readFileSync(file);
