@@ -4,11 +4,13 @@
  * on a terminal or taking flags. The file is validated with the same loader as every other
  * command before it is put in place.
  */
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Document } from 'yaml';
+import { normaliseDeviceId } from '../config/device-id.js';
 import { loadConfig } from '../config/load.js';
+import { DEVICE_NAME_EXPECTED, DEVICE_NAME_RE } from '../config/schema.js';
 import * as v from '../config/validators.js';
 import { UserError } from '../util/errors.js';
 import { packageRoot } from '../util/paths.js';
@@ -23,6 +25,14 @@ export interface InitAnswers {
   driveFs: string;
   panelNetworks: string[];
   tunnelOnly: boolean;
+  wifi?: { country: string; ssid: string; psk?: string };
+  devices?: { id: string; name: string }[];
+  folders?: { id: string; path: string; type: 'sendreceive' | 'sendonly' | 'receiveonly'; devices: string[]; readers: string[] }[];
+}
+
+/** Where the wizard keeps the Wi-Fi passphrase: its own file (mode 0600) beside the config, which names it. */
+export function wifiPskFile(out: string): string {
+  return join(dirname(out), `${basename(out).replace(/\.(ya?ml)$/i, '')}.wifi-psk`);
 }
 
 export interface InitFlags {
@@ -40,14 +50,21 @@ export interface InitFlags {
 }
 
 
-export function renderAppliance(a: InitAnswers): string {
+export function renderAppliance(a: InitAnswers, pskFile?: string): string {
   const doc = new Document({
     system: {
       hostname: a.hostname,
       timezone: a.timezone,
       user: { name: a.user, ssh_keys: a.sshKeys },
+      ...(a.wifi
+        ? { wifi: { country: a.wifi.country, networks: [{ ssid: a.wifi.ssid, ...(a.wifi.psk !== undefined && pskFile ? { psk: { file: basename(pskFile) } } : {}) }] } }
+        : {}),
     },
-    sync: { private: true, devices: [], folders: [] },
+    sync: {
+      private: true,
+      devices: a.devices ?? [],
+      folders: (a.folders ?? []).map((f) => ({ id: f.id, path: f.path, type: f.type, devices: f.devices, ...(f.readers.length ? { readers: f.readers } : {}) })),
+    },
     panel: a.tunnelOnly
       ? { listen: '127.0.0.1:8384', tunnel_only: true }
       : { listen: '0.0.0.0:8384', allowed_networks: a.panelNetworks },
@@ -56,7 +73,13 @@ export function renderAppliance(a: InitAnswers): string {
       : {}),
     hardening: { firewall: 'deny', unattended_upgrades: true },
   });
-  doc.commentBefore = ` yaml-language-server: $schema=${join(packageRoot(), 'schema', 'appliance.schema.json')}\n syncpi appliance: edit, then run \`syncpi plan\` to see what it makes.\n Add devices (sync.devices) and folders (sync.folders) to share files.`;
+  for (const key of ['devices', 'readers']) {
+    (a.folders ?? []).forEach((_, i) => {
+      const list = doc.getIn(['sync', 'folders', i, key], true) as { flow?: boolean } | undefined;
+      if (list) list.flow = true;
+    });
+  }
+  doc.commentBefore = ` yaml-language-server: $schema=${join(packageRoot(), 'schema', 'appliance.schema.json')}\n syncpi appliance: edit, then run \`syncpi plan\` to see what it makes.\n Add devices with \`syncpi share add\`, or under sync.devices and sync.folders.`;
   return doc.toString({ lineWidth: 0 });
 }
 
@@ -112,10 +135,16 @@ async function ask(flags: InitFlags): Promise<InitAnswers> {
       }
     },
   })).trim();
-  const driveBy = await select({
-    message: 'External drive',
+  const wifi = await askWifi();
+  const devices = await askDevices();
+  const folders = await askFolders(devices.map((d) => d.name));
+  const { findDrives } = await import('./init-drives.js');
+  const found = await findDrives();
+  const driveBy = await select<string>({
+    message: `External drive${found.length ? ' (plug it in, then pick it)' : ' (none found on this machine: plug it in and run init again, or type its label)'}`,
     choices: [
-      { name: 'by filesystem label (e.g. SYNCDRIVE)', value: 'label' },
+      ...found.map((d, i) => ({ name: d.title, value: `found:${i}` })),
+      { name: 'enter a label by hand (e.g. SYNCDRIVE)', value: 'label' },
       { name: 'by UUID (lsblk -o NAME,UUID)', value: 'uuid' },
       { name: 'no drive for now', value: 'none' },
     ],
@@ -123,7 +152,12 @@ async function ask(flags: InitFlags): Promise<InitAnswers> {
   let driveUuid: string | undefined;
   let driveLabel: string | undefined;
   let driveFs = 'ext4';
-  if (driveBy !== 'none') {
+  const picked = driveBy.startsWith('found:') ? found[Number(driveBy.slice(6))]! : undefined;
+  if (picked) {
+    driveUuid = picked.uuid;
+    driveLabel = picked.label;
+    driveFs = picked.fs;
+  } else if (driveBy !== 'none') {
     if (driveBy === 'uuid') driveUuid = (await input({ message: 'Filesystem UUID', validate: validate(v.checkUuidOrFsId) })).trim();
     else driveLabel = (await input({ message: 'Filesystem label', default: 'SYNCDRIVE', validate: validate(v.checkFsLabel) })).trim();
     driveFs = await select({ message: 'Filesystem', choices: ['ext4', 'exfat', 'ntfs', 'vfat', 'btrfs', 'xfs'].map((x) => ({ name: x, value: x })) });
@@ -140,7 +174,68 @@ async function ask(flags: InitFlags): Promise<InitAnswers> {
     } });
     panelNetworks = nets.split(',').map((x) => x.trim()).filter(Boolean);
   }
-  return { hostname, timezone, user, sshKeys: readKeyFile(keyFile), driveUuid, driveLabel, driveFs, panelNetworks, tunnelOnly };
+  return { hostname, timezone, user, sshKeys: readKeyFile(keyFile), driveUuid, driveLabel, driveFs, panelNetworks, tunnelOnly, wifi, devices, folders };
+}
+
+const problemOr = (p: string | null): string | true => (p ? `Expected ${p}` : true);
+
+async function askWifi(): Promise<InitAnswers['wifi']> {
+  const { input, confirm, password } = await import('@inquirer/prompts');
+  if (!(await confirm({ message: 'Connect the Pi to Wi-Fi?', default: false }))) return undefined;
+  const country = (await input({ message: 'Wi-Fi country (two letters, e.g. DE)', validate: (s) => problemOr(v.checkCountry(s.trim())) })).trim();
+  const ssid = await input({ message: 'Wi-Fi network name (SSID)', validate: (s) => (s && Buffer.byteLength(s) <= 32 && !v.hasControlChars(s) ? true : 'Expected a network name of 1–32 bytes on one line') });
+  const psk = await password({ message: 'Wi-Fi passphrase (empty for an open network; kept in its own file, never in the YAML)', mask: '*', validate: (s) => (s === '' ? true : problemOr(v.checkWifiPsk(s))) });
+  return { country, ssid, ...(psk ? { psk } : {}) };
+}
+
+async function askDevices(): Promise<NonNullable<InitAnswers['devices']>> {
+  const { input } = await import('@inquirer/prompts');
+  const devices: NonNullable<InitAnswers['devices']> = [];
+  for (let i = 0; i < 64; i++) {
+    const pasted = await input({
+      message: `Device ${i + 1} to sync with: paste its ID (Syncthing: Actions → Show ID), or leave empty to finish`,
+      validate: (s) => {
+        if (s.trim() === '') return true;
+        const r = normaliseDeviceId(s);
+        if ('problem' in r) return `Expected ${r.problem}`;
+        return devices.some((d) => d.id === r.id) ? `Expected another device: this one is already added as ${devices.find((d) => d.id === r.id)!.name}` : true;
+      },
+    });
+    if (pasted.trim() === '') break;
+    const id = (normaliseDeviceId(pasted) as { id: string }).id;
+    const name = (await input({
+      message: `Name for ${id.slice(0, 7)}`,
+      validate: (s) => (!DEVICE_NAME_RE.test(s.trim()) ? `Expected ${DEVICE_NAME_EXPECTED}` : devices.some((d) => d.name === s.trim()) ? 'Expected a name not given yet' : true),
+    })).trim();
+    devices.push({ id, name });
+  }
+  return devices;
+}
+
+async function askFolders(names: string[]): Promise<NonNullable<InitAnswers['folders']>> {
+  const { input, select, checkbox } = await import('@inquirer/prompts');
+  const folders: NonNullable<InitAnswers['folders']> = [];
+  for (let i = 0; i < 64; i++) {
+    const id = (await input({
+      message: `Folder ${i + 1} to sync: its ID (the same on every device, e.g. photos), or leave empty to finish`,
+      validate: (s) => (s.trim() === '' ? true : !/^[A-Za-z0-9._-]{1,64}$/.test(s.trim()) ? 'Expected a folder ID of letters, digits and . _ -' : folders.some((f) => f.id === s.trim()) ? 'Expected a folder ID not given yet' : true),
+    })).trim();
+    if (id === '') break;
+    const path = (await input({ message: `Path of ${id} on the drive (relative to the drive's mount)`, default: id, validate: (s) => (/^[\p{L}\p{N} ._+@,=-]+(\/[\p{L}\p{N} ._+@,=-]+)*$/u.test(s.trim()) && !s.split('/').some((x) => x === '.' || x === '..') ? true : 'Expected a relative path such as photos or family/photos') })).trim();
+    const type = await select<'sendreceive' | 'sendonly' | 'receiveonly'>({
+      message: `How the Pi holds ${id}`,
+      choices: [
+        { name: 'send and receive (the usual)', value: 'sendreceive' },
+        { name: 'receive only (a backup: the Pi never sends changes of its own)', value: 'receiveonly' },
+        { name: 'send only (the Pi\'s copy is the master)', value: 'sendonly' },
+      ],
+    });
+    const devices = names.length ? await checkbox({ message: `Devices that sync ${id} both ways (space to pick, enter to go on)`, choices: names.map((n) => ({ name: n, value: n })) }) : [];
+    const rest = names.filter((n) => !devices.includes(n));
+    const readers = rest.length ? await checkbox({ message: `Devices that receive ${id} read-only (nothing they change comes back)`, choices: rest.map((n) => ({ name: n, value: n })) }) : [];
+    folders.push({ id, path, type, devices, readers });
+  }
+  return folders;
 }
 
 function fromFlags(flags: InitFlags): InitAnswers {
@@ -158,6 +253,19 @@ function fromFlags(flags: InitFlags): InitAnswers {
   };
 }
 
+/** A secret file: created 0600 under a temp name, then renamed, so it is never readable by others or half-written. */
+function writePrivate(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
 export async function runInit(flags: InitFlags): Promise<void> {
   const out = resolve(flags.out);
   if (existsSync(out) && !flags.force) throw new UserError(`${flags.out} exists; expected a new file name, or --force to overwrite it`);
@@ -170,14 +278,18 @@ export async function runInit(flags: InitFlags): Promise<void> {
   else {
     throw new UserError('no terminal to ask questions on; expected the answers as flags: --ssh-key FILE (required) and optionally --hostname, --timezone, --user, --drive-uuid or --drive-label, --drive-fs, --panel-network CIDR, --tunnel-only');
   }
+  const pskFile = answers.wifi?.psk !== undefined ? wifiPskFile(out) : undefined;
+  if (pskFile && existsSync(pskFile) && !flags.force) throw new UserError(`${pskFile} exists; expected a new config name, or --force to overwrite it`);
   const tmp = `${out}.tmp-${process.pid}`;
-  writeFileSync(tmp, renderAppliance(answers), { mode: 0o644 });
+  writeFileSync(tmp, renderAppliance(answers, pskFile), { mode: 0o644 });
   try {
     loadConfig(tmp);
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;
   }
+  if (pskFile) writePrivate(pskFile, `${answers.wifi!.psk!}\n`);
   renameSync(tmp, out);
+  if (pskFile) process.stdout.write(`wrote ${pskFile} (the Wi-Fi passphrase, mode 0600: keep it out of version control)\n`);
   process.stdout.write(`wrote ${flags.out}\nnext: syncpi plan ${flags.out}   (then: syncpi build ${flags.out} --out out/)\n`);
 }

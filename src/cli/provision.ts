@@ -51,61 +51,65 @@ export function register(program: Command): void {
       .option('--no-diff', 'do not print file diffs in --check mode')
       .addOption(new Option('--json', 'print one JSON event per line, ending with the host report')),
     true,
-  ).action(async (dest: string, config: string, opts: SshCliOptions & { check?: boolean; port?: string; secrets?: string; diff: boolean; json?: boolean }) => {
-    const { parseDestination } = await import('../targets/ssh.js');
-    const { prepare } = await import('../fleet/prepare.js');
-    const { applyToHost, describeReport } = await import('../fleet/host.js');
-    const { createReporter } = await import('../util/report.js');
-    const { exitText } = await import('../bundle/protocol.js');
-    const port = parsePort(opts.port);
-    const { user, host } = parseDestination(dest);
-    const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
-    const rep = createReporter({ json: !!opts.json });
+  ).action(runProvision);
+}
 
-    const prepared = await rep.step('compile plan and bundle', async () => prepare(config, opts.secrets ? { secretsFile: opts.secrets } : {}), (p) => `${p.plan.files.length} files, ${p.plan.packages.install.length} packages`);
-    for (const a of prepared.announcements) rep.info(a);
+export type ProvisionOptions = SshCliOptions & { check?: boolean; port?: string; secrets?: string; diff: boolean; json?: boolean };
 
-    const label = `${opts.check ? 'check' : 'apply'} on ${host}`;
-    // The step fails (✖) when the host does, but the report is still printed below.
-    let applied: Awaited<ReturnType<typeof applyToHost>> | undefined;
-    try {
-      await rep.step(label, async () => {
-        applied = await applyToHost({ name: host, address: host, user, port }, prepared.archive, {
-          check: !!opts.check,
-          policy: {
-            sshConfigFile: sshConfigFile(opts),
-            identities: opts.identity,
-            knownHostsFile: opts.knownHosts,
-            acceptNewHostKey: !!opts.acceptNewHostKey,
-            hostKeyFingerprint: opts.hostKeyFingerprint,
-            connectTimeoutMs: timeout * 1000,
-          },
-        });
-        if (applied.status === 'failed') throw new Failure(`${host} failed`);
-        return applied;
-      }, (r) => `${r.changes.length} change(s)${r.handlers.length ? `, ${r.handlers.length} restart(s)/reload(s)` : ''}`);
-    } catch (e) {
-      if (!applied) throw e;
-    }
-    const report = applied!;
+/** What `syncpi provision` does; also the way other commands (share add --apply) apply a config. */
+export async function runProvision(dest: string, config: string, opts: ProvisionOptions): Promise<void> {
+  const { parseDestination } = await import('../targets/ssh.js');
+  const { prepare } = await import('../fleet/prepare.js');
+  const { applyToHost, describeReport } = await import('../fleet/host.js');
+  const { createReporter } = await import('../util/report.js');
+  const { exitText } = await import('../bundle/protocol.js');
+  const port = parsePort(opts.port);
+  const { user, host } = parseDestination(dest);
+  const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
+  const rep = createReporter({ json: !!opts.json });
 
-    if (rep.json) rep.result(report);
-    else {
-      const lines = describeReport(report, { diffs: opts.diff });
-      const head =
-        report.status === 'failed'
-          ? `${host}: FAILED`
-          : report.changes.length === 0 && report.handlers.length === 0
-            ? `${host}: no changes (already converged)`
-            : `${host}: ${report.changes.length} ${opts.check ? 'change(s) would be made' : 'change(s) made'}`;
-      process.stdout.write([head, ...lines].join('\n') + '\n');
-    }
-    if (report.error) {
-      throw report.error.exitCode === 2 ? new UserError(report.error.message) : new Failure(report.error.message);
-    }
-    if (report.failure) {
-      throw new Failure(`${host}: step "${report.failure.step}" failed${exitText(report.failure)}: ${report.failure.message}`);
-    }
-    if (opts.check && (report.changes.length > 0 || report.handlers.length > 0)) process.exitCode = EXIT_DRIFT;
-  });
+  const prepared = await rep.step('compile plan and bundle', async () => prepare(config, opts.secrets ? { secretsFile: opts.secrets } : {}), (p) => `${p.plan.files.length} files, ${p.plan.packages.install.length} packages`);
+  for (const a of prepared.announcements) rep.info(a);
+
+  const label = `${opts.check ? 'check' : 'apply'} on ${host}`;
+  // The step fails (✖) when the host does, but the report is still printed below.
+  let applied: Awaited<ReturnType<typeof applyToHost>> | undefined;
+  try {
+    await rep.step(label, async () => {
+      applied = await applyToHost({ name: host, address: host, user, port }, prepared.archive, {
+        check: !!opts.check,
+        policy: {
+          identities: opts.identity,
+          knownHostsFile: opts.knownHosts,
+          acceptNewHostKey: !!opts.acceptNewHostKey,
+          hostKeyFingerprint: opts.hostKeyFingerprint,
+          connectTimeoutMs: timeout * 1000,
+        },
+      });
+      if (applied.status === 'failed') throw new Failure(`${host} failed`);
+      return applied;
+    }, (r) => `${r.changes.length} change(s)${r.handlers.length ? `, ${r.handlers.length} restart(s)/reload(s)` : ''}`);
+  } catch (e) {
+    if (!applied) throw e;
+  }
+  const report = applied!;
+
+  if (rep.json) rep.result(report);
+  else {
+    const lines = describeReport(report, { diffs: opts.diff });
+    const head =
+      report.status === 'failed'
+        ? `${host}: FAILED`
+        : report.changes.length === 0 && report.handlers.length === 0
+          ? `${host}: no changes (already converged)`
+          : `${host}: ${report.changes.length} ${opts.check ? 'change(s) would be made' : 'change(s) made'}`;
+    process.stdout.write([head, ...lines].join('\n') + '\n');
+  }
+  if (report.error) {
+    throw report.error.exitCode === 2 ? new UserError(report.error.message) : new Failure(report.error.message);
+  }
+  if (report.failure) {
+    throw new Failure(`${host}: step "${report.failure.step}" failed${exitText(report.failure)}: ${report.failure.message}`);
+  }
+  if (opts.check && (report.changes.length > 0 || report.handlers.length > 0)) process.exitCode = EXIT_DRIFT;
 }

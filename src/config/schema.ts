@@ -173,13 +173,17 @@ const FolderSchema = z.strictObject({
   path: label(1024).describe('Absolute path on the drive, or relative to drive.mount.'),
   type: z.enum(['sendreceive', 'sendonly', 'receiveonly']).default('sendreceive'),
   devices: z.array(label(64)).max(64).default([]).describe('Names (or IDs) of devices from sync.devices to share with.'),
+  readers: z.array(label(64)).max(64).optional().describe('Names (or IDs) of devices from sync.devices that receive the folder read-only: nothing they change reaches this copy.'),
   rescan_interval: z.number().int().min(0).max(86400 * 7).default(3600),
   watch: z.boolean().default(true),
 });
 
+export const DEVICE_NAME_RE = /^[A-Za-z0-9._ -]{1,64}$/;
+export const DEVICE_NAME_EXPECTED = 'a device name of letters, digits, spaces and . _ - (at most 64)';
+
 const DeviceSchema = z.strictObject({
   id: shaped(v.checkDeviceId),
-  name: z.string().regex(/^[A-Za-z0-9._ -]{1,64}$/, 'expected a device name of letters, digits, spaces and . _ -'),
+  name: z.string().regex(DEVICE_NAME_RE, `expected ${DEVICE_NAME_EXPECTED}`),
   addresses: z
     .array(shaped(v.checkDeviceAddress, { max: 300 }))
     .min(1)
@@ -334,17 +338,24 @@ export const ConfigSchema = z
     c.sync.folders.forEach((f, i) => {
       if (folderIds.has(f.id)) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'id'], message: `expected a unique folder ID; "${f.id}" is used twice`, input: f.id });
       folderIds.add(f.id);
-      f.devices.forEach((ref, j) => {
-        if (!deviceNames.has(ref) && !deviceIds.has(ref)) {
-          const hint = v.didYouMean(ref, [...deviceNames]);
-          ctx.addIssue({
-            code: 'custom',
-            path: ['sync', 'folders', i, 'devices', j],
-            message: `expected the name or ID of a device listed under sync.devices${hint ? ` (did you mean "${hint}"?)` : deviceNames.size ? ` (one of: ${[...deviceNames].join(', ')})` : ' (none are listed)'}`,
-            input: ref,
-          });
-        }
-      });
+      // One device, one way of sharing: a name and its ID are the same device.
+      const idOf = (ref: string) => c.sync.devices.find((d) => d.name === ref || d.id === ref)?.id ?? ref;
+      const sharers = new Set(f.devices.map(idOf));
+      for (const key of ['devices', 'readers'] as const) {
+        (f[key] ?? []).forEach((ref, j) => {
+          if (!deviceNames.has(ref) && !deviceIds.has(ref)) {
+            const hint = v.didYouMean(ref, [...deviceNames]);
+            ctx.addIssue({
+              code: 'custom',
+              path: ['sync', 'folders', i, key, j],
+              message: `expected the name or ID of a device listed under sync.devices${hint ? ` (did you mean "${hint}"?)` : deviceNames.size ? ` (one of: ${[...deviceNames].join(', ')})` : ' (none are listed)'}`,
+              input: ref,
+            });
+          } else if (key === 'readers' && sharers.has(idOf(ref))) {
+            ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, key, j], message: `expected a device not also under devices of this folder: a reader only receives; remove it from one of the two lists`, input: ref });
+          }
+        });
+      }
       // The storage root is also the only folder the sandboxed daemon may write besides its home.
       const root = c.drive?.mount ?? DEFAULT_DRIVE_MOUNT;
       const path = f.path.startsWith('/') ? f.path : `${root}/${f.path}`;

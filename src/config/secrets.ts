@@ -14,6 +14,7 @@ import bcrypt from 'bcryptjs';
 import { parse, stringify } from 'yaml';
 import { UserError } from '../util/errors.js';
 import type { Config } from './schema.js';
+import { checkWifiPsk } from './validators.js';
 
 export interface HostSecrets {
   /** Written by syncpi before 0.2; the API key is now each appliance's own (made on the Pi). */
@@ -179,9 +180,8 @@ export function resolveInputs(config: Config, configFile: string, opts: ResolveO
   const wifiPsks = (config.system.wifi?.networks ?? []).map((n, i) => {
     if (!n.psk) return null;
     const psk = readSecretRef(n.psk, configDir, ['system', 'wifi', 'networks', i, 'psk']);
-    if (!/^[\x20-\x7e]{8,63}$/.test(psk) && !/^[0-9a-fA-F]{64}$/.test(psk)) {
-      throw new SecretInputError(['system', 'wifi', 'networks', i, 'psk'], 'expected 8–63 printable ASCII characters or 64 hex digits');
-    }
+    const problem = checkWifiPsk(psk);
+    if (problem) throw new SecretInputError(['system', 'wifi', 'networks', i, 'psk'], `expected ${problem}`);
     return psk;
   });
 

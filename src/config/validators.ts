@@ -3,6 +3,7 @@
  * phrase saying what would be valid. Shared by the schema and by command-line flags.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { DEVICE_ID_EXPECTED, normaliseDeviceId } from './device-id.js';
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -283,30 +284,11 @@ export function checkSshPublicKey(s: string): string | null {
   return null;
 }
 
-const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-function luhnBase32(s: string): string {
-  let factor = 1;
-  let sum = 0;
-  const n = B32.length;
-  for (const ch of s) {
-    let addend = factor * B32.indexOf(ch);
-    factor = factor === 2 ? 1 : 2;
-    addend = Math.floor(addend / n) + (addend % n);
-    sum += addend;
-  }
-  return B32[(n - (sum % n)) % n]!;
-}
-
-/** Syncthing device IDs: 8 groups of 7 base32 characters; every 14th character is a Luhn check. */
+/** Syncthing device IDs in the config: the canonical spelling only, check characters verified. */
 export function checkDeviceId(s: string): string | null {
-  const what = 'a Syncthing device ID: 8 groups of 7 characters A–Z 2–7, as shown under Actions → Show ID';
-  if (!/^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$/.test(s)) return what;
-  const raw = s.replace(/-/g, '');
-  for (let i = 0; i < 4; i++) {
-    const chunk = raw.slice(i * 14, i * 14 + 13);
-    if (luhnBase32(chunk) !== raw[i * 14 + 13]) return `${what} (check character ${i + 1} does not match: a typo?)`;
-  }
+  const r = normaliseDeviceId(s);
+  if ('problem' in r) return r.problem;
+  if (r.id !== s) return `${DEVICE_ID_EXPECTED}, written as ${r.id}`;
   return null;
 }
 
@@ -320,6 +302,12 @@ export function checkTimezone(s: string): string | null {
 export function checkLocale(s: string): string | null {
   if (s === 'C.UTF-8' || /^[a-z]{2,3}_[A-Z]{2}(@[a-z]+)?\.UTF-8$/.test(s)) return null;
   return 'a UTF-8 locale such as en_US.UTF-8, de_DE.UTF-8 or C.UTF-8';
+}
+
+/** What wpa_supplicant takes as a WPA passphrase: 8–63 printable ASCII, or the 64-hex-digit key itself. */
+export function checkWifiPsk(s: string): string | null {
+  if (/^[\x20-\x7e]{8,63}$/.test(s) || /^[0-9a-fA-F]{64}$/.test(s)) return null;
+  return '8–63 printable ASCII characters or 64 hex digits';
 }
 
 export function checkCountry(s: string): string | null {

@@ -25,10 +25,11 @@ export interface BlockDevice {
   mountpoints: string[];
   fstype: string;
   label: string;
+  uuid: string;
   children: BlockDevice[];
 }
 
-const COLUMNS = 'NAME,PATH,MAJ:MIN,TYPE,SIZE,MODEL,VENDOR,SERIAL,TRAN,RM,HOTPLUG,RO,FSTYPE,LABEL';
+const COLUMNS = 'NAME,PATH,MAJ:MIN,TYPE,SIZE,MODEL,VENDOR,SERIAL,TRAN,RM,HOTPLUG,RO,FSTYPE,LABEL,UUID';
 
 type Raw = Record<string, unknown> & { children?: Raw[] };
 
@@ -54,6 +55,7 @@ function normalize(raw: Raw): BlockDevice {
     mountpoints: mps.filter((m): m is string => typeof m === 'string' && m !== ''),
     fstype: str(raw.fstype),
     label: str(raw.label),
+    uuid: str(raw.uuid),
     children: (raw.children ?? []).map(normalize),
   };
 }

@@ -63,7 +63,8 @@ export function privacyProblems(xml: string): string[] {
   return problems;
 }
 
-async function generate(home: string): Promise<string> {
+/** A fresh Syncthing home made by the real binary (no daemon started); returns its device ID. */
+export async function generateHome(home: string): Promise<string> {
   await mkdir(home, { recursive: true });
   try {
     const r = await execa('syncthing', ['generate', `--home=${home}`, '--no-default-folder'], { stdin: 'ignore', all: true });
@@ -84,7 +85,7 @@ export interface LaptopOptions {
 
 export async function startLaptop(dir: string, opts: LaptopOptions = {}): Promise<Laptop> {
   const home = join(dir, 'laptop-home');
-  const id = await generate(home);
+  const id = await generateHome(home);
   const apiKey = randomBytes(16).toString('hex');
   const guiPort = await freePort();
   const cfg = join(home, 'config.xml');

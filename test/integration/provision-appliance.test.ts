@@ -7,6 +7,8 @@
  * Both: --check first changes nothing, the apply converges, the second apply changes nothing,
  * `syncpi verify` passes what a container can pass, and SSH still lets the config's user in
  * (key only, nobody else) after the sshd drop-in, the firewall and NetworkManager.
+ * Last, `share add --apply` puts a pasted device on B's running Syncthing in one step, and
+ * `share HOST --config` shows B's ID and who each folder is shared with.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +18,7 @@ import path from 'node:path';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
 import { ABSENT_LABEL, jsonResult, syncpi, testAppliance, writeYaml, type CliResult } from '../helpers/appliance-config.js';
 import { SshTarget } from '../../src/targets/ssh.js';
+import { generateHome } from '../helpers/laptop-syncthing.js';
 import type { HostReport } from '../../src/fleet/host.js';
 
 let hosts: TestHost[] = [];
@@ -229,5 +232,44 @@ describe('syncpi provision with the real appliance', () => {
       assert.equal((await t.exec('true')).code, 0);
       t.close();
     }
+  });
+
+  test('share add --apply: a pasted device reaches the running Syncthing in one step; share shows who has which folder', async () => {
+    const friend = await generateHome(path.join(dir, 'friend-home'));
+    const ssh = ['-i', B().keyPath, '--known-hosts', kh];
+    const r = await syncpi(['share', 'add', cfg.b, '--device', friend.toLowerCase(), '--name', 'friend', '--folder', 'documents', '--apply', `pi@${B().ip}`, ...ssh]);
+    assert.equal(r.exitCode, 0, `${r.stdout.slice(-3000)}\n${r.stderr}`);
+    assert.match(r.stdout, /friend added to folder documents as a device/);
+    assert.match(r.stdout, new RegExp(`${B().ip.replace(/\./g, '\\.')}: \\d+ change\\(s\\) made`));
+    const apiKey = await apiKeyOn(B());
+    const t = await SshTarget.connect({ host: B().ip, user: 'pi', identities: [B().keyPath], knownHostsFile: kh });
+    try {
+      let folders: Array<{ id: string; devices: Array<{ deviceID: string }> }> = [];
+      // the daemon restarted with the new config: its API comes back a moment later
+      for (let i = 0; i < 80; i++) {
+        const res = await t.httpGet(8384, '/rest/config/folders', { 'X-API-Key': apiKey }, 5_000, true).catch(() => ({ status: 0, body: '' }));
+        if (res.status === 200) {
+          folders = JSON.parse(res.body) as typeof folders;
+          if (folders.find((f) => f.id === 'documents')?.devices.some((d) => d.deviceID === friend)) break;
+        }
+        await new Promise((res2) => setTimeout(res2, 250));
+      }
+      assert.ok(folders.find((f) => f.id === 'documents')?.devices.some((d) => d.deviceID === friend), JSON.stringify(folders));
+      assert.ok(!folders.find((f) => f.id === 'camera')?.devices.some((d) => d.deviceID === friend), 'only the folder asked for');
+      const devices = JSON.parse((await t.httpGet(8384, '/rest/config/devices', { 'X-API-Key': apiKey }, 5_000, true)).body) as Array<{ deviceID: string; name: string }>;
+      assert.equal(devices.find((d) => d.deviceID === friend)?.name, 'friend');
+    } finally {
+      t.close();
+    }
+    const again = await syncpi(['share', 'add', cfg.b, '--device', friend, '--name', 'friend', '--folder', 'documents', '--apply', `pi@${B().ip}`, ...ssh]);
+    assert.equal(again.exitCode, 0, again.stderr);
+    assert.match(again.stdout, /nothing changed/);
+    assert.match(again.stdout, /no changes \(already converged\)/);
+
+    const shown = await syncpi(['share', `pi@${B().ip}`, '--config', cfg.b, '--no-qr', ...ssh]);
+    assert.equal(shown.exitCode, 0, shown.stderr);
+    assert.match(shown.stdout, /^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$/m, 'the appliance ID');
+    assert.match(shown.stdout, /documents "Documents": send-receive\n +laptop \(JB2RL7S\) +send-receive\n +friend \([A-Z2-7]{7}\) +send-receive/);
+    assert.match(shown.stdout, /camera "Phone camera": receive-only/);
   });
 });
