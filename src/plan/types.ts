@@ -12,6 +12,7 @@ export type FeatureName =
   | 'panel'
   | 'drive'
   | 'services'
+  | 'web'
   | 'hardening'
   | 'firstboot';
 
