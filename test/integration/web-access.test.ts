@@ -2,20 +2,21 @@
  * access.web with the real server: rclone runs with the command line of the plan's unit, as
  * systemd itself parsed it (the credentials directory and the served tree, which systemd and the
  * unit's namespace provide on the Pi, mapped to a temporary directory), the plan's htpasswd and a
- * self-signed certificate. curl speaks WebDAV to it, and a headless Chromium loads the listing.
+ * self-signed certificate. curl speaks WebDAV to it, and a headless Chromium loads the listing
+ * (its screenshot is kept under the temporary directory's syncpi-test-artifacts).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planFromFile } from '../../src/plan/load.js';
 import { WEB_HTPASSWD, WEB_ROOT, WEB_UNIT } from '../../src/plan/features/web.js';
 import { freePort } from '../../src/vm/qemu.js';
 import { minimalYaml, tempDir, writeConfig } from '../helpers/fixtures.js';
 import { need, systemdParse, writeRoot } from '../helpers/generated-files.js';
+import { browse, chromium, curl } from '../helpers/web-client.js';
 
 process.env.SYNCPI_TEST_PANEL_PASSWORD = 'web pa$$word "quoted"';
 const PASSWORD = process.env.SYNCPI_TEST_PANEL_PASSWORD;
@@ -44,29 +45,6 @@ async function waitForPort(port: number, ms: number, log: () => string): Promise
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`rclone did not listen on ${port} within ${ms} ms:\n${log()}`);
-}
-
-/** curl's status code (and body) for one request; -k: the certificate is self-signed. */
-function curl(args: string[]): { status: number; body: string } {
-  const r = spawnSync('curl', ['-sk', '--max-time', '20', '-w', '\n%{http_code}', ...args], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `curl ${args.join(' ')}: ${r.stderr}`);
-  const at = r.stdout.lastIndexOf('\n');
-  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
-}
-
-/** Chromium, headless, reaching nothing but loopback (every other name resolves to nothing). */
-function chromium(dataDir: string, args: string[]): string {
-  const r = spawnSync(
-    'chromium',
-    [
-      '--headless', '--no-sandbox', '--disable-gpu', '--ignore-certificate-errors', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1', `--user-data-dir=${dataDir}`, ...args,
-    ],
-    { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024 },
-  );
-  assert.equal(r.status, 0, `chromium ${args.join(' ')}: ${r.stderr.slice(-2000)}`);
-  return r.stdout;
 }
 
 test('rclone with the unit\'s own command line serves the folder read-only to the htpasswd users only; Chromium shows the listing', { timeout: 300_000 }, async () => {
@@ -136,16 +114,11 @@ test('rclone with the unit\'s own command line serves the folder read-only to th
     assert.equal(curl([...auth, '-X', 'MKCOL', `${base}/documents/sub`]).status, 405);
     assert.equal(readFileSync(join(served, 'documents', 'hello.txt'), 'utf8'), body, 'the file is still there');
 
-    const artifacts = join(tmpdir(), 'syncpi-test-artifacts');
-    mkdirSync(artifacts, { recursive: true });
-    const shot = join(artifacts, `web-access-listing-${Date.now()}.png`);
-    const withCreds = `https://admin:${encodeURIComponent(PASSWORD)}@127.0.0.1:${port}/documents/`;
     assert.ok(!chromium(join(dir, 'chromium-anon'), ['--dump-dom', `${base}/documents/`]).includes('hello.txt'), 'no listing without credentials');
-    const dom = chromium(join(dir, 'chromium'), ['--dump-dom', withCreds]);
-    assert.match(dom, /hello\.txt/, 'the listing page names the file');
-    chromium(join(dir, 'chromium-shot'), ['--window-size=1024,768', `--screenshot=${shot}`, withCreds]);
-    assert.ok(readFileSync(shot).subarray(1, 4).toString() === 'PNG', `a screenshot at ${shot}`);
-    process.stderr.write(`web access listing screenshot: ${shot}\n`);
+    const page = browse(join(dir, 'chromium'), `https://admin:${encodeURIComponent(PASSWORD)}@127.0.0.1:${port}/documents/`, 'web-access-listing');
+    assert.match(page.dom, /hello\.txt/, 'the listing page names the file');
+    assert.equal(readFileSync(page.screenshot).subarray(1, 4).toString(), 'PNG', `a screenshot at ${page.screenshot}`);
+    process.stderr.write(`web access listing screenshot: ${page.screenshot}\n`);
   } finally {
     child.kill('SIGTERM');
   }
