@@ -13,6 +13,8 @@ packages=(
   qemu-system-arm qemu-utils ipxe-qemu systemd-container iproute2 openssh-client openssh-server dpkg-dev
   # validators the tests run on generated files, and the peers they compare against
   systemd nftables syncthing rsync ansible curl ca-certificates tmux zip strace network-manager python3
+  # web access: its server, a certificate for it, and a browser that loads its listing
+  rclone openssl chromium
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import * as v from './validators.js';
 import { baseSupport, MODEL_IDS } from '../hardware/models.js';
 import { checkUsbQuirk, USB_QUIRKS_MAX, usbQuirksValue } from '../hardware/usb-quirks.js';
+import { checkWebAccess, DEFAULT_WEB_LISTEN } from './web-access.js';
 
 /**
  * Folder that relative file references in the config resolve against. Set by the loader for the
@@ -63,12 +64,11 @@ const secretRef = z.union([
   z.strictObject({ file: label(1024).describe('Read the secret from this file (relative to the config file); trailing newline ignored.') }),
 ]);
 
+const bcryptHash = () => z.string().regex(/^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/, 'expected a bcrypt hash ($2a$/$2b$/$2y$, cost 04–31, 53 characters after it)');
+
 const passwordRef = z.union([
   z.strictObject({
-    bcrypt: z
-      .string()
-      .regex(/^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/, 'expected a bcrypt hash ($2a$/$2b$/$2y$, cost 04–31, 53 characters after it)')
-      .describe('A bcrypt hash of the panel password (e.g. from `syncpi hash-password`).'),
+    bcrypt: bcryptHash().describe('A bcrypt hash of the panel password (e.g. from `syncpi hash-password`).'),
   }),
   ...secretRef.options,
 ]);
@@ -276,6 +276,35 @@ const ServiceSchema = z.strictObject({
   enabled: z.boolean().default(true),
 });
 
+const WebAccessSchema = z.strictObject({
+  listen: shaped(v.checkListen, { max: 64 }).default(DEFAULT_WEB_LISTEN).describe('Address and port of the HTTPS server (the panel\'s certificate).'),
+  folders: z
+    .array(z.string().max(64))
+    .min(1, 'expected at least one folder ID from sync.folders to serve')
+    .max(64)
+    .describe('IDs of sync.folders to serve; each is a top-level directory of that name.'),
+  read_only: z.boolean().default(true).describe('false: users may also upload, rename and delete in these folders.'),
+  users: z
+    .array(
+      z.strictObject({
+        // ':' ends the name in htpasswd and a newline the entry: neither may reach the file.
+        name: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'expected a user name of letters, digits and . _ - (at most 32)'),
+        bcrypt: bcryptHash().describe('bcrypt hash of the password, e.g. from `htpasswd -nB NAME`.'),
+      }),
+    )
+    .min(1)
+    .max(64)
+    .optional()
+    .describe('Who may log in; omitted: the panel\'s user and password.'),
+  allowed_networks: z.array(shaped(v.checkCidr)).max(64).optional().describe('Networks the firewall lets reach the server; omitted: panel.allowed_networks.'),
+});
+
+const AccessSchema = z
+  .strictObject({
+    web: WebAccessSchema.optional().describe('Browser and WebDAV access to chosen folders (rclone serve webdav); off when absent.'),
+  })
+  .default({});
+
 const HardeningSchema = z
   .strictObject({
     ssh: z
@@ -317,6 +346,7 @@ export const ConfigSchema = z
       .refine((r) => Object.keys(r).length <= 64, 'expected at most 64 services'),
     hardening: HardeningSchema,
     hardware: HardwareSchema.optional().describe('The boards this appliance is for.'),
+    access: AccessSchema,
   })
   .superRefine((c, ctx) => {
     const baseFacts = 'debian' in c.base ? { kind: 'debian' as const, arch: c.base.debian.arch, suite: c.base.debian.suite } : { kind: 'image' as const, arch: c.base.image.arch };
@@ -406,6 +436,14 @@ export const ConfigSchema = z
     };
     const panelPort = listen?.port;
     if (panelPort !== undefined) claim(tcp, panelPort, 'panel.listen', ['panel', 'listen'], c.panel.listen);
+    const web = c.access.web;
+    if (web) {
+      const webPort = v.parseListen(web.listen)?.port;
+      if (webPort !== undefined) claim(tcp, webPort, 'access.web.listen', ['access', 'web', 'listen'], web.listen);
+      for (const issue of checkWebAccess(web, { folderIds: c.sync.folders.map((f) => f.id), firewallOff: c.hardening.firewall === 'off' })) {
+        ctx.addIssue({ code: 'custom', path: ['access', 'web', ...issue.path], message: issue.message, input: issue.input });
+      }
+    }
     c.sync.listen.forEach((l, i) => {
       const p = v.parseSyncListen(l);
       if (!p) return;
@@ -433,6 +471,7 @@ export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type DriveConfig = NonNullable<Config['drive']>;
 export type ServiceConfig = Config['services'][string];
+export type WebAccessConfig = NonNullable<Config['access']['web']>;
 
 export function jsonSchema(): unknown {
   const js = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;

@@ -24,6 +24,8 @@ export interface Derived {
   driveMount: string | null;
   /** Where every folder lives (the drive's mount, or DEFAULT_DRIVE_MOUNT): writable by the daemon. */
   storageRoot: string;
+  /** access.web, when on: where it listens and who the firewall lets in (none when on loopback). */
+  web: { listen: string; host: string; port: number; loopback: boolean; allowed: string[] } | null;
 }
 
 function portsOf(listen: string[], schemes: RegExp): number[] {
@@ -60,7 +62,16 @@ export function derive(config: Config): Derived {
     })),
     driveMount,
     storageRoot,
+    web: webOf(config),
   };
+}
+
+function webOf(config: Config): Derived['web'] {
+  const web = config.access.web;
+  if (!web) return null;
+  const { host, port } = parseListen(web.listen)!;
+  const loopback = isLoopbackHost(host);
+  return { listen: web.listen, host, port, loopback, allowed: loopback ? [] : (web.allowed_networks ?? config.panel.allowed_networks) };
 }
 
 export function splitFamilies(cidrs: string[]): { v4: string[]; v6: string[] } {
@@ -104,6 +115,7 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
   const [layout, variant] = /^([a-z]+)(?:\(([^)]+)\))?$/.exec(config.system.keyboard)!.slice(1);
   const sshAllow = splitFamilies(config.hardening.ssh.allow_from);
   const panelAllow = splitFamilies(derived.panelLoopback ? [] : config.panel.allowed_networks);
+  const webAllow = splitFamilies(derived.web?.allowed ?? []);
   const vars: Record<string, unknown> = {
     ...config,
     drive: d ?? null,
@@ -125,6 +137,9 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     ssh_allow_v6: sshAllow.v6.length ? sshAllow.v6 : null,
     panel_allow_v4: panelAllow.v4.length ? panelAllow.v4 : null,
     panel_allow_v6: panelAllow.v6.length ? panelAllow.v6 : null,
+    web_port: derived.web?.port ?? null,
+    web_allow_v4: webAllow.v4.length ? webAllow.v4 : null,
+    web_allow_v6: webAllow.v6.length ? webAllow.v6 : null,
     ssh_allow_users: config.system.user.name,
   };
   return {

@@ -17,6 +17,8 @@ const PROBE = {
     wifi: { country: 'DE', networks: [{ ssid: 'probe' }] },
   },
   drive: { label: 'PROBE', spin_down: 60 },
+  sync: { folders: [{ id: 'probe', path: 'probe' }] },
+  access: { web: { folders: ['probe'] } },
   panel: { allowed_networks: ['192.168.0.0/16'] },
   hardening: { fail2ban: true, ssh: { allow_from: ['10.0.0.0/8'] } },
 };

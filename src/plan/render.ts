@@ -102,6 +102,16 @@ export function systemdText(s: string): string {
   return text.endsWith('\\') ? `${text} ` : text;
 }
 
+/**
+ * One path of BindPaths= and the like, as a "…" word: systemd splits those lines at blanks and
+ * ':' outside quotes and resolves specifiers, but knows no escape a path could need besides.
+ */
+export function systemdPath(s: string): string {
+  systemdUnicode('the path', s);
+  if (/[\u0000-\u001f\u007f"\\]/.test(s)) refuse('the path', s, 'a systemd path list cannot hold control characters, " or \\');
+  return `"${s.replace(/%/g, '%%')}"`;
+}
+
 /** GLib key-file string escaping (g_key_file_set_string): what NetworkManager's keyfile reader undoes. */
 function keyfileString(s: string): string {
   let out = '';

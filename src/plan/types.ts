@@ -14,6 +14,7 @@ export type FeatureName =
   | 'panel'
   | 'drive'
   | 'services'
+  | 'web'
   | 'hardening'
   | 'firstboot';
 

@@ -41,6 +41,8 @@ export const ALL_FEATURE_PACKAGES = ['rclone', 'python3', 'curl'];
 export function withAllFeatures(doc: ConfigDoc, _dir: string, _key: string): void {
   const install = (doc.getIn(['packages', 'install']) as { toJSON(): string[] } | undefined)?.toJSON() ?? [];
   doc.setIn(['packages', 'install'], [...new Set([...install, ...ALL_FEATURE_PACKAGES])]);
+  // Browser and WebDAV access: the documents folder, read-only, the panel's user, the default port.
+  doc.setIn(['access', 'web'], { folders: ['documents'] });
 }
 
 /** Write DIR/appliance.yaml: the test appliance with the test key and EDIT applied. */

@@ -46,6 +46,9 @@ export interface ParsedUnit {
   /** ExecStart= argv as the command will see it: systemd's stored words, $-expanded as at run time (null: a word would expand a variable). */
   execStart: (string | null)[][];
   requiresMountsFor: string[];
+  /** BindPaths= and BindReadOnlyPaths= as systemd holds them: "SOURCE:DESTINATION:OPTIONS". */
+  bindPaths: string[];
+  bindReadOnlyPaths: string[];
   warnings: string;
 }
 
@@ -88,6 +91,8 @@ export function systemdParse(unitDir: string, units: string[]): Map<string, Pars
         .map((l) => unquoteCommandLine(l.replace(/^\t\t\tCommand Line: /, '')).map(expandAtRun)),
       // PrivateTmp= adds /var/tmp on its own; the rest is what the unit file says.
       requiresMountsFor: values('RequiresMountsFor').map((v) => v.replace(/ \(.*\)$/, '')).filter((v) => v !== '/var/tmp'),
+      bindPaths: values('BindPaths'),
+      bindReadOnlyPaths: values('BindReadOnlyPaths'),
       warnings: r.stderr,
     });
   }

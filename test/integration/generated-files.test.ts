@@ -15,7 +15,8 @@ import { request as httpRequest } from 'node:http';
 import { planFromFile } from '../../src/plan/load.js';
 import type { Plan } from '../../src/plan/types.js';
 import { fixtures, minimalYaml, tempDir, writeConfig } from '../helpers/fixtures.js';
-import { need, verifyUnits, writeRoot } from '../helpers/generated-files.js';
+import { need, systemdParse, verifyUnits, writeRoot } from '../helpers/generated-files.js';
+import { WEB_UNIT } from '../../src/plan/features/web.js';
 
 process.env.SYNCPI_TEST_PSK = 'correct horse battery';
 process.env.SYNCPI_TEST_PANEL_PASSWORD = 'pa$$word "quoted" <xml>';
@@ -64,12 +65,37 @@ test('nft -c accepts the firewall for every panel and SSH shape', () => {
     '',
     'panel:\n  listen: 0.0.0.0:8384\n  allowed_networks: [192.168.0.0/16, "fd00::/8"]\nhardening:\n  ssh:\n    allow_from: [10.0.0.0/8]\n',
     'panel:\n  tunnel_only: true\nsync:\n  local_discovery: false\n  listen: [tcp://0.0.0.0:22001]\n',
+    `${WEB_SHARE}  web:\n    listen: "[::]:8443"\n    folders: [documents]\n    allowed_networks: [10.0.0.0/8, 192.168.1.0/24, "fd00::/8"]\n`,
   ];
   for (const extra of shapes) {
     const plan = planFromFile(writeConfig(minimalYaml(extra))).plan;
     const root = writeRoot(plan);
     const r = spawnSync('nft', ['-c', '-f', join(root, 'etc/nftables.conf')], { encoding: 'utf8' });
     assert.equal(r.status, 0, `${extra}\n${r.stderr}`);
+  }
+});
+
+const WEB_SHARE = 'drive:\n  label: DATA\nsync:\n  folders:\n    - { id: documents, path: "my documents" }\n    - { id: camera, path: camera }\naccess:\n';
+
+test('the web access unit: systemd-analyze verify, an exposure of at most 1.5 in systemd-analyze security, and only the chosen folders bound', () => {
+  need('systemd-analyze');
+  for (const [mode, extra] of [['read-only', ''], ['read-write', '    read_only: false\n']] as const) {
+    const plan = planFromFile(writeConfig(minimalYaml(`${WEB_SHARE}  web:\n    folders: [documents]\n${extra}`))).plan;
+    const root = writeRoot(plan);
+    const unitDir = join(root, 'etc/systemd/system');
+    assert.deepEqual(verifyUnits([join(unitDir, WEB_UNIT)], { cwd: unitDir, planPaths: new Set(plan.files.map((f) => f.path)) }), [], `${mode}: systemd-analyze verify`);
+    const sec = spawnSync('systemd-analyze', ['security', '--offline=true', '--json=short', WEB_UNIT], { encoding: 'utf8', cwd: unitDir });
+    assert.equal(sec.status, 0, sec.stderr);
+    // systemd-analyze sums each unmet setting's exposure over all the weights, 10 at most
+    const threshold = spawnSync('systemd-analyze', ['security', '--offline=true', '--threshold=15', WEB_UNIT], { encoding: 'utf8', cwd: unitDir });
+    const open = (JSON.parse(sec.stdout) as { set: boolean; name: string; exposure: number | null }[]).filter((c) => !c.set && c.exposure).map((c) => c.name);
+    assert.equal(threshold.status, 0, `${mode}: exposure above 1.5; unmet: ${open.join(', ')}\n${threshold.stdout.split('\n').slice(-2).join('')}`);
+    const parsed = systemdParse(unitDir, [WEB_UNIT]).get(WEB_UNIT)!;
+    const binds = mode === 'read-only' ? parsed.bindReadOnlyPaths : parsed.bindPaths;
+    assert.deepEqual(binds, ['/srv/sync/my documents:/run/syncpi-web/documents:rbind'], `${mode}: the one chosen folder, at its ID`);
+    assert.deepEqual(mode === 'read-only' ? parsed.bindPaths : parsed.bindReadOnlyPaths, []);
+    assert.deepEqual(parsed.requiresMountsFor, ['/srv/sync'], 'only with the drive mounted');
+    assert.equal(parsed.execStart[0]!.includes('--read-only'), mode === 'read-only');
   }
 });
 

@@ -335,3 +335,60 @@ test('property: sshd and nft accept every SSH port, user and network shape', () 
     params(40),
   );
 });
+
+// ---- web access (access.web) ---------------------------------------------------------------
+
+const webUser = fc.record({ name: fc.stringMatching(/^[A-Za-z0-9._-]{1,32}$/), bcrypt: fc.constant(PANEL.password.bcrypt) });
+
+test('property: systemd binds exactly the chosen folders, rclone gets the configured address, htpasswd holds the users, nft loads the rule', () => {
+  need('systemd-analyze');
+  need('nft');
+  need('unshare');
+  fc.assert(
+    fc.property(
+      folders.map((fs) => fs.filter((f) => f.id !== '.' && f.id !== '..')).filter((fs) => fs.length > 0),
+      panelListen,
+      fc.option(fc.uniqueArray(webUser, { selector: (u) => u.name, minLength: 1, maxLength: 4 }), { nil: undefined }),
+      networksAllowed,
+      fc.boolean(),
+      (fs, listen, users, allowed, readOnly) => {
+        const chosen = fs.slice(0, Math.max(1, fs.length - 1));
+        let plan: Plan;
+        try {
+          plan = planOf({
+            drive: { label: 'DATA' },
+            sync: { folders: fs.map((f) => ({ id: f.id, path: f.path })) },
+            access: { web: { listen, folders: chosen.map((f) => f.id), read_only: readOnly, allowed_networks: allowed, ...(users ? { users } : {}) } },
+          });
+        } catch (e) {
+          // A port another service has (SSH, the panel, sync) is refused, as it should be; so are
+          // folders one inside another.
+          if (e instanceof UserError && /access\.web\.listen: .*already|sync\.folders\[\d+\]\.path: .*inside/.test(`${e.message}\n${e.details.join('\n')}`)) return;
+          throw e;
+        }
+        const root = writeRoot(plan);
+        const unitDir = join(root, 'etc/systemd/system');
+        assert.deepEqual(verifyUnits([join(unitDir, 'syncpi-web.service')], { cwd: unitDir, planPaths: new Set(plan.files.map((f) => f.path)) }), []);
+        const u = systemdParse(unitDir, ['syncpi-web.service']).get('syncpi-web.service')!;
+        const want = chosen.map((f) => `/srv/sync/${f.path}:/run/syncpi-web/${f.id}:rbind`);
+        assert.deepEqual(readOnly ? u.bindReadOnlyPaths : u.bindPaths, want);
+        assert.deepEqual(readOnly ? u.bindPaths : u.bindReadOnlyPaths, []);
+        const argv = u.execStart[0]!;
+        assert.equal(argv[argv.indexOf('--addr') + 1], listen);
+        assert.equal(argv.includes('--read-only'), readOnly);
+        const htpasswd = plan.files.find((f) => f.path === '/etc/syncpi/web/htpasswd')!.content;
+        const entries = htpasswd.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]);
+        assert.deepEqual(entries, (users ?? [{ name: PANEL.user, bcrypt: PANEL.password.bcrypt }]).map((x) => [x.name, x.bcrypt]));
+        const nftPath = join(root, 'etc/nftables.conf');
+        const n = spawnSync('unshare', ['-n', 'nft', '-c', '-f', nftPath], { encoding: 'utf8' });
+        assert.equal(n.status, 0, `nft -c: ${n.stderr}`);
+        const port = /:(\d+)$/.exec(listen)![1];
+        const loopback = /^(127\.|\[::1\])/.test(listen);
+        const rules = readFileSync(nftPath, 'utf8').split('\n').filter((l) => l.includes(`tcp dport ${port} accept comment "browser and WebDAV access"`));
+        const families = new Set(allowed.map((c) => (c.includes(':') ? 6 : 4)));
+        assert.equal(rules.length, loopback ? 0 : families.size, `one rule per family of allowed networks:\n${rules.join('\n')}`);
+      },
+    ),
+    params(25),
+  );
+});

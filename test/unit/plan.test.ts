@@ -248,3 +248,25 @@ test('a secret the config points at that is unusable is reported at its key, fil
   const q = writeConfig(minimalYaml('panel:\n  tls: { cert: missing.pem, key: missing.key }\n'));
   assert.throws(() => planFromFile(q), (e: unknown) => e instanceof ConfigError && /appliance\.yaml:5:16: panel\.tls\.cert: cannot read .*missing\.pem \(ENOENT\)/.test(e.message));
 });
+
+test('web access is off by default; on, it serves the chosen folders to the panel user (or the listed users) with a redacted htpasswd', () => {
+  const folders = 'sync:\n  folders:\n    - { id: documents, path: documents }\n    - { id: camera, path: camera }\n';
+  const off = planFromFile(writeConfig(minimalYaml(folders))).plan;
+  assert.ok(!off.files.some((f) => f.feature === 'web') && !off.packages.install.includes('rclone') && !off.users.some((u) => u.name === 'syncpi-web'), 'nothing of it without access.web');
+  const { plan, inputs } = planFromFile(writeConfig(minimalYaml(`panel:\n  password: { env: SYNCPI_TEST_PANEL_PASSWORD }\n${folders}access:\n  web:\n    folders: [camera]\n`)));
+  assert.ok(plan.packages.install.includes('rclone'));
+  assert.ok(plan.units.enable.includes('syncpi-web.service'));
+  const htpasswd = file(plan, '/etc/syncpi/web/htpasswd');
+  assert.equal(htpasswd.content, `admin:${inputs.panelPasswordHash}\n`);
+  assert.equal(htpasswd.mode, '0600');
+  assert.ok(!JSON.stringify(redactPlan(plan)).includes(inputs.panelPasswordHash), 'hash redacted from the printed plan');
+  const unit = file(plan, '/etc/systemd/system/syncpi-web.service').content;
+  assert.match(unit, /^BindReadOnlyPaths="\/srv\/sync\/camera":"\/run\/syncpi-web\/camera"$/m);
+  assert.ok(!unit.includes('/srv/sync/documents'), 'a folder not chosen is not bound');
+  const hash = '$2y$10$nD9iLVBaq3dCNSTVLG6we.qSnVMKW0bJXHDTH1g9qJpdfJVL0jMJq';
+  const custom = planFromFile(writeConfig(minimalYaml(`${folders}access:\n  web:\n    folders: [documents]\n    read_only: false\n    users: [{ name: alice, bcrypt: "${hash}" }]\n`))).plan;
+  assert.equal(file(custom, '/etc/syncpi/web/htpasswd').content, `alice:${hash}\n`, 'listed users replace the panel user');
+  const rw = file(custom, '/etc/systemd/system/syncpi-web.service').content;
+  assert.match(rw, /^BindPaths="\/srv\/sync\/documents":"\/run\/syncpi-web\/documents"$/m);
+  assert.ok(!rw.includes('--read-only'));
+});
