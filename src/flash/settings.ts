@@ -1,7 +1,9 @@
 /**
  * Per-card settings: values that differ between cards flashed from one image (hostname, SSH
- * key, Wi-Fi) go into a small key=value file on the boot (FAT) partition, which the image's
- * syncpi-firstboot unit applies once on first boot (provision/firstboot.sh) and then deletes.
+ * key, Wi-Fi) go onto the boot (FAT) partition. Usually into a small key=value file, which the
+ * image's syncpi-firstboot unit applies once on first boot (provision/firstboot.sh) and then
+ * deletes; on an image whose base boots with cloud-init (a trixie-based Raspberry Pi OS, told by
+ * its NoCloud seed on the boot partition) into that seed instead (cloud-init.ts).
  *
  * Every value is validated here (bad input: exit 2 before anything is written) and again on
  * the Pi, where the file is parsed as data, never sourced. The file goes onto the card with
@@ -12,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MTOOLS_ENV, tool } from '../util/tool.js';
 import { Failure, UserError } from '../util/errors.js';
+import { META_DATA, NETWORK_CONFIG, USER_DATA, renderNetworkConfig, renderUserData, withRegdom } from './cloud-init.js';
 
 export const SETTINGS_FILE = 'syncpi-firstboot.txt';
 
@@ -209,18 +212,45 @@ export async function findBootPartition(readAt: (offset: number, length: number)
 
 const mtool = (cmd: string, args: string[]): Promise<string> => tool(cmd, args, { env: MTOOLS_ENV });
 
-/** Put the settings file into the FAT partition at `offset` of `device`, then read it back. */
-export async function writeSettings(device: string, offset: number, s: CardSettings): Promise<void> {
-  const text = renderSettings(s);
+/** Where a card's settings go: syncpi's own file, or the base's cloud-init seed. */
+export type SettingsFormat = 'syncpi' | 'cloud-init';
+
+/** cloud-init's NoCloud seed is on the partition (pi-gen puts meta-data and user-data there). */
+export async function settingsFormat(device: string, offset: number): Promise<SettingsFormat> {
+  const names = (await mtool('mdir', ['-b', '-i', `${device}@@${offset}`, '::/']).catch(() => ''))
+    .split('\n')
+    .map((l) => l.trim().replace(/^::\//, '').toLowerCase());
+  return names.includes(META_DATA) && names.includes(USER_DATA) ? 'cloud-init' : 'syncpi';
+}
+
+/** The files `s` puts on a partition of `format`, by name; cmdline.txt is edited, given its text. */
+export async function settingsFiles(format: SettingsFormat, s: CardSettings, cmdline: () => Promise<string>): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  if (format === 'syncpi') return files.set(SETTINGS_FILE, renderSettings(s));
+  files.set(USER_DATA, renderUserData(s));
+  const net = renderNetworkConfig(s);
+  if (net) files.set(NETWORK_CONFIG, net);
+  // what rpi-imager does too: the radio's country before the driver loads
+  if (s.wifiCountry) files.set('cmdline.txt', withRegdom(await cmdline(), s.wifiCountry));
+  return files;
+}
+
+/** Put the settings into the FAT partition at `offset` of `device`, then read each file back. */
+export async function writeSettings(device: string, offset: number, s: CardSettings): Promise<SettingsFormat> {
+  const img = `${device}@@${offset}`;
+  const format = await settingsFormat(device, offset);
+  const files = await settingsFiles(format, s, () => mtool('mtype', ['-i', img, '::/cmdline.txt']));
   const dir = await mkdtemp(join(tmpdir(), 'syncpi-settings-'));
   try {
-    const file = join(dir, SETTINGS_FILE);
-    await writeFile(file, text, { mode: 0o600 });
-    const img = `${device}@@${offset}`;
-    await mtool('mcopy', ['-o', '-i', img, file, `::/${SETTINGS_FILE}`]);
-    const back = await mtool('mtype', ['-i', img, `::/${SETTINGS_FILE}`]);
-    if (back.trim() !== text.trim()) throw new Failure(`the settings file on ${device} does not read back as written`);
+    for (const [name, text] of files) {
+      const file = join(dir, name);
+      await writeFile(file, text, { mode: 0o600 });
+      await mtool('mcopy', ['-o', '-i', img, file, `::/${name}`]);
+      const back = await mtool('mtype', ['-i', img, `::/${name}`]);
+      if (back.trim() !== text.trim()) throw new Failure(`${name} on ${device} does not read back as written`);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+  return format;
 }
