@@ -308,6 +308,7 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
         const format = await writeSettings(devPath, boot.start, settings);
         await target.fh.sync();
         if (format === 'cloud-init') settingsSummary += ' (as cloud-init user-data/network-config)';
+        if (format === 'firstrun') settingsSummary += ' (as firstrun.sh)';
       }, () => settingsSummary!);
     }
 

@@ -77,6 +77,8 @@ async function flashSettings(boot: string, s: CardSettings): Promise<string> {
     const format = await writeSettings(fat, 0, s);
     for (const e of readdirSync(boot)) rmSync(join(boot, e), { recursive: true, force: true });
     await execa('mcopy', ['-s', '-p', '-m', '-n', '-i', fat, '::/*', `${boot}/`], { env });
+    // as the card's vfat mount shows them (Raspberry Pi OS's fstab: defaults, so umask 022)
+    await execa('find', [boot, '-type', 'f', '-exec', 'chmod', '0755', '{}', '+']);
     return format;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -194,16 +196,23 @@ describe('bookworm-based Raspberry Pi OS: raspberrypi-sys-mods firstboot and use
     assert.equal(await enabled(root, 'userconfig.service'), false);
     assert.equal(await enabled(root, 'regenerate_ssh_host_keys.service'), false, 'the plan turns the base generator unit off');
 
-    // per-card: the settings file (this generation's per-card place is syncpi's own file)
-    assert.equal(await flashSettings(boot, { sshKeys: [CARD_KEY] }), 'syncpi');
+    // per-card: rpi-imager's place on this generation, firstrun.sh named on cmdline.txt
+    assert.equal(await flashSettings(boot, { sshKeys: [CARD_KEY], wifiCountry: 'DE', wifi: { ssid: 'cafe', psk: 'cafe passphrase', country: 'DE' } }), 'firstrun');
+    assert.match(readRoot(root, 'boot/firmware/cmdline.txt'), / systemd\.run=\/boot\/firmware\/firstrun\.sh systemd\.run_success_action=reboot systemd\.unit=kernel-command-line\.target\n$/);
     // what an rpi-imager user may also leave there: a rename of the first user, and "ssh"
     writeFileSync(join(boot, 'userconf.txt'), `${FIRST_USER}:$6$salt$notarealhash\n`);
     writeFileSync(join(boot, 'ssh'), '');
 
     const fb = await inBoot(root, '/usr/lib/raspberrypi-sys-mods/firstboot', { FIXTURE_DISK_ID: 'c0ffee42' });
     assert.equal(fb.exitCode, 0, fb.out);
+    // the next boot: systemd runs cmdline.txt's systemd.run= script, then reboots
+    const fr = await inBoot(root, '/boot/firmware/firstrun.sh');
+    assert.equal(fr.exitCode, 0, fr.out);
     const ran = await runUnits(root, ['regenerate_ssh_host_keys.service', 'syncpi-ssh-host-keys.service', 'syncpi-firstboot.service', 'userconfig.service', 'sshswitch.service']);
-    assert.deepEqual(ran, ['syncpi-ssh-host-keys.service: condition false', 'syncpi-firstboot.service: exit 0', 'sshswitch.service: exit 0']);
+    assert.deepEqual(ran, ['syncpi-ssh-host-keys.service: condition false', 'syncpi-firstboot.service: condition false', 'sshswitch.service: exit 0']);
+    assert.equal(hasFile(root, 'boot/firmware/firstrun.sh'), false, 'firstrun.sh deleted itself');
+    assert.equal(hasFile(root, 'boot/firmware/syncpi-firstboot.txt'), false, 'the settings (with the PSK) are gone');
+    assert.match(readRoot(root, 'etc/NetworkManager/system-connections/syncpi-wifi.nmconnection'), /^ssid=99;97;102;101;$/m, "the card's Wi-Fi");
 
     assert.equal(readRoot(root, 'etc/hostname'), 'pi-kitchen\n');
     assert.deepEqual(loginUsers(root), ['keeper:1000'], 'one login user, the appliance\'s, as uid 1000');
@@ -215,7 +224,8 @@ describe('bookworm-based Raspberry Pi OS: raspberrypi-sys-mods firstboot and use
     assert.equal(await enabled(root, 'getty@tty1.service'), true);
     // the firstboot's new disk id, consistent in both places that name it
     const cmdline = readRoot(root, 'boot/firmware/cmdline.txt');
-    assert.doesNotMatch(cmdline, /init=/);
+    assert.doesNotMatch(cmdline, /init=|systemd\./);
+    assert.match(cmdline, / cfg80211\.ieee80211_regdom=DE\n$/);
     assert.match(cmdline, /root=PARTUUID=c0ffee42-02/);
     assert.match(readRoot(root, 'etc/fstab'), /^PARTUUID=c0ffee42-02\s+\/\s/m);
     assert.doesNotMatch(readRoot(root, 'etc/fstab') + cmdline, new RegExp(BASE_DISK_ID));

@@ -1,8 +1,11 @@
-/** Per-card settings as cloud-init seed files: what cloud-init and netplan will read back. */
+/** Per-card settings in a Raspberry Pi OS base's own places: cloud-init's seed and firstrun.sh. */
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import YAML from 'yaml';
 import { renderNetworkConfig, renderUserData, withRegdom } from '../../src/flash/cloud-init.js';
+import { renderFirstrun, withFirstrun } from '../../src/flash/firstrun.js';
+import { renderSettings, SETTINGS_FILE } from '../../src/flash/settings.js';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQFxHFAAuqDnFat+fAaazwCt3EzGYTIki0T56kp4/9k card';
 
@@ -27,4 +30,16 @@ test('network-config carries any SSID and passphrase as one scalar each, with th
 
 test('the regulatory domain goes onto the one cmdline.txt line, replacing an earlier one', () => {
   assert.equal(withRegdom('console=tty1 root=PARTUUID=1-02 cfg80211.ieee80211_regdom=US rootwait\n', 'GB'), 'console=tty1 root=PARTUUID=1-02 rootwait cfg80211.ieee80211_regdom=GB\n');
+});
+
+test('firstrun.sh parses as shell, carries the settings as data, and is armed once on cmdline.txt', async () => {
+  const settings = renderSettings({ hostname: 'pi-7', sshKeys: [KEY], wifi: { ssid: "x'; reboot; '", psk: '$(reboot) `id`', country: 'DE' }, wifiCountry: 'DE' });
+  const script = renderFirstrun(settings, SETTINGS_FILE);
+  const r = spawnSync('sh', ['-n'], { input: script });
+  assert.equal(r.status, 0, String(r.stderr));
+  const body = script.slice(script.indexOf("<<'SYNCPI_SETTINGS_END'\n") + 24, script.indexOf('\nSYNCPI_SETTINGS_END\n'));
+  assert.equal(`${body}\n`, settings, 'a quoted here-document: the settings reach the file byte for byte, unexpanded');
+  const once = withFirstrun('console=tty1 root=PARTUUID=1-02 rootwait\n');
+  assert.equal(once, 'console=tty1 root=PARTUUID=1-02 rootwait systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target\n');
+  assert.equal(withFirstrun(once), once);
 });
