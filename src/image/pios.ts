@@ -73,7 +73,8 @@ async function writeAtomic(path: string, content: string, mode: number): Promise
  *   network renderer: netplan (cloud-init renders a network-config's wifis through netplan only),
  *     whose backend NETPLAN_BACKEND makes NetworkManager, the appliance's network stack
  *   growpart/resize_rootfs: the base's own resize (cmdline.txt "resize") is the one resize
- *   manage_etc_hosts: a per-card hostname rewrites only the 127.0.1.1 line, as syncpi's hosts has it
+ *   manage_etc_hosts: /etc/hosts is the appliance's (a card's user-data with a hostname asks for
+ *     its 127.0.1.1 line itself)
  * sshd is left alone: a user-data ssh_pwauth writes a drop-in sshd reads after syncpi's, whose
  * key-only settings therefore win.
  */
@@ -89,7 +90,7 @@ export function cloudInitDropIn(plan: Plan): string {
     ssh_genkeytypes: [],
     growpart: { mode: 'off' },
     resize_rootfs: false,
-    manage_etc_hosts: 'localhost',
+    manage_etc_hosts: false,
   };
   // quoted strings: YAML 1.1 (cloud-init's) reads a bare off as false
   return `# Managed by syncpi: cloud-init applies per-card settings without undoing the appliance.\n${YAML.stringify(cfg, { defaultStringType: 'QUOTE_DOUBLE', defaultKeyType: 'PLAIN' })}`;

@@ -288,6 +288,27 @@ describe('trixie-based Raspberry Pi OS: cloud-init', () => {
   });
 });
 
+describe('trixie-based Raspberry Pi OS without per-card settings', () => {
+  test("cloud-init's first boot leaves the appliance as built: its hostname, user, keys and files", async () => {
+    const { root, boot } = await piOsRoot('trixie');
+    try {
+      const plan = stockPlan('keeper');
+      await customize(root, boot, plan);
+      const log = await cloudInitBoot(root);
+      const result = JSON.parse(readRoot(root, 'var/lib/cloud/data/result.json')) as { v1: { errors: string[] } };
+      assert.deepEqual(result.v1.errors, [], log);
+      assert.deepEqual(await runUnits(root, ['syncpi-ssh-host-keys.service', 'syncpi-firstboot.service', 'userconfig.service']), ['syncpi-ssh-host-keys.service: exit 0', 'syncpi-firstboot.service: condition false']);
+      assert.equal(readRoot(root, 'etc/hostname'), 'pi-kitchen\n');
+      assert.deepEqual(loginUsers(root), ['keeper:1000'], "the base's pi is gone and cloud-init made no user");
+      assertKeys(root, 'keeper', [fixtureKey]);
+      assertKeyOnlySsh(await sshdEffective(root, 'keeper'), 'keeper');
+      assertPlanFilesIntact(root, plan, []);
+    } finally {
+      removeRoot(root);
+    }
+  });
+});
+
 describe('the fixture\'s mechanisms act when left alone', () => {
   test('userconf-pi renames the first user after userconf.txt, as on a stock card', async () => {
     const { root, boot } = await piOsRoot('bookworm');
