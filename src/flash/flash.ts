@@ -305,8 +305,10 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
         });
         if (!boot) throw new Failure(`no FAT boot partition found on ${devPath} after writing`);
         await target.fh.sync();
-        await writeSettings(devPath, boot.start, settings);
+        const format = await writeSettings(devPath, boot.start, settings);
         await target.fh.sync();
+        if (format === 'cloud-init') settingsSummary += ' (as cloud-init user-data/network-config)';
+        if (format === 'firstrun') settingsSummary += ' (as firstrun.sh)';
       }, () => settingsSummary!);
     }
 

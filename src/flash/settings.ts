@@ -1,7 +1,11 @@
 /**
  * Per-card settings: values that differ between cards flashed from one image (hostname, SSH
- * key, Wi-Fi) go into a small key=value file on the boot (FAT) partition, which the image's
- * syncpi-firstboot unit applies once on first boot (provision/firstboot.sh) and then deletes.
+ * key, Wi-Fi) go onto the boot (FAT) partition. Usually into a small key=value file, which the
+ * image's syncpi-firstboot unit applies once on first boot (provision/firstboot.sh) and then
+ * deletes. On a Raspberry Pi OS base, where rpi-imager puts them: into cloud-init's seed when the
+ * base boots with cloud-init (trixie-based, told by the seed on the boot partition;
+ * cloud-init.ts), into firstrun.sh when it boots with raspberrypi-sys-mods' firstboot
+ * (bookworm-based, told by cmdline.txt; firstrun.ts).
  *
  * Every value is validated here (bad input: exit 2 before anything is written) and again on
  * the Pi, where the file is parsed as data, never sourced. The file goes onto the card with
@@ -12,6 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MTOOLS_ENV, tool } from '../util/tool.js';
 import { Failure, UserError } from '../util/errors.js';
+import { META_DATA, NETWORK_CONFIG, USER_DATA, renderNetworkConfig, renderUserData, withRegdom } from './cloud-init.js';
+import { FIRSTRUN, renderFirstrun, withFirstrun } from './firstrun.js';
+import { FIRSTBOOT_INIT } from '../image/pios.js';
 
 export const SETTINGS_FILE = 'syncpi-firstboot.txt';
 
@@ -209,18 +216,50 @@ export async function findBootPartition(readAt: (offset: number, length: number)
 
 const mtool = (cmd: string, args: string[]): Promise<string> => tool(cmd, args, { env: MTOOLS_ENV });
 
-/** Put the settings file into the FAT partition at `offset` of `device`, then read it back. */
-export async function writeSettings(device: string, offset: number, s: CardSettings): Promise<void> {
-  const text = renderSettings(s);
+/** Where a card's settings go: syncpi's own file, the base's cloud-init seed, or firstrun.sh. */
+export type SettingsFormat = 'syncpi' | 'cloud-init' | 'firstrun';
+
+export async function settingsFormat(device: string, offset: number): Promise<SettingsFormat> {
+  const img = `${device}@@${offset}`;
+  const names = (await mtool('mdir', ['-b', '-i', img, '::/']).catch(() => ''))
+    .split('\n')
+    .map((l) => l.trim().replace(/^::\//, '').toLowerCase());
+  // pi-gen puts meta-data and user-data there
+  if (names.includes(META_DATA) && names.includes(USER_DATA)) return 'cloud-init';
+  if (!names.includes('cmdline.txt')) return 'syncpi';
+  const cmdline = await mtool('mtype', ['-i', img, '::/cmdline.txt']);
+  return cmdline.split(/\s+/).includes(FIRSTBOOT_INIT) ? 'firstrun' : 'syncpi';
+}
+
+/** The files `s` puts on a partition of `format`, by name; cmdline.txt is edited, given its text. */
+export async function settingsFiles(format: SettingsFormat, s: CardSettings, cmdline: () => Promise<string>): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  if (format === 'syncpi') return files.set(SETTINGS_FILE, renderSettings(s));
+  if (format === 'firstrun') return files.set(FIRSTRUN, renderFirstrun(renderSettings(s), SETTINGS_FILE)).set('cmdline.txt', withFirstrun(await cmdline()));
+  files.set(USER_DATA, renderUserData(s));
+  const net = renderNetworkConfig(s);
+  if (net) files.set(NETWORK_CONFIG, net);
+  // what rpi-imager does too: the radio's country before the driver loads
+  if (s.wifiCountry) files.set('cmdline.txt', withRegdom(await cmdline(), s.wifiCountry));
+  return files;
+}
+
+/** Put the settings into the FAT partition at `offset` of `device`, then read each file back. */
+export async function writeSettings(device: string, offset: number, s: CardSettings): Promise<SettingsFormat> {
+  const img = `${device}@@${offset}`;
+  const format = await settingsFormat(device, offset);
+  const files = await settingsFiles(format, s, () => mtool('mtype', ['-i', img, '::/cmdline.txt']));
   const dir = await mkdtemp(join(tmpdir(), 'syncpi-settings-'));
   try {
-    const file = join(dir, SETTINGS_FILE);
-    await writeFile(file, text, { mode: 0o600 });
-    const img = `${device}@@${offset}`;
-    await mtool('mcopy', ['-o', '-i', img, file, `::/${SETTINGS_FILE}`]);
-    const back = await mtool('mtype', ['-i', img, `::/${SETTINGS_FILE}`]);
-    if (back.trim() !== text.trim()) throw new Failure(`the settings file on ${device} does not read back as written`);
+    for (const [name, text] of files) {
+      const file = join(dir, name);
+      await writeFile(file, text, { mode: 0o600 });
+      await mtool('mcopy', ['-o', '-i', img, file, `::/${name}`]);
+      const back = await mtool('mtype', ['-i', img, `::/${name}`]);
+      if (back.trim() !== text.trim()) throw new Failure(`${name} on ${device} does not read back as written`);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+  return format;
 }

@@ -9,6 +9,9 @@ import type { CleanupScope } from '../util/cleanup.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyToRootfs } from '../targets/rootfs.js';
+import type { Arch } from '../targets/chroot.js';
+import { adoptPiOsBase } from './pios.js';
+import { finishRoot } from './finish.js';
 
 /** The package part of a Plan alone: what the cached layer of a stock image holds. */
 export function packagesOnly(plan: Plan): Plan {
@@ -42,7 +45,18 @@ export async function applyPackages(root: string, plan: Plan, reporter: Reporter
   return { freed, purged };
 }
 
-/** Apply everything of the Plan on top of the layer (its packages are already in the layer). */
-export async function applyPlan(root: string, plan: Plan, reporter: Reporter, scope: CleanupScope): Promise<void> {
-  await applyToRootfs(root, plan, { arch: plan.base.arch, reporter, scope });
+/**
+ * Everything a build does in the mounted root on top of the layer (whose packages are already
+ * in): a stock base's own first-boot machinery made to agree with the appliance, the Plan, then
+ * the per-machine state stripped. `bootDir` holds the staged boot partition; `arch` is the
+ * Plan's unless a caller runs a root of another architecture (the tests' amd64 fixtures).
+ */
+export async function customizeRoot(root: string, bootDir: string, plan: Plan, o: { reporter: Reporter; scope: CleanupScope; arch?: Arch }): Promise<void> {
+  const { reporter, scope } = o;
+  if (plan.base.kind === 'image') {
+    const adopted = await reporter.step('adapt the base\'s first-boot machinery', () => adoptPiOsBase(root, bootDir, plan), (d) => (d.length ? `${d.length} changes` : 'not Raspberry Pi OS: nothing to adapt'));
+    for (const line of adopted) reporter.info(`Raspberry Pi OS base: ${line}`);
+  }
+  await applyToRootfs(root, plan, { arch: o.arch ?? plan.base.arch, reporter, scope });
+  await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
 }

@@ -4,7 +4,8 @@
  *   layer (cached by base + package set): Debian bootstrap, or a stock image with the packages
  *   installed in a chroot
  *   top (every build): copy the layer → grow → loop + mount → disk id and PARTUUID references →
- *   apply the Plan → strip per-machine state → unmount → shrink + discard free blocks → export
+ *   a Raspberry Pi OS base's first boot adapted (pios.ts) → apply the Plan → strip per-machine
+ *   state → unmount → shrink + discard free blocks → export
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
@@ -22,8 +23,8 @@ import { recipeVersion } from './recipe.js';
 import { attachImage, mountDev, tempMountpoint } from './loop.js';
 import { growFs, growImageFile, shrinkFs, truncateToRoot } from './resize.js';
 import { bootMountPoint, fixPartitionRefs, setDiskId } from './layout.js';
-import { applyPackages, applyPlan } from './apply.js';
-import { finishRoot, installedPackages } from './finish.js';
+import { applyPackages, customizeRoot } from './apply.js';
+import { installedPackages } from './finish.js';
 import { exportImage, partialName, SECRET_FILE_MODE, type ExportResult } from './export.js';
 import { tool } from '../util/tool.js';
 import { stageBoot, type StagedBoot } from './bootpart.js';
@@ -216,8 +217,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     await fixPartitionRefs(root, boot.dir, diskId);
     const models = await checkModels(plan, boot.dir);
 
-    await applyPlan(root, plan, reporter, scope);
-    await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
+    await customizeRoot(root, boot.dir, plan, { reporter, scope });
     packages = await installedPackages(root);
     await reporter.step('write boot partition', () => boot.writeBack(), (changed) => (changed ? 'updated' : 'unchanged'));
     await scope.release('mount:root');
