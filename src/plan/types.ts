@@ -9,6 +9,7 @@ export type FeatureName =
   | 'system'
   | 'packages'
   | 'sync'
+  | 'readers'
   | 'panel'
   | 'drive'
   | 'services'
