@@ -213,6 +213,8 @@ test('the units syncpi reserves are every unit its own features write, and a ser
   }
   const p = writeConfig(minimalYaml('services:\n  firstboot:\n    description: x\n    exec: [/usr/bin/true]\n'));
   assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && /services\.firstboot: got "firstboot"; expected another service name: syncpi-firstboot\.service/.test(e.message));
+  const r = writeConfig(minimalYaml('services:\n  readonly:\n    description: x\n    exec: [/usr/bin/true]\n'));
+  assert.throws(() => planFromFile(r), (e: unknown) => e instanceof ConfigError && /services\.readonly: .*syncpi-readonly\.service/.test(e.message), 'the read-only mirror\'s unit is reserved');
 });
 
 test('each boot service unit notifies the handler that restarts that unit, whatever the names', () => {
