@@ -11,6 +11,7 @@ import * as v from './validators.js';
 import { baseSupport, MODEL_IDS } from '../hardware/models.js';
 import { checkUsbQuirk, USB_QUIRKS_MAX, usbQuirksValue } from '../hardware/usb-quirks.js';
 import { checkWebAccess, DEFAULT_WEB_LISTEN } from './web-access.js';
+import { NO_HARD_LINKS, ownDir, readonlyFolderId } from './drive-layout.js';
 
 /**
  * Folder that relative file references in the config resolve against. Set by the loader for the
@@ -167,13 +168,51 @@ const PackagesSchema = z
   })
   .default({ profile: 'headless', remove: [], keep: [], install: [] });
 
+/**
+ * What the appliance keeps of a file another device changed or deleted. Staggered thins versions
+ * out with age (every 30 s for the first hour, hourly for a day, daily for a month, weekly after),
+ * which suits an always-on peer; none must be written out.
+ */
+const VERSIONING_TYPES = ['staggered', 'trashcan', 'simple', 'none'] as const;
+/** Which settings each type reads, with their defaults. */
+const VERSIONING_DEFAULTS = {
+  staggered: { max_age_days: 365, cleanup_interval: 3600 },
+  trashcan: { cleanout_days: 365, cleanup_interval: 3600 },
+  simple: { keep: 5, cleanout_days: 365, cleanup_interval: 3600 },
+  none: {},
+} as const;
+export type Versioning =
+  | { type: 'staggered'; max_age_days: number; cleanup_interval: number }
+  | { type: 'trashcan'; cleanout_days: number; cleanup_interval: number }
+  | { type: 'simple'; keep: number; cleanout_days: number; cleanup_interval: number }
+  | { type: 'none' };
+const days = () => z.number().int().min(0).max(36500).optional();
+export const VersioningSchema = z
+  .strictObject({
+    type: z.enum(VERSIONING_TYPES).describe('staggered: fewer versions as they age; trashcan: the last version of each; simple: the last `keep` versions; none: nothing kept.'),
+    max_age_days: days().describe('staggered: days the oldest version is kept (0: forever; default 365).'),
+    keep: z.number().int().min(1).max(10000).optional().describe('simple: versions kept of each file (default 5).'),
+    cleanout_days: days().describe('trashcan, simple: days a version is kept (0: forever; default 365).'),
+    cleanup_interval: z.number().int().min(60).max(86400 * 7).optional().describe('Seconds between clean-outs of old versions (default 3600).'),
+  })
+  .superRefine((v, ctx) => {
+    const allowed = Object.keys(VERSIONING_DEFAULTS[v.type]);
+    for (const key of Object.keys(v)) {
+      if (key === 'type' || allowed.includes(key)) continue;
+      ctx.addIssue({ code: 'custom', path: [key], message: `expected ${allowed.length ? `only ${allowed.join(', ')}` : 'no other setting'} with type ${v.type} (${key} belongs to ${VERSIONING_TYPES.filter((t) => key in VERSIONING_DEFAULTS[t]).join(', ')})`, input: (v as Record<string, unknown>)[key] });
+    }
+  })
+  .transform((v): Versioning => ({ ...VERSIONING_DEFAULTS[v.type], ...v }) as Versioning);
+export const DEFAULT_VERSIONING: Versioning = { type: 'staggered', max_age_days: 365, cleanup_interval: 3600 };
+
 const FolderSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a folder ID of letters, digits and . _ - (the same ID on every device)'),
   label: label(64).optional(),
   path: label(1024).describe('Absolute path on the drive, or relative to drive.mount.'),
   type: z.enum(['sendreceive', 'sendonly', 'receiveonly']).default('sendreceive'),
   devices: z.array(label(64)).max(64).default([]).describe('Names (or IDs) of devices from sync.devices to share with.'),
-  readers: z.array(label(64)).max(64).optional().describe('Names (or IDs) of devices from sync.devices that receive the folder read-only: nothing they change reaches this copy.'),
+  readers: z.array(label(64)).max(64).default([]).describe('Devices that receive a read-only copy: nothing they change reaches this folder.'),
+  versioning: VersioningSchema.optional().describe('Overrides sync.versioning for this folder.'),
   rescan_interval: z.number().int().min(0).max(86400 * 7).default(3600),
   watch: z.boolean().default(true),
 });
@@ -203,6 +242,9 @@ const SyncSchema = z.strictObject({
   local_discovery: z.boolean().default(true).describe('Announce on the LAN so devices find the Pi without addresses.'),
   devices: z.array(DeviceSchema).max(256).default([]),
   folders: z.array(FolderSchema).max(256).default([]),
+  versioning: VersioningSchema.default(DEFAULT_VERSIONING).describe('What the appliance keeps of files other devices change or delete; each folder may override it.'),
+  min_disk_free: z.number().int().min(1).max(50).default(2).describe('Percent of the drive kept free: below it Syncthing stops pulling instead of failing mid-file.'),
+  readers_interval: z.number().int().min(10).max(86400).default(60).describe('Seconds between updates of the read-only copies (folders\' readers).'),
   max_user_watches: z.number().int().min(8192).max(16_777_216).default(524288),
   accept_vulnerable_gui: z.boolean().default(false).describe('Allow a panel beyond loopback with a Syncthing older than 1.23.5.'),
 });
@@ -336,7 +378,7 @@ export const ConfigSchema = z
     packages: PackagesSchema,
     sync: SyncSchema.default({
       daemon: 'syncthing', private: true, listen: ['tcp://0.0.0.0:22000', 'quic://0.0.0.0:22000'], local_discovery: true,
-      devices: [], folders: [], max_user_watches: 524288, accept_vulnerable_gui: false,
+      devices: [], folders: [], versioning: DEFAULT_VERSIONING, min_disk_free: 2, readers_interval: 60, max_user_watches: 524288, accept_vulnerable_gui: false,
     }),
     panel: PanelSchema,
     drive: DriveSchema.optional(),
@@ -368,23 +410,29 @@ export const ConfigSchema = z
     c.sync.folders.forEach((f, i) => {
       if (folderIds.has(f.id)) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'id'], message: `expected a unique folder ID; "${f.id}" is used twice`, input: f.id });
       folderIds.add(f.id);
-      // One device, one way of sharing: a name and its ID are the same device.
-      const idOf = (ref: string) => c.sync.devices.find((d) => d.name === ref || d.id === ref)?.id ?? ref;
-      const sharers = new Set(f.devices.map(idOf));
-      for (const key of ['devices', 'readers'] as const) {
-        (f[key] ?? []).forEach((ref, j) => {
-          if (!deviceNames.has(ref) && !deviceIds.has(ref)) {
-            const hint = v.didYouMean(ref, [...deviceNames]);
-            ctx.addIssue({
-              code: 'custom',
-              path: ['sync', 'folders', i, key, j],
-              message: `expected the name or ID of a device listed under sync.devices${hint ? ` (did you mean "${hint}"?)` : deviceNames.size ? ` (one of: ${[...deviceNames].join(', ')})` : ' (none are listed)'}`,
-              input: ref,
-            });
-          } else if (key === 'readers' && sharers.has(idOf(ref))) {
-            ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, key, j], message: `expected a device not also under devices of this folder: a reader only receives; remove it from one of the two lists`, input: ref });
-          }
-        });
+      const deviceOf = (ref: string): string => c.sync.devices.find((d) => d.name === ref)?.id ?? ref;
+      const checkRef = (key: 'devices' | 'readers') => (ref: string, j: number) => {
+        if (!deviceNames.has(ref) && !deviceIds.has(ref)) {
+          const hint = v.didYouMean(ref, [...deviceNames]);
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sync', 'folders', i, key, j],
+            message: `expected the name or ID of a device listed under sync.devices${hint ? ` (did you mean "${hint}"?)` : deviceNames.size ? ` (one of: ${[...deviceNames].join(', ')})` : ' (none are listed)'}`,
+            input: ref,
+          });
+        }
+      };
+      f.devices.forEach(checkRef('devices'));
+      f.readers.forEach(checkRef('readers'));
+      const writers = new Set(f.devices.map(deviceOf));
+      f.readers.forEach((ref, j) => {
+        if (writers.has(deviceOf(ref))) ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'readers', j], message: `expected a device that is not also in this folder's devices: "${ref}" would write to the folder it should only read`, input: ref });
+      });
+      if (f.readers.length && c.drive && (NO_HARD_LINKS as readonly string[]).includes(c.drive.fs)) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'readers'], message: `expected no readers on a ${c.drive.fs} drive: its read-only copy is made of hard links, which ${c.drive.fs} cannot hold (use ext4, btrfs, xfs or ntfs)`, input: f.readers });
+      }
+      if (f.readers.length && c.sync.folders.some((o) => o.id === readonlyFolderId(f.id))) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'readers'], message: `expected no folder with ID ${readonlyFolderId(f.id)}: that ID carries this folder's read-only copy to its readers`, input: f.readers });
       }
       // The storage root is also the only folder the sandboxed daemon may write besides its home.
       const root = c.drive?.mount ?? DEFAULT_DRIVE_MOUNT;
@@ -397,6 +445,8 @@ export const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path ${why}`, input: f.path });
       } else if (path === root) {
         ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a sub-folder of ${root}, not ${root} itself (the folder marker must live ${c.drive ? 'on the drive' : 'inside it'})`, input: f.path });
+      } else if (v.isPathInside(path, ownDir(root))) {
+        ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected a path outside ${ownDir(root)}: syncpi keeps versions and read-only copies there`, input: f.path });
       } else {
         // A folder inside another is synced twice, to both folders' devices.
         const other = folderPaths.find((o) => v.isPathInside(path, o.path) || v.isPathInside(o.path, path));

@@ -6,12 +6,27 @@ import { isIPv6 } from 'node:net';
 import { DEFAULT_DRIVE_MOUNT, type Config } from '../config/schema.js';
 import type { ResolvedInputs } from '../config/secrets.js';
 import { isLoopbackHost, parseListen } from '../config/validators.js';
+import { readonlyDir, readonlyFolderId, versionsDir } from '../config/drive-layout.js';
 import { render, type TemplateSource } from './render.js';
+import { syncthingVersioning, type SyncthingVersioning } from './versioning.js';
 import { driveDeviceUnit } from './units.js';
 import type { FeatureName, PlanCheck, PlanDir, PlanFile, PlanHandler, PlanUser } from './types.js';
 
 export const SYNCTHING_HOME = '/var/lib/syncthing';
 export const SYNCPI_LIB = '/usr/local/lib/syncpi';
+
+export interface DerivedFolder {
+  id: string;
+  label: string;
+  path: string;
+  type: string;
+  rescan_interval: number;
+  watch: boolean;
+  device_ids: string[];
+  versioning: SyncthingVersioning;
+  /** Where this folder's versions go, made by syncthing-prepare (null: no versioning). */
+  versions_dir: string | null;
+}
 
 export interface Derived {
   panelListen: string;
@@ -20,7 +35,10 @@ export interface Derived {
   panelLoopback: boolean;
   syncTcpPorts: number[];
   syncUdpPorts: number[];
-  folders: { id: string; label: string; path: string; type: string; rescan_interval: number; watch: boolean; device_ids: string[] }[];
+  /** Every Syncthing folder on the appliance: the configured ones, then each read-only copy. */
+  folders: DerivedFolder[];
+  /** Each read-only copy: the folder it mirrors (source) into its send-only folder (target). */
+  mirrors: { folder: string; id: string; source: string; target: string }[];
   driveMount: string | null;
   /** Where every folder lives (the drive's mount, or DEFAULT_DRIVE_MOUNT): writable by the daemon. */
   storageRoot: string;
@@ -44,6 +62,40 @@ export function derive(config: Config): Derived {
   const driveMount = config.drive?.mount ?? null;
   const storageRoot = driveMount ?? DEFAULT_DRIVE_MOUNT;
   const byName = new Map(config.sync.devices.map((d) => [d.name, d.id]));
+  const ids = (refs: string[]): string[] => [...new Set(refs.map((d) => byName.get(d) ?? d))].sort();
+  const owned = config.sync.folders.map((f): DerivedFolder => {
+    const v = f.versioning ?? config.sync.versioning;
+    const dir = v.type === 'none' ? null : versionsDir(storageRoot, f.id);
+    return {
+      id: f.id,
+      label: f.label ?? f.id,
+      path: f.path.startsWith('/') ? f.path : `${storageRoot}/${f.path}`,
+      type: f.type,
+      rescan_interval: f.rescan_interval,
+      watch: f.watch,
+      device_ids: ids(f.devices),
+      versioning: syncthingVersioning(v, dir ?? ''),
+      versions_dir: dir,
+    };
+  });
+  // Send-only: the appliance never pulls what a reader changes, so nothing a reader sends is ever
+  // written on the appliance; it is fed only by the hard-link mirror of its source.
+  const shared = config.sync.folders.filter((f) => f.readers.length);
+  const mirrors = shared.map((f) => ({ folder: f.id, id: readonlyFolderId(f.id), source: owned.find((o) => o.id === f.id)!.path, target: readonlyDir(storageRoot, f.id) }));
+  const folders = [
+    ...owned,
+    ...shared.map((f, i): DerivedFolder => ({
+      id: mirrors[i]!.id,
+      label: `${f.label ?? f.id} (read-only)`,
+      path: mirrors[i]!.target,
+      type: 'sendonly',
+      rescan_interval: f.rescan_interval,
+      watch: true,
+      device_ids: ids(f.readers),
+      versioning: syncthingVersioning({ type: 'none' }, ''),
+      versions_dir: null,
+    })),
+  ];
   return {
     panelListen: listen,
     panelHost: parsed.host,
@@ -51,15 +103,8 @@ export function derive(config: Config): Derived {
     panelLoopback: isLoopbackHost(parsed.host),
     syncTcpPorts: portsOf(config.sync.listen, /^tcp/),
     syncUdpPorts: portsOf(config.sync.listen, /^quic/),
-    folders: config.sync.folders.map((f) => ({
-      id: f.id,
-      label: f.label ?? f.id,
-      path: f.path.startsWith('/') ? f.path : `${storageRoot}/${f.path}`,
-      type: f.type,
-      rescan_interval: f.rescan_interval,
-      watch: f.watch,
-      device_ids: [...new Set(f.devices.map((d) => byName.get(d) ?? d))].sort(),
-    })),
+    folders,
+    mirrors,
     driveMount,
     storageRoot,
     web: webOf(config),
@@ -121,6 +166,7 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     drive: d ?? null,
     drive_device_unit: d ? driveDeviceUnit(d) : null,
     folders: derived.folders,
+    mirrors: derived.mirrors,
     sync_storage_root: derived.storageRoot,
     devices: config.sync.devices,
     panel_listen: derived.panelListen,

@@ -16,8 +16,12 @@ const PROBE = {
     user: { ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEQFxHFAAuqDnFat+fAaazwCt3EzGYTIki0T56kp4/9k probe'] },
     wifi: { country: 'DE', networks: [{ ssid: 'probe' }] },
   },
+  // a read-only share, for its mirror's units
+  sync: {
+    devices: [{ id: 'JB2RL7S-VHDZAR2-G34LH2K-277GIJZ-ZIZMV6I-NNOFVUF-BJ2ZYLO-YNAK7A5', name: 'probe' }],
+    folders: [{ id: 'probe', path: 'probe', readers: ['probe'] }],
+  },
   drive: { label: 'PROBE', spin_down: 60 },
-  sync: { folders: [{ id: 'probe', path: 'probe' }] },
   access: { web: { folders: ['probe'] } },
   panel: { allowed_networks: ['192.168.0.0/16'] },
   hardening: { fail2ban: true, ssh: { allow_from: ['10.0.0.0/8'] } },

@@ -11,6 +11,7 @@ export type FeatureName =
   | 'system'
   | 'packages'
   | 'sync'
+  | 'readers'
   | 'panel'
   | 'drive'
   | 'services'

@@ -38,11 +38,24 @@ type ConfigDoc = ReturnType<typeof parseDocument>;
  */
 export const ALL_FEATURE_PACKAGES = ['rclone', 'python3', 'curl'];
 
+/** A device that reads the first folder read-only (a valid ID; no Syncthing of it runs). */
+export const TEST_READER = { id: 'IFCPKQ3-MCAQX7Q-ARN45RZ-NRZXUG2-SLLWOTC-3X2MPB3-FCZ63RT-MARZ5AB', name: 'friend' };
+
+/** Add TEST_READER to sync.devices (once) and as a reader of the folder at INDEX. */
+export function withReader(doc: ConfigDoc, index = 0): void {
+  const devices = (doc.getIn(['sync', 'devices']) as { toJSON(): { id: string; name: string }[] } | undefined)?.toJSON() ?? [];
+  const others = devices.filter((d) => d.id !== TEST_READER.id && d.name !== TEST_READER.name);
+  doc.setIn(['sync', 'devices'], [...others, TEST_READER]);
+  doc.setIn(['sync', 'folders', index, 'readers'], [TEST_READER.name]);
+}
+
 export function withAllFeatures(doc: ConfigDoc, _dir: string, _key: string): void {
   const install = (doc.getIn(['packages', 'install']) as { toJSON(): string[] } | undefined)?.toJSON() ?? [];
   doc.setIn(['packages', 'install'], [...new Set([...install, ...ALL_FEATURE_PACKAGES])]);
   // Browser and WebDAV access: the documents folder, read-only, the panel's user, the default port.
   doc.setIn(['access', 'web'], { folders: ['documents'] });
+  // read-only shares: rsync, which the mirror uses, is already in image/appliance.yaml's packages
+  withReader(doc);
 }
 
 /** Write DIR/appliance.yaml: the test appliance with the test key and EDIT applied. */

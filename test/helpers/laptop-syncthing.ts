@@ -81,6 +81,8 @@ export async function generateHome(home: string): Promise<string> {
 export interface LaptopOptions {
   /** Run Syncthing under `strace -f` of its network calls, written to this file. */
   traceFile?: string;
+  /** Replace the generated config.xml (its keys and device ID stay) before it is made private. */
+  configXml?: string;
 }
 
 export async function startLaptop(dir: string, opts: LaptopOptions = {}): Promise<Laptop> {
@@ -89,7 +91,7 @@ export async function startLaptop(dir: string, opts: LaptopOptions = {}): Promis
   const apiKey = randomBytes(16).toString('hex');
   const guiPort = await freePort();
   const cfg = join(home, 'config.xml');
-  await writeFile(cfg, privateConfigXml(await readFile(cfg, 'utf8'), { address: `127.0.0.1:${guiPort}`, apiKey }));
+  await writeFile(cfg, privateConfigXml(opts.configXml ?? (await readFile(cfg, 'utf8')), { address: `127.0.0.1:${guiPort}`, apiKey }));
   const problems = privacyProblems(await readFile(cfg, 'utf8'));
   if (problems.length) throw new Error(`laptop syncthing would start non-private (${cfg}): ${problems.join('; ')}`);
   const serve = ['serve', `--home=${home}`, '--no-browser', '--no-restart', '--no-upgrade', '--logflags=0'];

@@ -91,6 +91,17 @@ describe('syncthing-prepare against real drives', () => {
     }
     const uid = (await execa('chroot', [root, 'id', '-u', 'syncthing'])).stdout.trim();
     assert.equal(String(statSync(onDrive('documents')).uid), uid);
+    // versions beside the folders, in syncpi's own directory: root's, and each folder's the daemon's
+    for (const d of ['.syncpi', '.syncpi/versions']) {
+      const st = lstatSync(onDrive(d));
+      assert.ok(st.isDirectory() && st.uid === 0 && (st.mode & 0o777) === 0o755, `${d} is root's directory (0755)`);
+    }
+    for (const id of ['documents', 'photos']) {
+      const st = lstatSync(onDrive(`.syncpi/versions/${id}`));
+      assert.ok(st.isDirectory(), `versions directory of ${id}`);
+      assert.equal(String(st.uid), uid);
+      assert.equal((st.mode & 0o7777).toString(8), '770');
+    }
     const seeded = readFileSync(join(root, SEEDED), 'utf8');
     assert.match(seeded, new RegExp(`^documents\\tuuid:${uuids.A}\\t/srv/sync/documents$`, 'm'));
     assert.match(seeded, new RegExp(`^photos\\tuuid:${uuids.A}\\t/srv/sync/media/photos$`, 'm'));
@@ -148,6 +159,7 @@ describe('syncthing-prepare against real drives', () => {
     assert.match(r.stderr, /folder documents \(\/srv\/sync\/documents\) is held back/);
     assert.equal(existsSync(onDrive('documents')), false, 'nothing is created on a drive the folder was not seeded on');
     assert.equal(existsSync(onDrive('media')), false);
+    assert.equal(existsSync(onDrive('.syncpi')), false, 'no versions directory on a drive the folder was not seeded on');
   });
 
   test('a foreign drive that carries the folder with a marker: Syncthing is not started', async () => {

@@ -17,7 +17,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { buildTestAppliance, makeTestKey, writeTestConfig, type TestAppliance } from '../helpers/appliance-image.js';
+import { buildTestAppliance, makeTestKey, withReader, writeTestConfig, type TestAppliance } from '../helpers/appliance-image.js';
 import { pairWith, startLaptop, type Laptop } from '../helpers/laptop-syncthing.js';
 import { withCleanup } from '../../src/util/cleanup.js';
 import { DEFAULT_FORWARDS, bootVm, makeDriveImage } from '../../src/vm/qemu.js';
@@ -44,6 +44,8 @@ before(async () => {
   const config = await writeTestConfig(dir, key, (doc) => {
     doc.setIn(['sync', 'devices'], [{ id: laptopId, name: 'laptop', addresses: ['dynamic'] }]);
     doc.setIn(['sync', 'folders'], [{ id: 'documents', label: 'Documents', path: 'documents', type: 'sendreceive', devices: ['laptop'] }]);
+    // the readers phase: documents shared read-only with a device that never connects
+    withReader(doc);
   });
   app = await buildTestAppliance(dir, config, key);
 });

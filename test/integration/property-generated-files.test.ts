@@ -221,6 +221,24 @@ const folders = fc.uniqueArray(
   fc.record({ id: fc.stringMatching(/^[A-Za-z0-9._-]{1,20}$/), label: text(64), path: fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join('/')), type: fc.constantFrom('sendreceive', 'sendonly', 'receiveonly') }),
   { selector: (f) => f.id, minLength: 1, maxLength: 4 },
 );
+/** Every versioning shape the loader takes, each setting present or left to its default. */
+const versioning = fc.oneof(
+  fc.record({ type: fc.constant('staggered'), max_age_days: fc.integer({ min: 0, max: 36500 }), cleanup_interval: fc.integer({ min: 60, max: 86400 * 7 }) }, { requiredKeys: ['type'] }),
+  fc.record({ type: fc.constant('trashcan'), cleanout_days: fc.integer({ min: 0, max: 36500 }), cleanup_interval: fc.integer({ min: 60, max: 86400 * 7 }) }, { requiredKeys: ['type'] }),
+  fc.record({ type: fc.constant('simple'), keep: fc.integer({ min: 1, max: 10000 }), cleanout_days: fc.integer({ min: 0, max: 36500 }), cleanup_interval: fc.integer({ min: 60, max: 86400 * 7 }) }, { requiredKeys: ['type'] }),
+  fc.constant({ type: 'none' }),
+);
+type VersioningIn = { type: string; max_age_days?: number; keep?: number; cleanout_days?: number; cleanup_interval?: number };
+/** What Syncthing should hold for a folder given VERSIONING (the defaults filled in) and its versions directory. */
+function wantVersioning(v: VersioningIn | undefined, fsPath: string): unknown {
+  const t = v ?? { type: 'staggered' };
+  if (t.type === 'none') return { type: '', params: {}, fsPath: '' };
+  const params: Record<string, string> = {};
+  if (t.type === 'staggered') params.maxAge = String((t.max_age_days ?? 365) * 86400);
+  if (t.type !== 'staggered') params.cleanoutDays = String(t.cleanout_days ?? 365);
+  if (t.type === 'simple') params.keep = String(t.keep ?? 5);
+  return { type: t.type, params, cleanup: String(t.cleanup_interval ?? 3600), fsPath };
+}
 const deviceName = fc.stringMatching(/^[A-Za-z0-9._ -]{1,30}$/);
 const panelListen = fc.oneof(
   fc.tuple(fc.ipV4(), fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`),
@@ -232,6 +250,9 @@ import json, sys, xml.etree.ElementTree as ET
 r = ET.parse(sys.argv[1]).getroot()
 print(json.dumps({
   "folders": [{"id": f.get("id"), "label": f.get("label"), "path": f.get("path"), "type": f.get("type")} for f in r.findall("folder")],
+  "storage": [{"id": f.get("id"), "ignorePerms": f.get("ignorePerms"), "minDiskFree": [f.find("minDiskFree").text, f.find("minDiskFree").get("unit")],
+    "versioning": {"type": f.find("versioning").get("type") or "", "params": {p.get("key"): p.get("val") for p in f.findall("versioning/param")}, "fsPath": f.findtext("versioning/fsPath") or "",
+      **({"cleanup": f.findtext("versioning/cleanupIntervalS")} if f.find("versioning").get("type") else {})}} for f in r.findall("folder")],
   "devices": [{"id": d.get("id"), "name": d.get("name"), "addresses": [a.text for a in d.findall("address")]} for d in r.findall("device") if d.get("id") == sys.argv[2]],
   "gui": r.find("gui/address").text,
 }))
@@ -244,21 +265,32 @@ function xmlValues(path: string): unknown {
 }
 
 let syncthingKeys: string | null = null;
-test('property: an XML parser and Syncthing read every folder, device and address as configured', () => {
+test('property: an XML parser and Syncthing read every folder, device, address and versioning as configured', () => {
   need('python3');
   need('syncthing');
   fc.assert(
-    fc.property(folders, deviceName, fc.array(address, { minLength: 1, maxLength: 3 }), panelListen, (fs, name, addresses, listen) => {
+    fc.property(folders, deviceName, fc.array(address, { minLength: 1, maxLength: 3 }), panelListen, fc.option(versioning, { nil: undefined }), fc.array(fc.option(versioning, { nil: undefined }), { minLength: 4, maxLength: 4 }), fc.integer({ min: 1, max: 50 }), fc.constantFrom('ext4', 'exfat', 'vfat', 'ntfs'), (fs, name, addresses, listen, syncVersioning, folderVersioning, minFree, driveFs) => {
       const plan = planOf({
-        drive: { label: 'data' },
+        drive: { label: 'data', fs: driveFs },
         panel: { ...PANEL, listen },
-        sync: { devices: [{ id: DEVICE, name, addresses }], folders: fs.map((f) => ({ ...f, devices: [name] })) },
+        sync: {
+          devices: [{ id: DEVICE, name, addresses }],
+          min_disk_free: minFree,
+          ...(syncVersioning ? { versioning: syncVersioning } : {}),
+          folders: fs.map((f, i) => ({ ...f, devices: [name], ...(folderVersioning[i] ? { versioning: folderVersioning[i] } : {}) })),
+        },
       });
       const home = tempDir('syncpi-st-');
       const cfg = join(home, 'config.xml');
       writeFileSync(cfg, plan.files.find((f) => f.path === '/etc/syncpi/syncthing/config.xml')!.content);
       const want = {
         folders: fs.map((f) => ({ id: f.id, label: f.label, path: `/srv/sync/${f.path}`, type: f.type })),
+        storage: fs.map((f, i) => ({
+          id: f.id,
+          ignorePerms: String(driveFs !== 'ext4'),
+          minDiskFree: [String(minFree), '%'],
+          versioning: wantVersioning(folderVersioning[i] ?? syncVersioning, `/srv/sync/.syncpi/versions/${f.id}`),
+        })),
         devices: [{ id: DEVICE, name, addresses }],
         gui: listen,
       };
@@ -270,7 +302,7 @@ test('property: an XML parser and Syncthing read every folder, device and addres
       assert.equal(r.status, 0, `syncthing refused our config.xml:\n${r.stdout}${r.stderr}`);
       syncthingKeys ??= home;
       const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-      assert.deepEqual(xmlValues(cfg), { ...want, folders: [...want.folders].sort(byId) }, 'what Syncthing read from our config.xml (as it saved it back, folders by ID)');
+      assert.deepEqual(xmlValues(cfg), { ...want, folders: [...want.folders].sort(byId), storage: [...want.storage].sort(byId) }, 'what Syncthing read from our config.xml (as it saved it back, folders by ID)');
     }),
     params(30),
   );

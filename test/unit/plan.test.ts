@@ -213,6 +213,8 @@ test('the units syncpi reserves are every unit its own features write, and a ser
   }
   const p = writeConfig(minimalYaml('services:\n  firstboot:\n    description: x\n    exec: [/usr/bin/true]\n'));
   assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && /services\.firstboot: got "firstboot"; expected another service name: syncpi-firstboot\.service/.test(e.message));
+  const r = writeConfig(minimalYaml('services:\n  readonly:\n    description: x\n    exec: [/usr/bin/true]\n'));
+  assert.throws(() => planFromFile(r), (e: unknown) => e instanceof ConfigError && /services\.readonly: .*syncpi-readonly\.service/.test(e.message), 'the read-only mirror\'s unit is reserved');
 });
 
 test('each boot service unit notifies the handler that restarts that unit, whatever the names', () => {
@@ -269,4 +271,38 @@ test('web access is off by default; on, it serves the chosen folders to the pane
   const rw = file(custom, '/etc/systemd/system/syncpi-web.service').content;
   assert.match(rw, /^BindPaths="\/srv\/sync\/documents":"\/run\/syncpi-web\/documents"$/m);
   assert.ok(!rw.includes('--read-only'));
+});
+
+test('read-only shares: a send-only folder for the readers only, its mirror and timer; none without readers', () => {
+  const friend = 'HP7GZ5V-GMP7M46-LIELETW-QB2QTLR-WXVFETW-HW3VLMJ-GBUK6MJ-CY2GSAV';
+  const laptop = 'JB2RL7S-VHDZAR2-G34LH2K-277GIJZ-ZIZMV6I-NNOFVUF-BJ2ZYLO-YNAK7A5';
+  const sync = (readers: string) => `sync:\n  devices: [{ id: ${laptop}, name: laptop }, { id: ${friend}, name: friend }]\n  folders: [{ id: photos, path: photos, devices: [laptop]${readers} }]\ndrive: { label: DATA, mount: /mnt/data }\n`;
+  const { plan } = planFromFile(writeConfig(minimalYaml(sync(', readers: [friend]'))));
+  const xml = file(plan, '/etc/syncpi/syncthing/config.xml').content;
+  const share = /<folder id="photos\.readonly"[^>]*>[\s\S]*?<\/folder>/.exec(xml)?.[0] ?? '';
+  assert.match(share, /path="\/mnt\/data\/\.syncpi\/readonly\/photos" type="sendonly"/);
+  assert.deepEqual([...share.matchAll(/<device id="([^"]+)"/g)].map((m) => m[1]), [friend]);
+  assert.match(share, /<versioning><\/versioning>/, 'the copy keeps no versions of its own');
+  const own = /<folder id="photos"[^>]*>[\s\S]*?<\/folder>/.exec(xml)?.[0] ?? '';
+  assert.deepEqual([...own.matchAll(/<device id="([^"]+)"/g)].map((m) => m[1]), [laptop], 'the reader is no device of the folder');
+  assert.match(own, /<versioning type="staggered">\s*<param key="maxAge" val="31536000"><\/param>\s*<cleanupIntervalS>3600<\/cleanupIntervalS>\s*<fsPath>\/mnt\/data\/\.syncpi\/versions\/photos<\/fsPath>/);
+  assert.match(own, /<minDiskFree unit="%">2<\/minDiskFree>/);
+  assert.match(file(plan, '/usr/local/lib/syncpi/readonly-mirror').content, /^mirror \/mnt\/data\/photos \/mnt\/data\/\.syncpi\/readonly\/photos \|\| status=1$/m);
+  assert.match(file(plan, '/etc/systemd/system/syncpi-readonly.timer').content, /^OnUnitInactiveSec=60$/m);
+  assert.ok(plan.units.enable.includes('syncpi-readonly.timer'));
+  assert.ok(plan.packages.install.includes('rsync'));
+  assert.match(file(plan, '/usr/local/lib/syncpi/syncthing-prepare').content, /^seed_folder photos\.readonly \/mnt\/data\/\.syncpi\/readonly\/photos$/m);
+  assert.match(file(plan, '/usr/local/lib/syncpi/syncthing-prepare').content, /^\[ "\$held" = 1 \] \|\| versions_dir \/mnt\/data\/\.syncpi\/versions\/photos$/m);
+
+  const none = planFromFile(writeConfig(minimalYaml(`${sync('')}  `.replace('sync:\n', 'sync:\n  versioning: { type: none }\n')))).plan;
+  assert.ok(!none.files.some((f) => f.path.includes('readonly')), 'no readers: no mirror, no units');
+  assert.doesNotMatch(file(none, '/etc/syncpi/syncthing/config.xml').content, /photos\.readonly|type="staggered"/);
+  assert.doesNotMatch(file(none, '/usr/local/lib/syncpi/syncthing-prepare').content, /^\[ "\$held" = 1 \] \|\| versions_dir/m, 'versioning none: no versions directory');
+});
+
+test('FAT-like drives get ignorePerms; ext4 keeps permissions', () => {
+  for (const [fs, want] of [['exfat', 'true'], ['vfat', 'true'], ['ntfs', 'true'], ['ext4', 'false']] as const) {
+    const { plan } = planFromFile(writeConfig(minimalYaml(`sync:\n  folders: [{ id: a, path: a }]\ndrive: { label: DATA, fs: ${fs} }\n`)));
+    assert.match(file(plan, '/etc/syncpi/syncthing/config.xml').content, new RegExp(`<folder id="a"[^>]* ignorePerms="${want}"`), fs);
+  }
 });
