@@ -14,12 +14,13 @@ import { firstboot } from './features/firstboot.js';
 import { hardening } from './features/hardening.js';
 import { filterPurge, packages } from './features/packages.js';
 import { panel } from './features/panel.js';
+import { rsync } from './features/rsync.js';
 import { services } from './features/services.js';
 import { sync } from './features/sync.js';
 import { system } from './features/system.js';
 import type { Plan, PlanHandler } from './types.js';
 
-export const FEATURES: Feature[] = [system, packages, sync, panel, drive, services, hardening, firstboot];
+export const FEATURES: Feature[] = [system, packages, sync, panel, drive, services, hardening, rsync, firstboot];
 
 const DAEMON_RELOAD: PlanHandler = { name: 'daemon-reload', action: 'daemon-reload', liveOnly: true };
 

@@ -12,6 +12,10 @@ import type { FeatureName, PlanCheck, PlanDir, PlanFile, PlanHandler, PlanUser }
 
 export const SYNCTHING_HOME = '/var/lib/syncthing';
 export const SYNCPI_LIB = '/usr/local/lib/syncpi';
+/** The account rsync keys log into: unprivileged, no password, a member of UPLOAD_GROUP only. */
+export const RSYNC_USER = 'syncpi-rsync';
+/** Shared by Syncthing and RSYNC_USER; only folders with rsync keys carry it. */
+export const UPLOAD_GROUP = 'syncpi-upload';
 
 export interface Derived {
   panelListen: string;
@@ -20,7 +24,9 @@ export interface Derived {
   panelLoopback: boolean;
   syncTcpPorts: number[];
   syncUdpPorts: number[];
-  folders: { id: string; label: string; path: string; type: string; rescan_interval: number; watch: boolean; device_ids: string[] }[];
+  folders: { id: string; label: string; path: string; type: string; rescan_interval: number; watch: boolean; device_ids: string[]; ignore_perms: boolean; upload: boolean }[];
+  /** access.rsync with each key's folder resolved to its absolute path. */
+  rsyncKeys: { name: string; key: string; mode: 'read-only' | 'write-only' | 'read-write'; folderId: string; path: string }[];
   driveMount: string | null;
   /** Where every folder lives (the drive's mount, or DEFAULT_DRIVE_MOUNT): writable by the daemon. */
   storageRoot: string;
@@ -42,6 +48,13 @@ export function derive(config: Config): Derived {
   const driveMount = config.drive?.mount ?? null;
   const storageRoot = driveMount ?? DEFAULT_DRIVE_MOUNT;
   const byName = new Map(config.sync.devices.map((d) => [d.name, d.id]));
+  const abs = (p: string) => (p.startsWith('/') ? p : `${storageRoot}/${p}`);
+  const rsyncKeys = config.access.rsync.map((k) => {
+    const f = config.sync.folders.find((x) => x.id === k.folder) ?? config.sync.folders.find((x) => abs(x.path) === abs(k.folder))!;
+    return { name: k.name, key: k.key, mode: k.mode, folderId: f.id, path: abs(f.path) };
+  });
+  const uploads = new Set(rsyncKeys.map((k) => k.folderId));
+  const foreignFs = config.drive ? ['exfat', 'vfat', 'ntfs'].includes(config.drive.fs) : false;
   return {
     panelListen: listen,
     panelHost: parsed.host,
@@ -52,12 +65,17 @@ export function derive(config: Config): Derived {
     folders: config.sync.folders.map((f) => ({
       id: f.id,
       label: f.label ?? f.id,
-      path: f.path.startsWith('/') ? f.path : `${storageRoot}/${f.path}`,
+      path: abs(f.path),
       type: f.type,
       rescan_interval: f.rescan_interval,
       watch: f.watch,
       device_ids: [...new Set(f.devices.map((d) => byName.get(d) ?? d))].sort(),
+      // A folder rsync writes into keeps Syncthing from copying the senders' permission bits onto
+      // it: its files then stay group-readable for the upload account (see features/rsync.ts).
+      ignore_perms: foreignFs || uploads.has(f.id),
+      upload: uploads.has(f.id),
     })),
+    rsyncKeys,
     driveMount,
     storageRoot,
   };
@@ -114,7 +132,6 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     panel_port: derived.panelPort,
     panel_loopback: derived.panelLoopback,
     panel_password_hash: inputs.panelPasswordHash,
-    drive_ignore_perms: d ? ['exfat', 'vfat', 'ntfs'].includes(d.fs) : false,
     sync_tcp_ports: derived.syncTcpPorts,
     sync_udp_ports: derived.syncUdpPorts,
     keyboard_layout: layout,
@@ -124,7 +141,9 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     ssh_allow_v6: sshAllow.v6.length ? sshAllow.v6 : null,
     panel_allow_v4: panelAllow.v4.length ? panelAllow.v4 : null,
     panel_allow_v6: panelAllow.v6.length ? panelAllow.v6 : null,
-    ssh_allow_users: config.system.user.name,
+    ssh_allow_users: [config.system.user.name, ...(derived.rsyncKeys.length ? [RSYNC_USER] : [])].join(' '),
+    rsync_user: derived.rsyncKeys.length ? RSYNC_USER : null,
+    upload_group: UPLOAD_GROUP,
   };
   return {
     config,

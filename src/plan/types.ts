@@ -13,6 +13,7 @@ export type FeatureName =
   | 'drive'
   | 'services'
   | 'hardening'
+  | 'rsync'
   | 'firstboot';
 
 export interface PlanFile {

@@ -4,6 +4,8 @@
  * (e.g. a laptop's device ID). Every booted-image test builds from this one shape, so they share
  * one cached base layer: after the first cold build each is a config-only rebuild.
  */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -38,9 +40,15 @@ type ConfigDoc = ReturnType<typeof parseDocument>;
  */
 export const ALL_FEATURE_PACKAGES = ['rclone', 'python3', 'curl'];
 
-export function withAllFeatures(doc: ConfigDoc, _dir: string, _key: string): void {
+/** The private key (under the test's dir) of the write-only rsync key into the camera folder. */
+export const RSYNC_PHASE_KEY = 'rsync-phone-backup';
+
+export function withAllFeatures(doc: ConfigDoc, dir: string, _key: string): void {
   const install = (doc.getIn(['packages', 'install']) as { toJSON(): string[] } | undefined)?.toJSON() ?? [];
   doc.setIn(['packages', 'install'], [...new Set([...install, ...ALL_FEATURE_PACKAGES])]);
+  const rsyncKey = join(dir, RSYNC_PHASE_KEY);
+  if (!existsSync(rsyncKey)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'phone-backup', '-f', rsyncKey], { stdio: 'ignore' });
+  doc.setIn(['access', 'rsync'], [{ name: 'phone-backup', key: { file: `${rsyncKey}.pub` }, folder: 'camera', mode: 'write-only' }]);
 }
 
 /** Write DIR/appliance.yaml: the test appliance with the test key and EDIT applied. */
