@@ -341,11 +341,6 @@ const WebAccessSchema = z.strictObject({
   allowed_networks: z.array(shaped(v.checkCidr)).max(64).optional().describe('Networks the firewall lets reach the server; omitted: panel.allowed_networks.'),
 });
 
-const AccessSchema = z
-  .strictObject({
-    web: WebAccessSchema.optional().describe('Browser and WebDAV access to chosen folders (rclone serve webdav); off when absent.'),
-  })
-  .default({});
 
 const HardeningSchema = z
   .strictObject({
@@ -368,6 +363,40 @@ const HardwareSchema = z.strictObject({
     .max(MODEL_IDS.length)
     .describe('Raspberry Pi models the image must boot on (see "Which Pi" in the README); the build fails when the image lacks what one of them needs.'),
 });
+
+/** How an rsync key may use its folder: rrsync's -ro, -wo, or neither. */
+export const RSYNC_MODES = ['read-only', 'write-only', 'read-write'] as const;
+
+/**
+ * A key for rsync over SSH: a bare public key (syncpi writes the restriction in front of it), so
+ * a pasted authorized_keys line with its own options is refused rather than half-trusted.
+ */
+function checkRsyncKey(s: string): string | null {
+  if (v.hasControlChars(s)) return 'an OpenSSH public key on one line';
+  const problem = v.checkSshPublicKey(s);
+  if (!problem) return null;
+  const parts = s.trim().split(/\s+/);
+  const at = parts.findIndex((_, i) => i > 0 && v.checkSshPublicKey(parts.slice(i).join(' ')) === null);
+  if (at > 0) return `a bare public key "TYPE BASE64 [comment]" without an options prefix (got ${JSON.stringify(parts.slice(0, at).join(' ').slice(0, 60))} before the key type): syncpi writes restrict,command=… itself`;
+  return problem;
+}
+
+const RsyncKeySchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a key name of letters, digits and . _ - (it becomes the key\'s comment on the Pi)'),
+  key: z
+    .union([shaped(checkRsyncKey, { max: 16384 }), sshKeyFile.refine((keys) => keys.length === 1, 'expected a file holding exactly one public key (one key per entry)')])
+    .transform((k) => (Array.isArray(k) ? k[0]! : k))
+    .describe('The public key: a key line, or {file: phone.pub}.'),
+  folder: label(1024).describe('The ID of a folder under sync.folders, or that folder\'s path: the key reaches only this folder.'),
+  mode: z.enum(RSYNC_MODES).describe('read-only (download), write-only (upload, e.g. phone backups: no listing, no download) or read-write.'),
+});
+
+const AccessSchema = z
+  .strictObject({
+    web: WebAccessSchema.optional().describe('Browser and WebDAV access to chosen folders (rclone serve webdav); off when absent.'),
+    rsync: z.array(RsyncKeySchema).max(64).default([]).describe('rsync over SSH into single folders (account syncpi-rsync, each key confined to its folder by rrsync).'),
+  })
+  .default({ rsync: [] });
 
 export const ConfigSchema = z
   .strictObject({
@@ -510,12 +539,65 @@ export const ConfigSchema = z
         }
       }
     }
+    checkRsyncAccess(c, ctx);
     const names = new Set([c.system.user.name]);
     if (c.services && Object.values(c.services).some((s) => s.user !== 'syncthing' && s.user !== 'root' && !names.has(s.user))) {
       const bad = Object.entries(c.services).find(([, s]) => s.user !== 'syncthing' && s.user !== 'root' && !names.has(s.user))!;
       ctx.addIssue({ code: 'custom', path: ['services', bad[0], 'user'], message: `expected syncthing, root or ${c.system.user.name} (users the appliance creates)`, input: bad[1].user });
     }
   });
+
+/**
+ * Each rsync key names one configured folder, by ID or path. Its path goes into a forced command
+ * in authorized_keys, where sshd knows no quoting beyond \\": only plain paths qualify. FAT-like
+ * drives have no owners or groups to give the upload account its folders and nothing else.
+ */
+interface RsyncAccessInput {
+  drive?: { mount: string; fs: string } | undefined;
+  sync: { folders: { id: string; path: string }[] };
+  access: { rsync: { name: string; key: string; folder: string }[] };
+}
+function checkRsyncAccess(c: RsyncAccessInput, ctx: z.RefinementCtx): void {
+  const root = c.drive?.mount ?? DEFAULT_DRIVE_MOUNT;
+  const abs = (p: string) => (p.startsWith('/') ? p : `${root}/${p}`);
+  const names = new Set<string>();
+  const keys = new Map<string, string>();
+  c.access.rsync.forEach((k, i) => {
+    const at = (...rest: PropertyKey[]) => ['access', 'rsync', i, ...rest];
+    if (names.has(k.name)) ctx.addIssue({ code: 'custom', path: at('name'), message: `expected a unique key name; "${k.name}" is used twice`, input: k.name });
+    names.add(k.name);
+    const blob = k.key.trim().split(/\s+/).slice(0, 2).join(' ');
+    const other = keys.get(blob);
+    // sshd uses the first line a key matches: a second entry for the same key would never apply.
+    if (other) ctx.addIssue({ code: 'custom', path: at('key'), message: `expected a key no other entry uses: entry "${other}" has the same key, and sshd would only ever apply the first`, input: k.key });
+    else keys.set(blob, k.name);
+    if (c.drive && ['exfat', 'vfat', 'ntfs'].includes(c.drive.fs)) {
+      ctx.addIssue({ code: 'custom', path: at('folder'), message: `expected a drive with owners and groups (ext4, btrfs or xfs) for rsync access: ${c.drive.fs} has none to keep the upload account to its folders`, input: k.folder });
+      return;
+    }
+    const byId = c.sync.folders.find((f) => f.id === k.folder);
+    const pathProblem = byId || k.folder.startsWith('/') ? null : v.checkTargetPath(abs(k.folder));
+    const byPath = byId ? undefined : c.sync.folders.find((f) => abs(f.path) === abs(k.folder));
+    const folder = byId ?? byPath;
+    if (!folder) {
+      const shape = pathProblem ?? (k.folder.includes('/') ? v.checkTargetPath(abs(k.folder)) : null);
+      const ids = c.sync.folders.map((f) => f.id);
+      ctx.addIssue({
+        code: 'custom',
+        path: at('folder'),
+        message: shape
+          ? `expected ${shape}: the ID or path of a folder under sync.folders`
+          : `expected the ID or path of a folder under sync.folders (${ids.length ? `one of: ${ids.join(', ')}` : 'none are listed'})`,
+        input: k.folder,
+      });
+      return;
+    }
+    const problem = v.checkTargetPath(abs(folder.path));
+    if (problem) {
+      ctx.addIssue({ code: 'custom', path: at('folder'), message: `expected a folder whose path has only letters, digits and . _ + @ - (it goes into authorized_keys unquoted): folder ${folder.id} is at ${JSON.stringify(abs(folder.path))}`, input: k.folder });
+    }
+  });
+}
 
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

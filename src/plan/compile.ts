@@ -15,13 +15,14 @@ import { hardening } from './features/hardening.js';
 import { filterPurge, packages } from './features/packages.js';
 import { panel } from './features/panel.js';
 import { readers } from './features/readers.js';
+import { rsync } from './features/rsync.js';
 import { services } from './features/services.js';
 import { sync } from './features/sync.js';
 import { system } from './features/system.js';
 import { web } from './features/web.js';
 import type { Plan, PlanHandler } from './types.js';
 
-export const FEATURES: Feature[] = [system, packages, sync, readers, panel, drive, services, web, hardening, firstboot];
+export const FEATURES: Feature[] = [system, packages, sync, readers, panel, drive, services, web, hardening, rsync, firstboot];
 
 const DAEMON_RELOAD: PlanHandler = { name: 'daemon-reload', action: 'daemon-reload', liveOnly: true };
 

@@ -14,6 +14,10 @@ import type { FeatureName, PlanCheck, PlanDir, PlanFile, PlanHandler, PlanUser }
 
 export const SYNCTHING_HOME = '/var/lib/syncthing';
 export const SYNCPI_LIB = '/usr/local/lib/syncpi';
+/** The account rsync keys log into: unprivileged, no password, a member of UPLOAD_GROUP only. */
+export const RSYNC_USER = 'syncpi-rsync';
+/** Shared by Syncthing and RSYNC_USER; only folders with rsync keys carry it. */
+export const UPLOAD_GROUP = 'syncpi-upload';
 
 export interface DerivedFolder {
   id: string;
@@ -26,6 +30,10 @@ export interface DerivedFolder {
   versioning: SyncthingVersioning;
   /** Where this folder's versions go, made by syncthing-prepare (null: no versioning). */
   versions_dir: string | null;
+  /** Syncthing ignores permission bits: a FAT-like drive, or a folder rsync keys write into. */
+  ignore_perms: boolean;
+  /** rsync keys write into it (its group is shared with the upload account). */
+  upload: boolean;
 }
 
 export interface Derived {
@@ -39,6 +47,8 @@ export interface Derived {
   folders: DerivedFolder[];
   /** Each read-only copy: the folder it mirrors (source) into its send-only folder (target). */
   mirrors: { folder: string; id: string; source: string; target: string }[];
+  /** access.rsync with each key's folder resolved to its absolute path. */
+  rsyncKeys: { name: string; key: string; mode: 'read-only' | 'write-only' | 'read-write'; folderId: string; path: string }[];
   driveMount: string | null;
   /** Where every folder lives (the drive's mount, or DEFAULT_DRIVE_MOUNT): writable by the daemon. */
   storageRoot: string;
@@ -62,6 +72,13 @@ export function derive(config: Config): Derived {
   const driveMount = config.drive?.mount ?? null;
   const storageRoot = driveMount ?? DEFAULT_DRIVE_MOUNT;
   const byName = new Map(config.sync.devices.map((d) => [d.name, d.id]));
+  const abs = (p: string) => (p.startsWith('/') ? p : `${storageRoot}/${p}`);
+  const rsyncKeys = config.access.rsync.map((k) => {
+    const f = config.sync.folders.find((x) => x.id === k.folder) ?? config.sync.folders.find((x) => abs(x.path) === abs(k.folder))!;
+    return { name: k.name, key: k.key, mode: k.mode, folderId: f.id, path: abs(f.path) };
+  });
+  const uploads = new Set(rsyncKeys.map((k) => k.folderId));
+  const foreignFs = config.drive ? ['exfat', 'vfat', 'ntfs'].includes(config.drive.fs) : false;
   const ids = (refs: string[]): string[] => [...new Set(refs.map((d) => byName.get(d) ?? d))].sort();
   const owned = config.sync.folders.map((f): DerivedFolder => {
     const v = f.versioning ?? config.sync.versioning;
@@ -69,13 +86,17 @@ export function derive(config: Config): Derived {
     return {
       id: f.id,
       label: f.label ?? f.id,
-      path: f.path.startsWith('/') ? f.path : `${storageRoot}/${f.path}`,
+      path: abs(f.path),
       type: f.type,
       rescan_interval: f.rescan_interval,
       watch: f.watch,
       device_ids: ids(f.devices),
       versioning: syncthingVersioning(v, dir ?? ''),
       versions_dir: dir,
+      // A folder rsync writes into keeps Syncthing from copying the senders' permission bits onto
+      // it: its files then stay group-readable for the upload account (see features/rsync.ts).
+      ignore_perms: foreignFs || uploads.has(f.id),
+      upload: uploads.has(f.id),
     };
   });
   // Send-only: the appliance never pulls what a reader changes, so nothing a reader sends is ever
@@ -94,6 +115,8 @@ export function derive(config: Config): Derived {
       device_ids: ids(f.readers),
       versioning: syncthingVersioning({ type: 'none' }, ''),
       versions_dir: null,
+      ignore_perms: foreignFs,
+      upload: false,
     })),
   ];
   return {
@@ -105,6 +128,7 @@ export function derive(config: Config): Derived {
     syncUdpPorts: portsOf(config.sync.listen, /^quic/),
     folders,
     mirrors,
+    rsyncKeys,
     driveMount,
     storageRoot,
     web: webOf(config),
@@ -173,7 +197,6 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     panel_port: derived.panelPort,
     panel_loopback: derived.panelLoopback,
     panel_password_hash: inputs.panelPasswordHash,
-    drive_ignore_perms: d ? ['exfat', 'vfat', 'ntfs'].includes(d.fs) : false,
     sync_tcp_ports: derived.syncTcpPorts,
     sync_udp_ports: derived.syncUdpPorts,
     keyboard_layout: layout,
@@ -186,7 +209,9 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     web_port: derived.web?.port ?? null,
     web_allow_v4: webAllow.v4.length ? webAllow.v4 : null,
     web_allow_v6: webAllow.v6.length ? webAllow.v6 : null,
-    ssh_allow_users: config.system.user.name,
+    ssh_allow_users: [config.system.user.name, ...(derived.rsyncKeys.length ? [RSYNC_USER] : [])].join(' '),
+    rsync_user: derived.rsyncKeys.length ? RSYNC_USER : null,
+    upload_group: UPLOAD_GROUP,
   };
   return {
     config,

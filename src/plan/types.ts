@@ -17,6 +17,7 @@ export type FeatureName =
   | 'services'
   | 'web'
   | 'hardening'
+  | 'rsync'
   | 'firstboot';
 
 export interface PlanFile {

@@ -4,6 +4,8 @@
  * (e.g. a laptop's device ID). Every booted-image test builds from this one shape, so they share
  * one cached base layer: after the first cold build each is a config-only rebuild.
  */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -38,24 +40,38 @@ type ConfigDoc = ReturnType<typeof parseDocument>;
  */
 export const ALL_FEATURE_PACKAGES = ['rclone', 'python3', 'curl'];
 
+/** The value at PATH as plain data, whether it was parsed (a YAML node) or set from plain data. */
+function plainIn<T>(doc: ConfigDoc, path: string[]): T | undefined {
+  const v = doc.getIn(path) as { toJSON?: () => T } | T | undefined;
+  return v && typeof (v as { toJSON?: unknown }).toJSON === 'function' ? (v as { toJSON: () => T }).toJSON() : (v as T | undefined);
+}
+
 /** A device that reads the first folder read-only (a valid ID; no Syncthing of it runs). */
 export const TEST_READER = { id: 'IFCPKQ3-MCAQX7Q-ARN45RZ-NRZXUG2-SLLWOTC-3X2MPB3-FCZ63RT-MARZ5AB', name: 'friend' };
 
 /** Add TEST_READER to sync.devices (once) and as a reader of the folder at INDEX. */
 export function withReader(doc: ConfigDoc, index = 0): void {
-  const devices = (doc.getIn(['sync', 'devices']) as { toJSON(): { id: string; name: string }[] } | undefined)?.toJSON() ?? [];
+  const devices = plainIn<{ id: string; name: string }[]>(doc, ['sync', 'devices']) ?? [];
   const others = devices.filter((d) => d.id !== TEST_READER.id && d.name !== TEST_READER.name);
   doc.setIn(['sync', 'devices'], [...others, TEST_READER]);
-  doc.setIn(['sync', 'folders', index, 'readers'], [TEST_READER.name]);
+  const folders = plainIn<Record<string, unknown>[]>(doc, ['sync', 'folders']) ?? [];
+  doc.setIn(['sync', 'folders'], folders.map((f, i) => (i === index ? { ...f, readers: [TEST_READER.name] } : f)));
 }
 
-export function withAllFeatures(doc: ConfigDoc, _dir: string, _key: string): void {
-  const install = (doc.getIn(['packages', 'install']) as { toJSON(): string[] } | undefined)?.toJSON() ?? [];
+/** The private key (under the test's dir) of the write-only rsync key into the camera folder. */
+export const RSYNC_PHASE_KEY = 'rsync-phone-backup';
+
+export function withAllFeatures(doc: ConfigDoc, dir: string, _key: string): void {
+  const install = plainIn<string[]>(doc, ['packages', 'install']) ?? [];
   doc.setIn(['packages', 'install'], [...new Set([...install, ...ALL_FEATURE_PACKAGES])]);
   // Browser and WebDAV access: the documents folder, read-only, the panel's user, the default port.
   doc.setIn(['access', 'web'], { folders: ['documents'] });
   // read-only shares: rsync, which the mirror uses, is already in image/appliance.yaml's packages
   withReader(doc);
+  // rsync into one folder: a phone's write-only backup key for the camera folder
+  const rsyncKey = join(dir, RSYNC_PHASE_KEY);
+  if (!existsSync(rsyncKey)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'phone-backup', '-f', rsyncKey], { stdio: 'ignore' });
+  doc.setIn(['access', 'rsync'], [{ name: 'phone-backup', key: { file: `${rsyncKey}.pub` }, folder: 'camera', mode: 'write-only' }]);
 }
 
 /** Write DIR/appliance.yaml: the test appliance with the test key and EDIT applied. */

@@ -43,7 +43,11 @@ before(async () => {
   const laptopId = laptop.id;
   const config = await writeTestConfig(dir, key, (doc) => {
     doc.setIn(['sync', 'devices'], [{ id: laptopId, name: 'laptop', addresses: ['dynamic'] }]);
-    doc.setIn(['sync', 'folders'], [{ id: 'documents', label: 'Documents', path: 'documents', type: 'sendreceive', devices: ['laptop'] }]);
+    // camera stays, with no device: the rsync phase's backup key writes into it
+    doc.setIn(['sync', 'folders'], [
+      { id: 'documents', label: 'Documents', path: 'documents', type: 'sendreceive', devices: ['laptop'] },
+      { id: 'camera', label: 'Phone camera', path: 'camera', type: 'receiveonly', devices: [] },
+    ]);
     // the readers phase: documents shared read-only with a device that never connects
     withReader(doc);
   });

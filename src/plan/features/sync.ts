@@ -1,5 +1,5 @@
 /** Syncthing: a dedicated system user, a sandboxed unit, and a config seeded from appliance.yaml. */
-import { SYNCPI_LIB, SYNCTHING_HOME, type Feature } from '../context.js';
+import { SYNCPI_LIB, SYNCTHING_HOME, UPLOAD_GROUP, type Feature } from '../context.js';
 
 /** Adopts the mounted drive for every folder (`syncpi adopt-drive`): resets the index, refills. */
 export const ADOPT_DRIVE = `${SYNCPI_LIB}/adopt-drive`;
@@ -17,7 +17,8 @@ export const sync: Feature = {
     if (config.sync.folders.length === 0) notes.push('no folders are configured: add sync.folders to share something');
     return {
       install: ['syncthing'],
-      users: [{ name: 'syncthing', system: true, home: SYNCTHING_HOME, shell: '/usr/sbin/nologin', groups: [], authorizedKeys: [] }],
+      // With rsync keys, Syncthing shares the upload account's group (see features/rsync.ts).
+      users: [{ name: 'syncthing', system: true, home: SYNCTHING_HOME, shell: '/usr/sbin/nologin', groups: derived.rsyncKeys.length ? [UPLOAD_GROUP] : [], authorizedKeys: [] }],
       dirs: [
         { path: SYNCTHING_HOME, mode: '0700', owner: 'syncthing', group: 'syncthing' },
         { path: '/etc/syncpi/syncthing', mode: '0750', owner: 'root', group: 'syncthing' },

@@ -3,6 +3,7 @@ import type { Phase } from './context.js';
 import { webdav } from './webdav.js';
 import { readers } from './readers.js';
 import { versions } from './versions.js';
+import { rsyncPhase } from './rsync.js';
 
 // web access reads the laptop's first file, which the versions phase leaves in place
-export const PHASES: Phase[] = [webdav, versions, readers];
+export const PHASES: Phase[] = [webdav, versions, readers, rsyncPhase];
