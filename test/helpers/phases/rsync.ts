@@ -19,7 +19,7 @@ export const rsyncPhase: Phase = {
     await writeFile(file, `uploaded by rsync ${Date.now()}\n`);
     const up = await execa('rsync', ['-a', '-e', ssh, file, 'syncpi-rsync@127.0.0.1:'], { reject: false, timeout: 120_000 });
     assert.equal(up.exitCode, 0, `upload: ${up.stderr}`);
-    const onDrive = await ctx.root('findmnt -n -o TARGET -T /srv/sync/camera/rsync-phase-upload.txt && stat -c "%U %G" /srv/sync/camera/rsync-phase-upload.txt && cat /srv/sync/camera/rsync-phase-upload.txt');
+    const onDrive = await ctx.root('findmnt -n -o TARGET -T /srv/sync/camera/rsync-phase-upload.txt | sort -u && stat -c "%U %G" /srv/sync/camera/rsync-phase-upload.txt && cat /srv/sync/camera/rsync-phase-upload.txt');
     assert.equal(onDrive.code, 0, onDrive.stderr);
     const [mount, owner, content] = onDrive.stdout.trim().split('\n');
     assert.equal(mount, '/srv/sync', 'the file is on the drive');
