@@ -190,10 +190,10 @@ export function smartGrepAwk(): string {
   const nvme = ([bit, what]: [number, string]) => `    if (int(cw / ${bit}) % 2 == 1) add("NVMe: ${what}")`;
   return [
     'function add(s) { c = (c == "" ? s : c ", " s) }',
-    '{ sub(/;[ \t]*$/, "") }',
+    String.raw`{ sub(/;[ \t]*$/, "") }`,
     '$1 == "json.smart_status.passed" { passed = $3 }',
-    '$1 ~ /^json\.ata_smart_attributes\.table\[[0-9]+\]\.id$/ { i = $1; sub(/\.id$/, "", i); id[i] = $3 }',
-    '$1 ~ /^json\.ata_smart_attributes\.table\[[0-9]+\]\.raw\.value$/ { i = $1; sub(/\.raw\.value$/, "", i); raw[i] = $3 }',
+    String.raw`$1 ~ /^json\.ata_smart_attributes\.table\[[0-9]+\]\.id$/ { i = $1; sub(/\.id$/, "", i); id[i] = $3 }`,
+    String.raw`$1 ~ /^json\.ata_smart_attributes\.table\[[0-9]+\]\.raw\.value$/ { i = $1; sub(/\.raw\.value$/, "", i); raw[i] = $3 }`,
     '$1 == "json.nvme_smart_health_information_log" { nvme = 1 }',
     '$1 == "json.nvme_smart_health_information_log.critical_warning" { cw = $3 }',
     '$1 == "json.nvme_smart_health_information_log.media_errors" { media = $3 }',
