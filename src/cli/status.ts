@@ -12,16 +12,16 @@ export function register(program: Command): void {
       .argument('<inventory>', 'fleet inventory (see image/fleet.yaml)')
       .option('--parallel <n>', 'hosts queried at once', '16')
       .option('--limit <names>', 'only these hosts or groups (comma-separated)')
-      .option('--min-free <percent>', 'free space below this share of the storage needs attention', '10')
+      .option('--min-free <percent>', 'free space below this share of the storage needs attention (default: the config\'s health.min_free_percent, 10)')
       .option('--json', 'print the report as JSON'),
     false,
-  ).action(async (inventoryPath: string, opts: SshCliOptions & { parallel: string; limit?: string; minFree: string; json?: boolean }) => {
+  ).action(async (inventoryPath: string, opts: SshCliOptions & { parallel: string; limit?: string; minFree?: string; json?: boolean }) => {
     const { loadInventory, selectHosts } = await import('../fleet/inventory.js');
     const { loadHostConfig } = await import('../fleet/prepare.js');
     const { hostStatus } = await import('../fleet/status.js');
     const { formatBytes } = await import('../util/report.js');
     const parallel = parsePositiveInt('--parallel', opts.parallel, 256);
-    const minFreePercent = parsePositiveInt('--min-free', opts.minFree, 99);
+    const minFreePercent = opts.minFree === undefined ? undefined : parsePositiveInt('--min-free', opts.minFree, 99);
     const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
     const inv = loadInventory(inventoryPath);
     const hosts = selectHosts(inv, opts.limit);
@@ -36,7 +36,7 @@ export function register(program: Command): void {
         while (next < jobs.length) {
           const i = next++;
           const j = jobs[i]!;
-          results[i] = await hostStatus(j.h, j.config, policy, { minFreePercent });
+          results[i] = await hostStatus(j.h, j.config, policy, minFreePercent === undefined ? {} : { minFreePercent });
         }
       }),
     );

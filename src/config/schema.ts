@@ -356,6 +356,27 @@ const HardeningSchema = z
   })
   .default({ ssh: { port: 22, allow_from: [] }, firewall: 'deny', unattended_upgrades: true, fail2ban: false });
 
+/** Free space below this share of the storage's size needs attention (status and the alert). */
+export const DEFAULT_MIN_FREE_PERCENT = 10;
+
+const HealthSchema = z
+  .strictObject({
+    min_free_percent: z.number().int().min(1).max(99).default(DEFAULT_MIN_FREE_PERCENT).describe('Free space below this percent of the storage needs attention (syncpi status and the alert).'),
+    alert: z
+      .strictObject({
+        url: shaped(v.checkAlertUrl, { max: 2048 }).optional().describe('POST a JSON object {host, state, problems, time} here when the health changes (curl is installed for it).'),
+        command: z.array(label(4096)).min(1).max(64).optional().describe('Run this command (argv; the first an absolute path) as root with the same JSON on its standard input.'),
+        interval: z.number().int().min(1).max(1440).default(15).describe('Minutes between checks.'),
+      })
+      .superRefine((a, ctx) => {
+        if (!a.url && !a.command) ctx.addIssue({ code: 'custom', message: 'expected url or command (or both): where the alert goes', input: a });
+        if (a.command && !a.command[0]!.startsWith('/')) ctx.addIssue({ code: 'custom', path: ['command', 0], message: 'expected an absolute path to the program, e.g. /usr/local/bin/notify', input: a.command[0] });
+      })
+      .optional()
+      .describe('Check the drive\'s free space, SMART and the power supply on a timer, and report each change of state; off when absent.'),
+  })
+  .default({ min_free_percent: DEFAULT_MIN_FREE_PERCENT });
+
 const HardwareSchema = z.strictObject({
   models: z
     .array(z.enum(MODEL_IDS))
@@ -418,6 +439,7 @@ export const ConfigSchema = z
     hardening: HardeningSchema,
     hardware: HardwareSchema.optional().describe('The boards this appliance is for.'),
     access: AccessSchema,
+    health: HealthSchema,
   })
   .superRefine((c, ctx) => {
     const baseFacts = 'debian' in c.base ? { kind: 'debian' as const, arch: c.base.debian.arch, suite: c.base.debian.suite } : { kind: 'image' as const, arch: c.base.image.arch };
@@ -604,6 +626,7 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type DriveConfig = NonNullable<Config['drive']>;
 export type ServiceConfig = Config['services'][string];
 export type WebAccessConfig = NonNullable<Config['access']['web']>;
+export type HealthAlertConfig = NonNullable<Config['health']['alert']>;
 
 export function jsonSchema(): unknown {
   const js = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;

@@ -361,3 +361,22 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   }
   return best !== null && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : null;
 }
+
+/**
+ * Where health.alert POSTs: http or https only, no credentials (the URL stands in the unit's
+ * script and in the process list), and one word (it is passed to curl as one argument).
+ */
+export function checkAlertUrl(s: string): string | null {
+  const valid = 'an http:// or https:// URL without user name, password or spaces, e.g. https://alerts.home.arpa/syncpi';
+  if (CONTROL.test(s) || /\s/.test(s)) return valid;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return valid;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return valid;
+  if (!/^https?:\/\//i.test(s) || !u.hostname) return valid;
+  if (u.username || u.password) return `${valid} (a secret in the URL would be readable in the Pi's files and process list)`;
+  return null;
+}

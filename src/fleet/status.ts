@@ -11,9 +11,6 @@ import { DEFAULT_DRIVE_MOUNT } from '../config/schema.js';
 import { bestSmart, freeSpaceLow, powerReport, type PowerReport, type SmartReport } from '../health/smart.js';
 import { connectTo, type ConnectPolicy, type HostSpec } from './host.js';
 
-/** Free space below this share of the storage's size needs attention (`syncpi status --min-free`). */
-export const DEFAULT_MIN_FREE_PERCENT = 10;
-
 export interface FolderStatus {
   id: string;
   state: string;
@@ -110,7 +107,7 @@ export async function hostStatus(h: HostSpec, config: Config, policy: ConnectPol
     const smart: SmartReport = kv.get('disk')
       ? bestSmart(smartOut)
       : { state: 'unavailable', reason: `no disk to ask: ${storage} is on ${src || 'an unknown file system'}, not a block device` };
-    const minFreePercent = opts.minFreePercent ?? DEFAULT_MIN_FREE_PERCENT;
+    const minFreePercent = opts.minFreePercent ?? config.health.min_free_percent;
     const storeFree = Number(kv.get('storefree')) || undefined;
     const storeSize = Number(kv.get('storesize')) || undefined;
     r.health = {

@@ -31,7 +31,7 @@ export interface SmartReport {
 }
 
 /** The ATA attributes whose raw value above 0 predicts failure (and what to call them). */
-const PREDICTORS: { id: number; key: keyof SmartReport; what: string }[] = [
+export const PREDICTORS: { id: number; key: keyof SmartReport; what: string }[] = [
   { id: 5, key: 'reallocatedSectors', what: 'reallocated sectors' },
   { id: 197, key: 'pendingSectors', what: 'pending sectors' },
   { id: 198, key: 'offlineUncorrectable', what: 'offline-uncorrectable sectors' },
@@ -39,7 +39,7 @@ const PREDICTORS: { id: number; key: keyof SmartReport; what: string }[] = [
   { id: 199, key: 'udmaCrcErrors', what: 'UDMA CRC errors' },
 ];
 
-const NVME_WARNINGS: [number, string][] = [
+export const NVME_WARNINGS: [number, string][] = [
   [0x01, 'spare capacity below threshold'],
   [0x02, 'temperature beyond threshold'],
   [0x04, 'reliability degraded'],
@@ -176,4 +176,40 @@ export function powerReport(facts: { throttled?: string; hwmonAlarm?: string; ke
 export function freeSpaceLow(freeBytes: number | undefined, sizeBytes: number | undefined, minFreePercent: number): boolean {
   if (freeBytes === undefined || !sizeBytes) return false;
   return (freeBytes / sizeBytes) * 100 < minFreePercent;
+}
+
+/**
+ * The same verdict as parseSmartctl, as an awk program over smartctl's grep-able JSON
+ * (`smartctl --json=g`: one `json.PATH = VALUE;` line per value), for the Pi's health alert, which
+ * has neither jq nor node. Generated from PREDICTORS and NVME_WARNINGS, so the alert and
+ * `syncpi status` cannot count different things. Prints "STATE REASON" (STATE as HealthState;
+ * the reason only for failing and warning). POSIX awk: no bit operations, so bits by division.
+ */
+export function smartGrepAwk(): string {
+  const attr = (p: (typeof PREDICTORS)[number]) => `  if ((${p.id} in v) && v[${p.id}] + 0 > 0) add(v[${p.id}] " ${p.what}")`;
+  const nvme = ([bit, what]: [number, string]) => `    if (int(cw / ${bit}) % 2 == 1) add("NVMe: ${what}")`;
+  return [
+    'function add(s) { c = (c == "" ? s : c ", " s) }',
+    String.raw`{ sub(/;[ \t]*$/, "") }`,
+    '$1 == "json.smart_status.passed" { passed = $3 }',
+    String.raw`$1 ~ /^json\.ata_smart_attributes\.table\[[0-9]+\]\.id$/ { i = $1; sub(/\.id$/, "", i); id[i] = $3 }`,
+    String.raw`$1 ~ /^json\.ata_smart_attributes\.table\[[0-9]+\]\.raw\.value$/ { i = $1; sub(/\.raw\.value$/, "", i); raw[i] = $3 }`,
+    '$1 == "json.nvme_smart_health_information_log" { nvme = 1 }',
+    '$1 == "json.nvme_smart_health_information_log.critical_warning" { cw = $3 }',
+    '$1 == "json.nvme_smart_health_information_log.media_errors" { media = $3 }',
+    'END {',
+    '  if (passed != "true" && passed != "false") { print "unavailable"; exit }',
+    '  c = ""',
+    '  for (i in id) if (i in raw) v[id[i]] = raw[i]',
+    ...PREDICTORS.map(attr),
+    '  if (nvme) {',
+    '    cw = cw + 0',
+    ...NVME_WARNINGS.map(nvme),
+    '    if (media + 0 > 0) add(media " NVMe media errors")',
+    '  }',
+    '  if (passed == "false") { print "failing SMART overall health: FAILED" (c == "" ? "" : "; " c); exit }',
+    '  if (c != "") { print "warning SMART passed, but " c; exit }',
+    '  print "healthy"',
+    '}',
+  ].join('\n');
 }

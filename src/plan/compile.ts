@@ -12,6 +12,7 @@ import { makeContext, type Contribution, type Feature } from './context.js';
 import { drive } from './features/drive.js';
 import { firstboot } from './features/firstboot.js';
 import { hardening } from './features/hardening.js';
+import { health } from './features/health.js';
 import { filterPurge, packages } from './features/packages.js';
 import { panel } from './features/panel.js';
 import { readers } from './features/readers.js';
@@ -22,7 +23,7 @@ import { system } from './features/system.js';
 import { web } from './features/web.js';
 import type { Plan, PlanHandler } from './types.js';
 
-export const FEATURES: Feature[] = [system, packages, sync, readers, panel, drive, services, web, hardening, rsync, firstboot];
+export const FEATURES: Feature[] = [system, packages, sync, readers, panel, drive, services, web, hardening, rsync, health, firstboot];
 
 const DAEMON_RELOAD: PlanHandler = { name: 'daemon-reload', action: 'daemon-reload', liveOnly: true };
 

@@ -25,6 +25,7 @@ const PROBE = {
   access: { web: { folders: ['probe'] } },
   panel: { allowed_networks: ['192.168.0.0/16'] },
   hardening: { fail2ban: true, ssh: { allow_from: ['10.0.0.0/8'] } },
+  health: { alert: { url: 'https://alerts.home.arpa/syncpi', command: ['/usr/bin/true'] } },
 };
 
 const PROBE_INPUTS: ResolvedInputs = {

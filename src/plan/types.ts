@@ -18,6 +18,7 @@ export type FeatureName =
   | 'web'
   | 'hardening'
   | 'rsync'
+  | 'health'
   | 'firstboot';
 
 export interface PlanFile {

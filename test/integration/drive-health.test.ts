@@ -4,6 +4,8 @@
  *  - the storage is a small tmpfs mounted at /srv/sync (a container sees no disk): SMART is
  *    reported "unavailable" with why, which counts neither as healthy nor as a failure;
  *  - filled past the threshold, the free-space warning appears and the exit status says so;
+ *  - health.alert provisioned: the real unit, sandboxed, reports the free-space problem to its
+ *    command once; provisioned without it, its script and units are gone;
  *  - a folder whose marker is deleted is stopped by Syncthing, and status gives its reason.
  */
 import { after, before, describe, test } from 'node:test';
@@ -92,6 +94,34 @@ describe('syncpi status: drive health', () => {
     assert.match(text.stdout, /LOW: \d+% free/);
     assert.match(text.stdout, /\/srv\/sync: less than 10% free/);
     await sh('rm -f /srv/sync/filler');
+  });
+
+  test('health.alert on the host: the real unit reports the change to its command once, and leaves with the config', async () => {
+    const out = '/var/lib/syncpi/alert-test.jsonl';
+    const c = testAppliance({ pubKey: `${h.keyPath}.pub`, drive: 'none' }) as { system: { hostname: string }; health?: unknown };
+    c.health = { alert: { command: ['/usr/bin/tee', '-a', out] } };
+    const withAlert = await writeYaml(path.join(dir, 'alert.yaml'), c);
+    const provision = async (file: string) => {
+      const p = await syncpi(['provision', '--json', '-i', h.keyPath, '--known-hosts', kh, `pi@${h.ip}`, file]);
+      assert.equal(p.exitCode, 0, `${p.stdout.slice(-3000)}\n${p.stderr}`);
+    };
+    await provision(withAlert);
+    assert.equal(await sh('stat -c "%a %U %G" /usr/local/lib/syncpi/health-alert'), '755 root root');
+    assert.equal(await sh('systemctl is-active syncpi-health.timer'), 'active');
+    // the timer's first run is minutes away: runs are started by hand, as the timer would
+    await sh('systemctl start syncpi-health.service');
+    assert.equal(await sh(`test -e ${out} && echo sent || echo nothing`), 'nothing', 'nothing for an ok state');
+    await sh('head -c 15728640 /dev/zero > /srv/sync/filler');
+    await sh('systemctl start syncpi-health.service && systemctl start syncpi-health.service');
+    const lines = (await sh(`cat ${out}`)).split('\n');
+    assert.equal(lines.length, 1, 'one report for one change');
+    const report = JSON.parse(lines[0]!) as { host: string; state: string; problems: string[] };
+    assert.deepEqual([report.host, report.state, report.problems], [c.system.hostname, 'problem', ['/srv/sync: less than 10% free']]);
+    await sh('rm -f /srv/sync/filler');
+    // without health.alert, its units and script leave the host
+    await provision(path.join(dir, 'appliance.yaml'));
+    assert.equal(await sh('for f in /usr/local/lib/syncpi/health-alert /etc/systemd/system/syncpi-health.service /etc/systemd/system/syncpi-health.timer; do [ ! -e "$f" ] || echo "$f"; done'), '');
+    assert.equal(await sh('systemctl is-active syncpi-health.timer || true'), 'inactive');
   });
 
   test('a stopped folder says why (Syncthing\'s own reason)', async () => {
