@@ -72,6 +72,8 @@ export function withAllFeatures(doc: ConfigDoc, dir: string, _key: string): void
   const rsyncKey = join(dir, RSYNC_PHASE_KEY);
   if (!existsSync(rsyncKey)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'phone-backup', '-f', rsyncKey], { stdio: 'ignore' });
   doc.setIn(['access', 'rsync'], [{ name: 'phone-backup', key: { file: `${rsyncKey}.pub` }, folder: 'camera', mode: 'write-only' }]);
+  // the health alert, to the journal: its timer runs on every booted test appliance
+  doc.setIn(['health', 'alert'], { command: ['/usr/bin/logger', '-t', 'syncpi-health'] });
 }
 
 /** Write DIR/appliance.yaml: the test appliance with the test key and EDIT applied. */
