@@ -19,6 +19,9 @@ export const webdav: Phase = {
   async run(ctx) {
     const active = await ctx.root('for i in $(seq 1 60); do systemctl is-active --quiet syncpi-web.service && exit 0; sleep 2; done; systemctl status --no-pager syncpi-web.service; journalctl -b -u syncpi-web.service --no-pager | tail -n 30; exit 1');
     assert.equal(active.code, 0, `syncpi-web.service did not become active:\n${active.stdout}`);
+    // active is not listening yet (Type=simple), and QEMU's forward accepts before the guest does
+    const listening = await ctx.root(`for i in $(seq 1 60); do ss -Hltn 'sport = :${GUEST_PORT}' | grep -q . && exit 0; sleep 1; done; journalctl -b -u syncpi-web.service --no-pager | tail -n 30; exit 1`);
+    assert.equal(listening.code, 0, `nothing listens on ${GUEST_PORT}:\n${listening.stdout}`);
     const panel = ctx.app.panel;
     assert.ok(panel, 'the test appliance has a panel password in its secrets file');
     const base = `https://127.0.0.1:${ctx.vm.ports.webdav}`;
