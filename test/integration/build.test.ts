@@ -227,6 +227,7 @@ test('an interrupted build leaves no loop device, mount or finished-looking file
   const exit = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
   // interrupt once the image is attached and mounted, while the plan is being applied
   let seen: string[] = [];
+  let losetupList = '';
   let buf = '';
   await new Promise<void>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`build never reached "apply plan": ${stderr}`)), 5 * 60_000);
@@ -234,6 +235,7 @@ test('an interrupted build leaves no loop device, mount or finished-looking file
       buf += d.toString();
       if (/"step-start","step":"apply plan/.test(buf)) {
         seen = loopsUnder(out);
+        losetupList = execFileSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' }).trim().replace(/\n/g, '; ');
         clearTimeout(timer);
         res();
       }
@@ -245,7 +247,7 @@ test('an interrupted build leaves no loop device, mount or finished-looking file
   });
   child.kill('SIGINT');
   const code = await exit;
-  assert.ok(seen.length > 0, 'the build had a loop device attached when interrupted');
+  assert.ok(seen.length > 0, `the build had a loop device attached when interrupted (losetup: ${losetupList}; events: ${buf.slice(-600)})`);
   assert.equal(code, 130, `exit code after SIGINT (stderr: ${stderr})`);
   assert.deepEqual(loopsUnder(out), [], 'no loop device left');
   // other builds may run on this machine: look only at this build's devices
