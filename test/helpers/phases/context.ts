@@ -28,3 +28,18 @@ export interface Phase {
   forwards?: Forward[];
   run(ctx: PhaseContext): Promise<void>;
 }
+
+/** The test appliance's drive mount, and the folder e2e-sync shares with the laptop. */
+export const TEST_MOUNT = '/srv/sync';
+export const SHARED_FOLDER = 'documents';
+
+/** Run SCRIPT as root every 2 s until it exits 0 (its stdout), bounded by MS. */
+export async function rootUntil(ctx: PhaseContext, phase: string, what: string, script: string, ms = 180_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const r = await ctx.root(script);
+    if (r.code === 0) return r.stdout;
+    if (Date.now() > deadline) throw new Error(`${phase} phase: timed out after ${ms / 1000} s waiting for ${what}: ${r.stdout}${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 2000));
+  }
+}

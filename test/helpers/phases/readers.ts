@@ -7,32 +7,21 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readonlyDir } from '../../../src/config/drive-layout.js';
-import type { Phase, PhaseContext } from './context.js';
+import { rootUntil, SHARED_FOLDER, TEST_MOUNT, type Phase, type PhaseContext } from './context.js';
 
-const MOUNT = '/srv/sync';
-const FOLDER = 'documents';
-
-async function until(ctx: PhaseContext, what: string, script: string, ms = 180_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const r = await ctx.root(script);
-    if (r.code === 0) return r.stdout;
-    if (Date.now() > deadline) throw new Error(`readers phase: timed out after ${ms / 1000} s waiting for ${what}: ${r.stdout}${r.stderr}`);
-    await new Promise((res) => setTimeout(res, 2000));
-  }
-}
+const until = (ctx: PhaseContext, what: string, script: string) => rootUntil(ctx, 'readers', what, script);
 
 export const readers: Phase = {
   name: 'readers',
   async run(ctx) {
     const name = 'readers-phase.txt';
     const body = `for the friend ${Date.now()}\n`;
-    const owner = `${MOUNT}/${FOLDER}/${name}`;
-    const copy = `${readonlyDir(MOUNT, FOLDER)}/${name}`;
+    const owner = `${TEST_MOUNT}/${SHARED_FOLDER}/${name}`;
+    const copy = `${readonlyDir(TEST_MOUNT, SHARED_FOLDER)}/${name}`;
     assert.equal((await ctx.root('systemctl is-active syncpi-readonly.timer')).stdout.trim(), 'active');
-    await until(ctx, 'the read-only folder to start', `test -d '${readonlyDir(MOUNT, FOLDER)}/.stfolder'`);
+    await until(ctx, 'the read-only folder to start', `test -d '${readonlyDir(TEST_MOUNT, SHARED_FOLDER)}/.stfolder'`);
     await writeFile(join(ctx.laptopFolder, name), body);
-    await ctx.laptop.rest('POST', `/rest/db/scan?folder=${FOLDER}`);
+    await ctx.laptop.rest('POST', `/rest/db/scan?folder=${SHARED_FOLDER}`);
     await until(ctx, `${name} on the appliance`, `test -f '${owner}'`);
     const run = await ctx.root('systemctl start syncpi-readonly.service');
     assert.equal(run.code, 0, `the mirror's unit ran: ${run.stderr}`);

@@ -7,35 +7,23 @@ import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { versionsDir } from '../../../src/config/drive-layout.js';
-import type { Phase, PhaseContext } from './context.js';
+import { rootUntil, SHARED_FOLDER, TEST_MOUNT, type Phase, type PhaseContext } from './context.js';
 
-/** The test appliance's drive mount and the folder e2e-sync shares with the laptop. */
-const MOUNT = '/srv/sync';
-const FOLDER = 'documents';
-
-async function until(ctx: PhaseContext, what: string, script: string, ms = 180_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const r = await ctx.root(script);
-    if (r.code === 0) return r.stdout;
-    if (Date.now() > deadline) throw new Error(`versions phase: timed out after ${ms / 1000} s waiting for ${what}: ${r.stdout}${r.stderr}`);
-    await new Promise((res) => setTimeout(res, 2000));
-  }
-}
+const until = (ctx: PhaseContext, what: string, script: string) => rootUntil(ctx, 'versions', what, script);
 
 export const versions: Phase = {
   name: 'versions',
   async run(ctx) {
     const name = 'versions-phase.txt';
     const body = `kept after deletion ${Date.now()}\n`;
-    const onPi = `${MOUNT}/${FOLDER}/${name}`;
-    const kept = versionsDir(MOUNT, FOLDER);
+    const onPi = `${TEST_MOUNT}/${SHARED_FOLDER}/${name}`;
+    const kept = versionsDir(TEST_MOUNT, SHARED_FOLDER);
     await writeFile(join(ctx.laptopFolder, name), body);
-    await ctx.laptop.rest('POST', `/rest/db/scan?folder=${FOLDER}`);
+    await ctx.laptop.rest('POST', `/rest/db/scan?folder=${SHARED_FOLDER}`);
     assert.equal(await until(ctx, `${name} on the appliance`, `cat '${onPi}'`), body);
 
     await rm(join(ctx.laptopFolder, name));
-    await ctx.laptop.rest('POST', `/rest/db/scan?folder=${FOLDER}`);
+    await ctx.laptop.rest('POST', `/rest/db/scan?folder=${SHARED_FOLDER}`);
     await until(ctx, `${name} to leave the appliance's folder`, `test ! -e '${onPi}'`);
     // Staggered versioning names a version NAME~YYYYMMDD-HHMMSS.EXT beside where the file was.
     const found = await until(ctx, `a version of ${name} in ${kept}`, `find '${kept}' -maxdepth 1 -type f -name 'versions-phase~*.txt' | grep .`);
@@ -44,8 +32,8 @@ export const versions: Phase = {
     assert.equal((await ctx.root(`cat '${version}'`)).stdout, body, 'the version holds the deleted content');
     assert.equal((await ctx.root(`stat -c %U '${version}'`)).stdout.trim(), 'syncthing');
     // on the drive, never on the SD card
-    assert.equal((await ctx.root(`stat -c %d '${kept}' '${MOUNT}' | uniq | wc -l`)).stdout.trim(), '1', `${kept} is on the drive mounted at ${MOUNT}`);
+    assert.equal((await ctx.root(`stat -c %d '${kept}' '${TEST_MOUNT}' | uniq | wc -l`)).stdout.trim(), '1', `${kept} is on the drive mounted at ${TEST_MOUNT}`);
     // the drive's automount and the drive itself are both mounted there: one target either way
-    assert.equal((await ctx.root(`findmnt -n -o TARGET -T '${kept}' | sort -u`)).stdout.trim(), MOUNT);
+    assert.equal((await ctx.root(`findmnt -n -o TARGET -T '${kept}' | sort -u`)).stdout.trim(), TEST_MOUNT);
   },
 };
