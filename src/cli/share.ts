@@ -6,11 +6,10 @@
  */
 import type { Command } from 'commander';
 import type { Config } from '../config/schema.js';
+import { checkDeviceId } from '../config/validators.js';
 import { Failure } from '../util/errors.js';
 import { addSshOptions, type SshCliOptions } from './provision.js';
 
-/** Syncthing device IDs: 8 groups of 7 base32 characters (with check characters). */
-export const DEVICE_ID_RE = /^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$/;
 
 /**
  * Runs on the appliance as root. It holds no user value: the daemon's home comes from its unit,
@@ -28,7 +27,8 @@ export function parseDeviceId(stdout: string): string | undefined {
   return stdout
     .split('\n')
     .map((l) => l.trim())
-    .find((l) => DEVICE_ID_RE.test(l));
+    // the one check of an ID: canonical spelling and its Luhn characters (config/device-id.ts)
+    .find((l) => checkDeviceId(l) === null);
 }
 
 export function qrText(text: string): Promise<string> {

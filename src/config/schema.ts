@@ -11,7 +11,7 @@ import * as v from './validators.js';
 import { baseSupport, MODEL_IDS } from '../hardware/models.js';
 import { checkUsbQuirk, USB_QUIRKS_MAX, usbQuirksValue } from '../hardware/usb-quirks.js';
 import { checkWebAccess, DEFAULT_WEB_LISTEN } from './web-access.js';
-import { NO_HARD_LINKS, ownDir, readonlyFolderId } from './drive-layout.js';
+import { folderPath, hasUnixOwners, NO_HARD_LINKS, ownDir, readonlyFolderId } from './drive-layout.js';
 
 /**
  * Folder that relative file references in the config resolve against. Set by the loader for the
@@ -487,7 +487,7 @@ export const ConfigSchema = z
       }
       // The storage root is also the only folder the sandboxed daemon may write besides its home.
       const root = c.drive?.mount ?? DEFAULT_DRIVE_MOUNT;
-      const path = f.path.startsWith('/') ? f.path : `${root}/${f.path}`;
+      const path = folderPath(root, f.path);
       const problem = v.checkTargetPath(path, { allowSpaces: true });
       if (problem) {
         ctx.addIssue({ code: 'custom', path: ['sync', 'folders', i, 'path'], message: `expected ${problem}`, input: f.path });
@@ -581,7 +581,7 @@ interface RsyncAccessInput {
 }
 function checkRsyncAccess(c: RsyncAccessInput, ctx: z.RefinementCtx): void {
   const root = c.drive?.mount ?? DEFAULT_DRIVE_MOUNT;
-  const abs = (p: string) => (p.startsWith('/') ? p : `${root}/${p}`);
+  const abs = (p: string) => folderPath(root, p);
   const names = new Set<string>();
   const keys = new Map<string, string>();
   c.access.rsync.forEach((k, i) => {
@@ -593,7 +593,7 @@ function checkRsyncAccess(c: RsyncAccessInput, ctx: z.RefinementCtx): void {
     // sshd uses the first line a key matches: a second entry for the same key would never apply.
     if (other) ctx.addIssue({ code: 'custom', path: at('key'), message: `expected a key no other entry uses: entry "${other}" has the same key, and sshd would only ever apply the first`, input: k.key });
     else keys.set(blob, k.name);
-    if (c.drive && ['exfat', 'vfat', 'ntfs'].includes(c.drive.fs)) {
+    if (c.drive && !hasUnixOwners(c.drive.fs)) {
       ctx.addIssue({ code: 'custom', path: at('folder'), message: `expected a drive with owners and groups (ext4, btrfs or xfs) for rsync access: ${c.drive.fs} has none to keep the upload account to its folders`, input: k.folder });
       return;
     }

@@ -6,7 +6,7 @@ import { isIPv6 } from 'node:net';
 import { DEFAULT_DRIVE_MOUNT, type Config } from '../config/schema.js';
 import type { ResolvedInputs } from '../config/secrets.js';
 import { isLoopbackHost, parseListen } from '../config/validators.js';
-import { readonlyDir, readonlyFolderId, versionsDir } from '../config/drive-layout.js';
+import { folderPath, hasUnixOwners, readonlyDir, readonlyFolderId, versionsDir } from '../config/drive-layout.js';
 import { render, type TemplateSource } from './render.js';
 import { syncthingVersioning, type SyncthingVersioning } from './versioning.js';
 import { driveDeviceUnit } from './units.js';
@@ -72,13 +72,13 @@ export function derive(config: Config): Derived {
   const driveMount = config.drive?.mount ?? null;
   const storageRoot = driveMount ?? DEFAULT_DRIVE_MOUNT;
   const byName = new Map(config.sync.devices.map((d) => [d.name, d.id]));
-  const abs = (p: string) => (p.startsWith('/') ? p : `${storageRoot}/${p}`);
+  const abs = (p: string) => folderPath(storageRoot, p);
   const rsyncKeys = config.access.rsync.map((k) => {
     const f = config.sync.folders.find((x) => x.id === k.folder) ?? config.sync.folders.find((x) => abs(x.path) === abs(k.folder))!;
     return { name: k.name, key: k.key, mode: k.mode, folderId: f.id, path: abs(f.path) };
   });
   const uploads = new Set(rsyncKeys.map((k) => k.folderId));
-  const foreignFs = config.drive ? ['exfat', 'vfat', 'ntfs'].includes(config.drive.fs) : false;
+  const foreignFs = config.drive ? !hasUnixOwners(config.drive.fs) : false;
   const ids = (refs: string[]): string[] => [...new Set(refs.map((d) => byName.get(d) ?? d))].sort();
   const owned = config.sync.folders.map((f): DerivedFolder => {
     const v = f.versioning ?? config.sync.versioning;

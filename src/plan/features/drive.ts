@@ -3,6 +3,7 @@
  * timeout), per-filesystem ownership options, and optional spin-down.
  */
 import { SYNCPI_LIB, type Feature } from '../context.js';
+import { hasUnixOwners } from '../../config/drive-layout.js';
 import { USB_QUIRKS_PARAM, usbQuirksValue } from '../../hardware/usb-quirks.js';
 export { driveDeviceUnit, mountUnitName, unitNameForPath } from '../units.js';
 
@@ -24,7 +25,7 @@ export const drive: Feature = {
     if (!d) {
       return { ...base, files: [...base.files, { path: '/etc/syncpi/fstab.d/drive.fstab', mode: '0644', owner: 'root', group: 'root', content: ctx.render('drive/drive.fstab.hbs', { drive: null }), notify: ['fstab-sync'] }] };
     }
-    const foreign = ['exfat', 'vfat', 'ntfs'].includes(d.fs);
+    const foreign = !hasUnixOwners(d.fs);
     const options = ['nofail', 'x-systemd.automount', `x-systemd.device-timeout=${d.timeout}s`, 'x-systemd.mount-timeout=90s', 'noatime'];
     // FAT-like filesystems have no owners: map everything to the daemon's user.
     if (foreign) options.push('uid=syncthing', 'gid=syncthing', 'umask=0007');
