@@ -20,7 +20,7 @@ export function newBootstrapProgress(): BootstrapProgress {
 
 const NEWLY = /^\d+ upgraded, (\d+) newly installed/;
 const GET = /^Get:\d+ /;
-const UNPACK = /^Unpacking (\S+?)(?::\S+)? /;
+const UNPACK = /^Unpacking \S+ /;
 const SETUP = /^Setting up (\S+?)(?::\S+)? /;
 /** Lines after which the package being set up is done: the next package, a trigger, mmdebstrap. */
 const ENDS_SETUP = /^(Setting up |Processing triggers |I: |Unpacking )/;
@@ -44,7 +44,7 @@ export function bootstrapLineReader(p: BootstrapProgress = newBootstrapProgress(
       let m: RegExpExecArray | null;
       if ((m = NEWLY.exec(l))) p.total += Number(m[1]);
       else if (GET.test(l)) p.downloaded++;
-      else if ((m = UNPACK.exec(l))) p.unpacked++;
+      else if (UNPACK.test(l)) p.unpacked++;
       else if ((m = SETUP.exec(l))) {
         p.configured++;
         current = { name: m[1]!, since: now };
