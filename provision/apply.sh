@@ -14,7 +14,12 @@
 set -u
 set -f
 umask 022
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# In an image of another architecture the chroot offers the building machine's shell and file
+# tools (src/targets/native-tools.ts) in SYNCPI_NATIVE, so they run natively, not emulated. The
+# target's programs that start others (apt-get with its maintainer scripts, systemctl's SysV
+# helper, a handler's command) run through `target`, which gives them the target's PATH alone.
+TARGET_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PATH=${SYNCPI_NATIVE:+$SYNCPI_NATIVE:}$TARGET_PATH
 LC_ALL=C
 DEBIAN_FRONTEND=noninteractive
 APT_LISTCHANGES_FRONTEND=none
@@ -108,6 +113,10 @@ fail() { # CODE MESSAGE...
   printf 'FAIL\t%s\t%s\t%s\n' "$STEP" "$code" "$*"
   summary failed
   exit 1
+}
+
+target() {
+  env PATH="$TARGET_PATH" "$@"
 }
 
 # Run a command with its output captured; stop the apply when it fails.
@@ -362,7 +371,7 @@ sha_of() {
 }
 
 systemctl_offline() {
-  if [ "$ENV" = chroot ]; then systemctl --root=/ "$@"; else systemctl "$@"; fi
+  if [ "$ENV" = chroot ]; then target systemctl --root=/ "$@"; else systemctl "$@"; fi
 }
 
 # ---- packages -----------------------------------------------------------------------------
@@ -380,9 +389,9 @@ step_packages_install() {
   fi
   # Recorded first: a package syncpi installed is purged again when the plan drops it.
   for p in $missing; do managed_add package "$p" - -; done
-  run apt-get update -q
+  run target apt-get update -q
   # shellcheck disable=SC2086 # names are validated package names, one word each
-  run apt-get install -y -q --no-install-recommends \
+  run target apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing
   gather_packages
   for p in $missing; do
@@ -431,7 +440,7 @@ leaving_packages() {
   while IFS="$TAB" read -r lv_p _o _w; do
     in_list install "$lv_p" && continue
     if ! pkg_present "$lv_p" || in_list keep "$lv_p"; then managed_del package "$lv_p"; continue; fi
-    if ! apt-get -s -q purge "$lv_p" >"$WORK/sim" 2>&1; then
+    if ! target apt-get -s -q purge "$lv_p" >"$WORK/sim" 2>&1; then
       warn "package $lv_p: left installed, apt cannot plan its removal"
       managed_del package "$lv_p"
       continue
@@ -465,7 +474,7 @@ step_packages_purge() {
   [ -n "$present" ] || return 0
   # The simulation shows everything apt would take with it; none of it may be protected.
   # shellcheck disable=SC2086
-  apt-get -s -q purge --autoremove $present >"$WORK/sim" 2>"$WORK/out" || {
+  target apt-get -s -q purge --autoremove $present >"$WORK/sim" 2>"$WORK/out" || {
     rc=$?
     cat "$WORK/sim" >>"$WORK/out"
     fail "$rc" "apt-get could not plan the purge of$present"
@@ -479,7 +488,7 @@ step_packages_purge() {
     return 0
   fi
   # shellcheck disable=SC2086
-  run apt-get purge -y -q --autoremove $present
+  run target apt-get purge -y -q --autoremove $present
   gather_packages
   while IFS= read -r r; do change package "$r" purged; done <"$WORK/removed"
   while IFS= read -r r; do managed_del package "$r"; done <"$WORK/leaving"
@@ -1219,7 +1228,7 @@ run_handler() { # NAME ACTION UNIT
         [ "$hname" = "$want" ] && set -- "$@" "$arg"
       done <"$WORK/hargs"
       [ $# -gt 0 ] || fail - "handler has no command"
-      run "$@"
+      run target "$@"
       ;;
     *) fail - "unknown handler action $2" ;;
   esac

@@ -10,7 +10,9 @@
 
 set -u
 set -f
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# SYNCPI_NATIVE and TARGET_PATH: as in apply.sh.
+TARGET_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PATH=${SYNCPI_NATIVE:+$SYNCPI_NATIVE:}$TARGET_PATH
 LC_ALL=C
 export PATH LC_ALL
 TAB=$(printf '\t')
@@ -52,7 +54,7 @@ verdict() { # ID OK DETAIL
 }
 
 systemctl_here() {
-  if [ "$ENV" = chroot ]; then systemctl --root=/ "$@"; else systemctl "$@"; fi
+  if [ "$ENV" = chroot ]; then env PATH="$TARGET_PATH" systemctl --root=/ "$@"; else systemctl "$@"; fi
 }
 
 pkg_status() {

@@ -12,6 +12,8 @@ import { applyToRootfs } from '../targets/rootfs.js';
 import type { Arch } from '../targets/chroot.js';
 import { adoptPiOsBase } from './pios.js';
 import { finishRoot } from './finish.js';
+import { keepLocales, seedLocales } from './locale-cache.js';
+import { ranHandlers } from '../bundle/protocol.js';
 
 /** The package part of a Plan alone: what the cached layer of a stock image holds. */
 export function packagesOnly(plan: Plan): Plan {
@@ -57,6 +59,10 @@ export async function customizeRoot(root: string, bootDir: string, plan: Plan, o
     const adopted = await reporter.step('adapt the base\'s first-boot machinery', () => adoptPiOsBase(root, bootDir, plan), (d) => (d.length ? `${d.length} changes` : 'not Raspberry Pi OS: nothing to adapt'));
     for (const line of adopted) reporter.info(`Raspberry Pi OS base: ${line}`);
   }
-  await applyToRootfs(root, plan, { arch: o.arch ?? plan.base.arch, reporter, scope });
+  const seeded = await seedLocales(root, plan);
+  if (seeded) reporter.info('locales: the compiled archive for this locale.gen is cached; locale-gen has nothing to do');
+  const report = await applyToRootfs(root, plan, { arch: o.arch ?? plan.base.arch, reporter, scope });
+  const localeHandlers = new Set(plan.files.find((f) => f.path === '/etc/locale.gen')?.notify ?? []);
+  if (!seeded && ranHandlers(report).some((h) => localeHandlers.has(h.name))) await keepLocales(root, plan);
   await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
 }

@@ -16,7 +16,7 @@ export function cacheRoot(): string {
   return join(base, 'syncpi');
 }
 
-export function cacheDir(kind: 'downloads' | 'bases' | 'layers' | 'work'): string {
+export function cacheDir(kind: 'downloads' | 'bases' | 'layers' | 'work' | 'locales'): string {
   const d = join(cacheRoot(), kind);
   mkdirSync(d, { recursive: true });
   return d;

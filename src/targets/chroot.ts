@@ -3,12 +3,15 @@
  * through qemu-user binfmt. While the chroot is open, /dev, /dev/pts, /proc and /sys are mounted,
  * the host's resolv.conf is provided and a policy-rc.d stops maintainer scripts from starting
  * services; all of it is undone afterwards — also on failure and on Ctrl-C (util/cleanup).
+ * In a root of another architecture, scripts run on this machine's shell and file tools
+ * (native-tools.ts); programs given to exec() are always the target's own.
  */
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { withCleanup, type CleanupScope } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
+import { mountNativeTools } from './native-tools.js';
 import { lineSplitter, type RunScriptOptions, type ScriptResult, type Target } from './target.js';
 
 export type Arch = 'amd64' | 'arm64' | 'armhf';
@@ -33,6 +36,8 @@ export function hostArch(): Arch | undefined {
 export interface ChrootTarget extends Target {
   readonly rootfs: string;
   readonly arch: Arch;
+  /** Scripts run on this machine's own shell and file tools (native-tools.ts), not emulated ones. */
+  readonly nativeTools: boolean;
   /** Run argv inside the chroot (no shell involved). */
   exec(argv: string[], opts?: { input?: Buffer }): Promise<ScriptResult>;
 }
@@ -121,10 +126,10 @@ function saveAside(scope: CleanupScope, path: string, label: string): void {
   });
 }
 
-async function runIn(rootfs: string, argv: string[], opts: RunScriptOptions = {}): Promise<ScriptResult> {
+async function runIn(rootfs: string, argv: string[], opts: RunScriptOptions & { env?: Record<string, string> } = {}): Promise<ScriptResult> {
   const sub = execa('chroot', [rootfs, ...argv], {
     input: opts.stdin ?? Buffer.alloc(0),
-    env: CHROOT_ENV,
+    env: opts.env ?? CHROOT_ENV,
     extendEnv: false,
     reject: false,
     encoding: 'utf8',
@@ -143,6 +148,8 @@ export interface ChrootOptions {
   arch: Arch;
   /** Register cleanup in the caller's scope (keeps unmount order right when the caller has mounts too). */
   scope?: CleanupScope;
+  /** false: scripts keep the root's own (emulated) tools, the reference the native run is tested against. */
+  nativeTools?: boolean;
 }
 
 export async function withChroot<T>(rootfs: string, opts: ChrootOptions, fn: (t: ChrootTarget) => Promise<T>): Promise<T> {
@@ -191,12 +198,18 @@ export async function withChroot<T>(rootfs: string, opts: ChrootOptions, fn: (t:
       throw new UserError(`cannot run programs in ${rootfs} (${opts.arch}): ${probe.stderr.trim() || `exit ${probe.exitCode}`}; ${INSTALL_HINT}`);
     }
 
+    // Scripts (the converger) run on this machine's shell and file tools where the root is of
+    // another architecture; exec() always runs the target's own programs.
+    const native = opts.nativeTools === false ? undefined : await mountNativeTools(rootfs, scope);
+    const scriptEnv = native ? { ...CHROOT_ENV, PATH: `${native}:${CHROOT_ENV.PATH}`, SYNCPI_NATIVE: native } : CHROOT_ENV;
+    const shell = native ? `${native}/sh` : '/bin/sh';
     const target: ChrootTarget = {
       name: `rootfs ${rootfs} (${opts.arch})`,
       env: 'chroot',
       rootfs,
       arch: opts.arch,
-      runScript: (script, o) => runIn(rootfs, ['/bin/sh', '-c', script], o),
+      nativeTools: native !== undefined,
+      runScript: (script, o) => runIn(rootfs, [shell, '-c', script], { ...o, env: scriptEnv }),
       exec: (argv, o) => runIn(rootfs, argv, { stdin: o?.input }),
     };
     return fn(target);

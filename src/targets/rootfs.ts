@@ -22,6 +22,8 @@ export interface RootfsApplyOptions {
   scope?: CleanupScope;
   /** Every protocol line (for a build log). */
   onLine?: (line: string) => void;
+  /** See ChrootOptions.nativeTools. */
+  nativeTools?: boolean;
 }
 
 /** Bundles whose run was killed hard leave their temp dir (with secrets) in the image's /tmp. */
@@ -72,7 +74,7 @@ export async function applyToRootfs(rootfs: string, plan: Plan, opts: RootfsAppl
   return opts.reporter.step(
     label,
     async (progress) =>
-      withChroot(rootfs, { arch: opts.arch, scope: opts.scope }, async (target) => {
+      withChroot(rootfs, { arch: opts.arch, scope: opts.scope, nativeTools: opts.nativeTools }, async (target) => {
         try {
           return await applyBundle(target, bundle, { check: opts.check, progress, onLine: opts.onLine });
         } finally {

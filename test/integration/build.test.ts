@@ -6,12 +6,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { buildImage, type BuildResult } from '../../src/image/build.js';
 import { installedPackages } from '../../src/image/finish.js';
+import { layerPaths } from '../../src/image/cache.js';
+import { attachImage, mountDev, tempMountpoint } from '../../src/image/loop.js';
+import { withCleanup } from '../../src/util/cleanup.js';
+import { withChroot } from '../../src/targets/chroot.js';
+import { NATIVE_DIR } from '../../src/targets/native-tools.js';
+import { applyToRootfs } from '../../src/targets/rootfs.js';
 import { UserError } from '../../src/util/errors.js';
 import { MODEL_IDS } from '../../src/hardware/models.js';
 import { RecordingReporter, enabledHostKeyGenerators, inspectImage, loopsUnder, mountsMatching, requireTools, testPlan } from './build-support.js';
@@ -148,6 +154,58 @@ test('config-only rebuild reuses the base layer and says so (its time is a bench
     assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'pi-second\n');
     assert.equal(readFileSync(join(root, 'etc/syncpi/panel.conf'), 'utf8'), 'host=pi-second\n');
   });
+});
+
+/** Every entry of a mounted root: type, mode, owners, and content hash or link target (no times). */
+function treeOf(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(join(root, rel)).sort()) {
+      const r = `${rel}/${name}`;
+      const st = lstatSync(join(root, r));
+      const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+      if (st.isSymbolicLink()) out.set(r, `link ${meta} ${readlinkSync(join(root, r))}`);
+      else if (st.isDirectory()) {
+        out.set(r, `dir ${meta}`);
+        walk(r);
+      } else if (st.isFile()) out.set(r, `file ${meta} ${sha256(join(root, r))}`);
+      else out.set(r, `other ${meta} ${st.rdev}`);
+    }
+  };
+  walk('');
+  return out;
+}
+
+test('the converger runs on this machine\'s own tools in the arm64 root, and leaves exactly what the emulated run leaves', { timeout: 20 * 60_000 }, async () => {
+  assert.ok(first, 'needs the cold build');
+  const plan = testPlan({ hostname: 'pi-native' });
+  const runs: Record<'native' | 'emulated', { tree: Map<string, string>; changes: string[]; ms: number; shell: string }> = {} as never;
+  for (const mode of ['native', 'emulated'] as const) {
+    const img = join(work, `tools-${mode}.img`);
+    execFileSync('cp', ['--sparse=always', layerPaths(first.layer.key).img, img]);
+    await withCleanup(async (scope) => {
+      const dev = await attachImage(scope, img);
+      const root = await tempMountpoint(scope);
+      await mountDev(scope, dev.partition(2), root, 'mount:root');
+      const shell = await withChroot(root, { arch: 'arm64', scope, nativeTools: mode === 'native' }, async (t) => {
+        assert.equal(t.nativeTools, mode === 'native');
+        return (await t.runScript('readlink /proc/$$/exe')).stdout.trim();
+      });
+      const t0 = Date.now();
+      const report = await applyToRootfs(root, plan, { arch: 'arm64', reporter: new RecordingReporter(), scope, nativeTools: mode === 'native' });
+      const ms = Date.now() - t0;
+      runs[mode] = { tree: treeOf(root), changes: report.changes.map((c) => `${c.kind} ${c.target} ${c.action}`), ms, shell };
+    });
+    rmSync(img, { force: true });
+  }
+  assert.equal(runs.native.shell, `${NATIVE_DIR}/sh`, 'the script ran on the native shell');
+  assert.notEqual(runs.emulated.shell, `${NATIVE_DIR}/sh`);
+  assert.ok(runs.native.changes.length > 5, 'the plan changed things');
+  assert.deepEqual(runs.native.changes, runs.emulated.changes, 'the same CHANGE records');
+  const differ = [...new Set([...runs.native.tree.keys(), ...runs.emulated.tree.keys()])].filter((k) => runs.native.tree.get(k) !== runs.emulated.tree.get(k));
+  assert.deepEqual(differ.map((k) => `${k}: native ${runs.native.tree.get(k)} / emulated ${runs.emulated.tree.get(k)}`), [], 'the same tree, entry for entry');
+  assert.ok(!runs.native.tree.has(`${NATIVE_DIR}`) && !runs.native.tree.has('/lib64') && !runs.native.tree.has('/usr/lib/x86_64-linux-gnu'), 'nothing of the toolset stays in the root');
+  process.stderr.write(`converger apply in the arm64 root: native tools ${runs.native.ms} ms, emulated ${runs.emulated.ms} ms\n`);
 });
 
 test('bmaptool copy with our .bmap reproduces the image byte for byte', { timeout: 5 * 60_000 }, () => {
