@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { createBmap, parseBmap } from '../../src/image/bmap.js';
+import { createBmap } from '../../src/bmap/create.js';
+import { parseBmap } from '../../src/bmap/parse.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/cli/main.ts');
