@@ -14,7 +14,7 @@ export interface ProgressUpdate {
 
 export type ReportEvent =
   | { type: 'step-start'; step: string; ts: number }
-  | { type: 'step-end'; step: string; ok: boolean; ms: number; detail?: string; ts: number }
+  | { type: 'step-end'; step: string; ok: boolean; ms: number; detail?: string; error?: unknown; ts: number }
   | { type: 'progress'; step: string; done: number; total?: number; unit: string; rate?: number; detail?: string; ts: number }
   | { type: 'info' | 'warn'; message: string; ts: number }
   | { type: 'result'; data: unknown; ts: number };
@@ -47,6 +47,12 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
 
+/** The fields of an error that carries data (it has toJSON, e.g. a ChecksumVerificationError), for machines. */
+function errorData(e: unknown): unknown {
+  const toJSON = (e as { toJSON?: unknown } | null)?.toJSON;
+  return typeof toJSON === 'function' ? (toJSON as () => unknown).call(e) : undefined;
+}
+
 class JsonReporter implements Reporter {
   readonly json = true;
   private emit(e: ReportEvent): void {
@@ -67,7 +73,8 @@ class JsonReporter implements Reporter {
       this.emit({ type: 'step-end', step: name, ok: true, ms: Date.now() - t0, detail: detail?.(r), ts: Date.now() });
       return r;
     } catch (e) {
-      this.emit({ type: 'step-end', step: name, ok: false, ms: Date.now() - t0, detail: e instanceof Error ? e.message : String(e), ts: Date.now() });
+      const error = errorData(e);
+      this.emit({ type: 'step-end', step: name, ok: false, ms: Date.now() - t0, detail: e instanceof Error ? e.message : String(e), ...(error === undefined ? {} : { error }), ts: Date.now() });
       throw e;
     }
   }
