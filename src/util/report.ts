@@ -2,6 +2,11 @@
  * Progress and events for long work. Human mode draws one status line per step (and a bar when
  * sizes are known); --json mode prints one JSON object per line on stdout for machines.
  * Commands receive a Reporter and never write progress to the terminal themselves.
+ *
+ * The status line is drawn here rather than by a progress-bar library: what it shows (bytes or
+ * items, rate and ETA only for bytes, a free-text detail), where it goes (stderr, stdout being
+ * for results) and what happens without a terminal (a plain line every 10 s) would each be
+ * configuration of such a library, and the line is a dozen lines of code.
  */
 export interface ProgressUpdate {
   /** Units done so far (bytes when unit is "bytes"). */
@@ -113,6 +118,9 @@ class HumanReporter implements Reporter {
       }
       if (u.detail) line += ` (${u.detail})`;
       if (this.tty) {
+        // a line that wraps could not be cleared by the next \r: keep it within the terminal
+        const cols = process.stderr.columns;
+        if (cols && line.length >= cols) line = `${line.slice(0, Math.max(cols - 2, 1))}…`;
         process.stderr.write(`\r\x1b[2K${line}`);
         drawn = true;
       } else if (now - lastLog > 10_000) {
