@@ -7,10 +7,11 @@
  *
  * Throughput: 4 MiB transfers at aligned offsets, several in flight. Where the destination takes
  * direct I/O (probed once when it was opened: destination.ts) each chunk is written with O_DIRECT
- * and, when verifying, read straight back from the medium by the same job, so verification overlaps writing instead of being a second pass; the SHA-256 of each
- * range is taken from what the medium returned and compared with the bmap's. The image itself is
- * hashed only when nothing else says what a range must hold (no bmap checksums) or when not
- * verifying (then it checks the image against its bmap as it goes).
+ * and, when verifying, read straight back from the medium by the same job, so verification
+ * overlaps writing instead of being a second pass; the SHA-256 of each range is taken from what
+ * the medium returned and compared with the bmap's. The image itself is hashed only when nothing
+ * else says what a range must hold (no bmap checksums) or when not verifying (then it checks the
+ * image against its bmap as it goes).
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
