@@ -12,6 +12,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { register } from 'tsx/esm/api';
+import { $ } from 'zx';
 
 register();
 const args = process.argv.slice(2);
@@ -103,8 +104,7 @@ try {
       doc.setIn(['packages', 'remove'], []);
     });
     const plain = await helpers.buildTestAppliance(plainDir, plainConfig, key);
-    const { execa } = await import('execa');
-    const mapped = async (f) => Number((await execa('du', ['-B1', f])).stdout.split('\t')[0]);
+    const mapped = async (f) => Number((await $({ quiet: true })`du -B1 ${f}`).stdout.split('\t')[0]);
     const row = async (label, f) => `${label}: ${formatBytes(statSync(f).size)} apparent, ${formatBytes(await mapped(f))} allocated`;
     lines.push(await row('stripped (headless)', img), await row('not stripped      ', plain.img));
   }

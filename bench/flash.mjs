@@ -8,10 +8,13 @@
 //
 // Without an image, a ~1 GiB sparse image is generated: MBR, 256 MiB FAT32 bootfs, ext4 holding
 // ~450 MiB of mixed data (random, text, many small files), like an appliance image.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import { $, which } from 'zx';
+
+// a failing tool throws with its stderr; its output is not echoed while it runs
+$.quiet = true;
 
 const ROOT = resolve(import.meta.dirname, '..');
 const args = process.argv.slice(2);
@@ -19,15 +22,8 @@ const runsIdx = args.indexOf('--runs');
 const RUNS = runsIdx >= 0 ? Number(args.splice(runsIdx, 2)[1]) : 1;
 const given = args[0];
 
-function sh(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
-  if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || '').trim().slice(-800)}`);
-  return r.stdout;
-}
-
 for (const t of ['losetup', 'dd', 'bmaptool', 'sfdisk', 'mkfs.vfat', 'mkfs.ext4', 'mcopy', 'xz']) {
-  if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', t]).status !== 0) {
+  if (!(await which(t, { nothrow: true }))) {
     console.error(`missing host tool: ${t} (apt install util-linux coreutils bmap-tools fdisk dosfstools e2fsprogs mtools xz-utils)`);
     process.exit(2);
   }
@@ -40,74 +36,75 @@ if (process.getuid?.() !== 0) {
 const work = mkdtempSync(join(tmpdir(), 'syncpi-bench-'));
 let loop;
 const cleanup = () => {
-  if (loop) spawnSync('losetup', ['-d', loop]);
+  // synchronous: it also runs from the signal handlers, which cannot wait
+  if (loop) $.sync({ nothrow: true })`losetup -d ${loop}`;
   loop = undefined;
   rmSync(work, { recursive: true, force: true });
 };
 process.on('SIGINT', () => { cleanup(); process.exit(130); });
 process.on('SIGTERM', () => { cleanup(); process.exit(143); });
 
-function generateImage() {
+async function generateImage() {
   const img = join(work, 'bench.img');
   const MiB = 1024 * 1024;
-  sh('truncate', ['-s', '1G', img]);
+  await $`truncate -s 1G ${img}`;
   const bootStart = 8192, bootSectors = 256 * 2048, rootStart = bootStart + bootSectors;
-  sh('sfdisk', ['-q', img], { input: `label: dos\nstart=${bootStart}, size=${bootSectors}, type=c\nstart=${rootStart}, type=83\n` });
-  sh('mkfs.vfat', ['-F', '32', '-s', '2', '-n', 'bootfs', '--offset', String(bootStart), img, String(bootSectors / 2)]);
+  await $({ input: `label: dos\nstart=${bootStart}, size=${bootSectors}, type=c\nstart=${rootStart}, type=83\n` })`sfdisk -q ${img}`;
+  await $`mkfs.vfat -F 32 -s 2 -n bootfs --offset ${bootStart} ${img} ${bootSectors / 2}`;
   const boot = join(work, 'boot');
   mkdirSync(boot);
-  sh('sh', ['-c', 'head -c 24M /dev/urandom > "$1/kernel8.img"; head -c 8M /dev/urandom > "$1/initramfs8"; seq 1 20000 > "$1/config.txt"', 'sh', boot]);
+  await $`head -c 24M /dev/urandom > ${join(boot, 'kernel8.img')}; head -c 8M /dev/urandom > ${join(boot, 'initramfs8')}; seq 1 20000 > ${join(boot, 'config.txt')}`;
   for (const f of ['kernel8.img', 'initramfs8', 'config.txt']) {
-    sh('mcopy', ['-i', `${img}@@${bootStart * 512}`, join(boot, f), '::/'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+    await $({ env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } })`mcopy -i ${`${img}@@${bootStart * 512}`} ${join(boot, f)} ::/`;
   }
   const tree = join(work, 'rootfs');
   mkdirSync(join(tree, 'usr/lib'), { recursive: true });
+  mkdirSync(join(tree, 'usr/share/small'), { recursive: true });
   // random (already-compressed packages), text (configs, docs), and thousands of small files
-  sh('sh', ['-c', [
-    'head -c 300M /dev/urandom > "$1/usr/lib/blob"',
-    'seq 1 12000000 > "$1/usr/lib/text"',
-    'mkdir -p "$1/usr/share/small"; i=0; while [ $i -lt 3000 ]; do head -c $(( (i % 40 + 1) * 1024 )) /dev/urandom > "$1/usr/share/small/f$i"; i=$((i+1)); done',
-  ].join('; '), 'sh', tree]);
+  await $`head -c 300M /dev/urandom > ${join(tree, 'usr/lib/blob')}`;
+  await $`seq 1 12000000 > ${join(tree, 'usr/lib/text')}`;
+  await $`cd ${join(tree, 'usr/share/small')} && for i in $(seq 0 2999); do head -c $(( (i % 40 + 1) * 1024 )) /dev/urandom > f$i; done`;
   const rootBytes = 1024 * MiB - rootStart * 512;
-  sh('mkfs.ext4', ['-q', '-L', 'rootfs', '-E', `offset=${rootStart * 512}`, '-d', tree, img, `${rootBytes / 1024}k`]);
+  await $`mkfs.ext4 -q -L rootfs -E ${`offset=${rootStart * 512}`} -d ${tree} ${img} ${`${rootBytes / 1024}k`}`;
   rmSync(tree, { recursive: true, force: true });
   rmSync(boot, { recursive: true, force: true });
   return img;
 }
 
 /** The image to flash, as a sparse .img with NAME.bmap beside it (in our work dir). */
-function prepareImage() {
+async function prepareImage() {
   if (!given) return generateImage();
   const src = resolve(given);
   if (!existsSync(src)) throw new Error(`${src} not found`);
   const img = join(work, basename(src).replace(/\.xz$/, ''));
   if (src.endsWith('.xz')) {
     console.log(`decompressing ${src} (not timed)…`);
-    sh('sh', ['-c', 'xz -dc -T0 "$1" | cp --sparse=always /dev/stdin "$2"', 'sh', src, img]);
+    await $`xz -dc -T0 ${src} | cp --sparse=always /dev/stdin ${img}`;
   } else {
     symlinkSync(src, img);
   }
   return img;
 }
 
-function dropCaches() {
-  spawnSync('sync');
+async function dropCaches() {
+  await $`sync`;
   writeFileSync('/proc/sys/vm/drop_caches', '3\n');
 }
 
 /** A fresh, empty loop device the size of the image (+64 MiB). */
-function freshLoop(size) {
-  if (loop) spawnSync('losetup', ['-d', loop]);
+async function freshLoop(size) {
+  if (loop) await $`losetup -d ${loop}`;
+  loop = undefined;
   const backing = join(work, 'target.bin');
   rmSync(backing, { force: true });
-  sh('truncate', ['-s', String(size + 64 * 1024 * 1024), backing]);
-  loop = sh('losetup', ['--find', '--show', backing]).trim();
+  await $`truncate -s ${size + 64 * 1024 * 1024} ${backing}`;
+  loop = (await $`losetup --find --show ${backing}`).stdout.trim();
   return loop;
 }
 
-function timeIt(fn) {
+async function timeIt(fn) {
   const t0 = performance.now();
-  fn();
+  await fn();
   return (performance.now() - t0) / 1000;
 }
 
@@ -118,24 +115,24 @@ const syncpiArgv = () => {
 
 try {
   console.log(given ? `image: ${given}` : 'generating a ~1 GiB sparse appliance-like image…');
-  const img = prepareImage();
+  const img = await prepareImage();
   const bmap = img.replace(/\.img$/, '') + '.bmap';
-  if (!existsSync(bmap)) sh('bmaptool', ['create', '-o', bmap, img]);
+  if (!existsSync(bmap)) await $`bmaptool create -o ${bmap} ${img}`;
   const size = statSync(img).size;
-  const mapped = Number(/<MappedBlocksCount>\s*(\d+)/.exec(sh('cat', [bmap]))[1]) * 4096;
+  const mapped = Number(/<MappedBlocksCount>\s*(\d+)/.exec(readFileSync(bmap, 'utf8'))[1]) * 4096;
   console.log(`image ${(size / 2 ** 20).toFixed(0)} MiB, ${(mapped / 2 ** 20).toFixed(0)} MiB mapped; ${RUNS} run(s) each\n`);
 
   const tools = {
-    'syncpi flash (write+verify)': (dev) => sh(process.execPath, [...syncpiArgv(), 'flash', img, '--device', dev, '--allow-fixed', '--yes', '--no-eject'], { cwd: ROOT }),
-    'dd bs=4M conv=fsync': (dev) => sh('dd', [`if=${img}`, `of=${dev}`, 'bs=4M', 'conv=fsync', 'status=none']),
-    'bmaptool copy': (dev) => sh('bmaptool', ['-q', 'copy', '--bmap', bmap, img, dev]),
+    'syncpi flash (write+verify)': (dev) => $({ cwd: ROOT })`${process.execPath} ${syncpiArgv()} flash ${img} --device ${dev} --allow-fixed --yes --no-eject`,
+    'dd bs=4M conv=fsync': (dev) => $`dd ${`if=${img}`} ${`of=${dev}`} bs=4M conv=fsync status=none`,
+    'bmaptool copy': (dev) => $`bmaptool -q copy --bmap ${bmap} ${img} ${dev}`,
   };
   const times = {};
   for (let run = 0; run < RUNS; run++) {
     for (const [name, fn] of Object.entries(tools)) {
-      const dev = freshLoop(size);
-      dropCaches();
-      const s = timeIt(() => fn(dev));
+      const dev = await freshLoop(size);
+      await dropCaches();
+      const s = await timeIt(() => fn(dev));
       (times[name] ??= []).push(s);
       console.log(`  ${name.padEnd(28)} ${s.toFixed(2)} s`);
     }

@@ -13,7 +13,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
+import { $ } from 'zx';
 import { startHosts, stopAll, writeKnownHosts } from '../test/helpers/hosts.ts';
 import { demoPlan } from '../test/helpers/hosts-plan.ts';
 import { applyToHost } from '../src/fleet/host.ts';
@@ -77,13 +77,11 @@ async function ansibleRun(hosts, kh, filesDir) {
     ].join('\n'),
   );
   const t0 = Date.now();
-  const r = await execa('ansible-playbook', ['-vvv', '-i', inv, path.join(here, 'ansible/fleet.yml'), '-e', `files_dir=${filesDir}`, '-e', `file_count=${FILES}`], {
-    env: { ANSIBLE_CONFIG: cfg, ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0' },
-    reject: false,
-    all: true,
-  });
+  const env = { ...process.env, ANSIBLE_CONFIG: cfg, ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0' };
+  const playbook = path.join(here, 'ansible/fleet.yml');
+  const r = await $({ env, nothrow: true, quiet: true })`ansible-playbook -vvv -i ${inv} ${playbook} -e ${`files_dir=${filesDir}`} -e ${`file_count=${FILES}`}`;
   const ms = Date.now() - t0;
-  if (r.exitCode !== 0) throw new Error(`ansible-playbook failed (${r.exitCode}):\n${r.all.split('\n').slice(-40).join('\n')}`);
+  if (r.exitCode !== 0) throw new Error(`ansible-playbook failed (${r.exitCode}):\n${r.stdall.split('\n').slice(-40).join('\n')}`);
   const execs = (r.stdout.match(/SSH: EXEC ssh/g) ?? []).length;
   const recap = r.stdout.split('PLAY RECAP')[1] ?? '';
   const changedHosts = [...recap.matchAll(/changed=(\d+)/g)].filter((m) => Number(m[1]) > 0).length;

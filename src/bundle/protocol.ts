@@ -217,8 +217,3 @@ export function ranHandlers(r: Pick<ApplyReport, 'handlers'>): HandlerRun[] {
 export function exitText(f: ApplyFailure): string {
   return f.exitCode === null ? '' : ` (exit ${f.exitCode})`;
 }
-
-/** One line per change, for humans ("+ file /etc/x (created)"). */
-export function formatChange(c: ApplyChange): string {
-  return `${c.kind} ${c.target}: ${c.action}`;
-}

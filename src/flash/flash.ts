@@ -4,31 +4,22 @@
  * record (state.ts) and the held-back partition table (write.ts) make sure an interrupted run is
  * never mistaken for a finished card.
  */
-import { existsSync } from 'node:fs';
-import { access, open, realpath, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { access, realpath, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeFileSync } from 'node:fs';
 import { run } from '../util/run.js';
 import { withCleanup } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
 import { formatBytes, type Reporter } from '../util/report.js';
-import {
-  allDevices,
-  assessDevice,
-  describe,
-  identityChange,
-  listDevices,
-  majMin,
-  loopBackingFile,
-  mountpointsOf,
-  type BlockDevice,
-  type ImageFacts,
-} from './devices.js';
+import { assessDevice, describe, listDevices, majMin, loopBackingFile, mountpointsOf, type BlockDevice, type ImageFacts } from './devices.js';
+import { describeDestination, openDestination, resolveDestination, type Destination } from './destination.js';
 import { findBootPartition, loadCardSettings, summarize, writeSettings, type CardSettings, type CardSettingsInput } from './settings.js';
 import { imageSize, openSource, planWrite, type WritePlan } from './source.js';
 import { lastRecord, record, type FlashRecord } from './state.js';
-import { dropDeviceCache, firstBadOffset, verifyRanges } from './verify.js';
-import { openTarget, writeImage, type Target } from './write.js';
+import { ChecksumVerificationError } from './mismatch.js';
+import { mismatchError, verifyRanges, type Mismatch } from './verify.js';
+import { directFor, writeImage } from './write.js';
 import { limitDirtyCache } from './tune.js';
 
 export interface FlashOptions extends CardSettingsInput {
@@ -56,6 +47,8 @@ export interface FlashResult {
   mappedBytes: number;
   map: WritePlan['mapSource'];
   verified: boolean;
+  /** What the destination turned out to be and could do, as probed when it was opened. */
+  destination: ReturnType<typeof describeDestination>;
   settings?: string;
   ejected: boolean;
 }
@@ -70,16 +63,6 @@ async function imageFacts(path: string, size: number): Promise<ImageFacts> {
     // findmnt is optional: the device number alone still identifies the host in most cases
   }
   return { size, hostMajMin: majMin(st.dev), hostSource, realPath: await realpath(path) };
-}
-
-function identity(dev: BlockDevice | undefined, path: string): string {
-  return dev ? [dev.serial, dev.model, dev.size].join(':') : `file:${path}`;
-}
-
-/** Find the lsblk node for a device path given by the user (following /dev/disk/by-id links). */
-async function resolveDevice(devices: BlockDevice[], given: string): Promise<BlockDevice | undefined> {
-  const real = await realpath(given).catch(() => given);
-  return allDevices(devices).find((d) => d.path === real || d.path === given);
 }
 
 /**
@@ -154,27 +137,26 @@ async function unmountAll(dev: BlockDevice, reporter: Reporter): Promise<void> {
   }
 }
 
-async function eject(target: Target, dev: BlockDevice | undefined, reporter: Reporter): Promise<boolean> {
-  if (!target.blockDevice || !dev) return false;
-  if (dev.type === 'loop') {
-    reporter.info(`${target.path} is a loop device: nothing to eject`);
+async function eject(dest: Destination, reporter: Reporter): Promise<boolean> {
+  if (!dest.can.eject) {
+    if (dest.device?.type === 'loop') reporter.info(`${dest.path} is a loop device: nothing to eject`);
     return false;
   }
   for (const [cmd, args] of [
-    ['udisksctl', ['power-off', '-b', target.path]],
-    ['eject', [target.path]],
+    ['udisksctl', ['power-off', '-b', dest.path]],
+    ['eject', [dest.path]],
   ] as const) {
     try {
       await run(cmd, [...args]);
-      reporter.info(`ejected ${target.path}: you can remove the card`);
+      reporter.info(`ejected ${dest.path}: you can remove the card`);
       return true;
     } catch (e) {
       if ((e as { code?: string }).code !== 'ENOENT') {
-        reporter.warn(`${cmd} could not eject ${target.path}: ${(e as { stderr?: string }).stderr?.trim().split('\n')[0] || String(e)}`);
+        reporter.warn(`${cmd} could not eject ${dest.path}: ${(e as { stderr?: string }).stderr?.trim().split('\n')[0] || String(e)}`);
       }
     }
   }
-  reporter.info(`could not eject ${target.path} (neither udisksctl nor eject worked): the data is synced, you can remove the card`);
+  reporter.info(`could not eject ${dest.path} (neither udisksctl nor eject worked): the data is synced, you can remove the card`);
   return false;
 }
 
@@ -193,103 +175,88 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
   const facts = await imageFacts(image, size);
 
   // the device: named, or chosen from the candidates; a regular file only with --to-file
-  const given = opts.device;
-  let devPath: string;
-  let dev: BlockDevice | undefined;
-  const st = given ? await stat(given).catch(() => undefined) : undefined;
-  if (given && (!st || !st.isBlockDevice())) {
-    if (st && !st.isFile()) throw new UserError(`${given} is neither a block device nor a regular file`);
-    if (!opts.toFile) {
-      throw new UserError(st ? `${given} is a regular file, not a device: pass --to-file to write the image into it` : `${given} does not exist: give a device such as /dev/sdX (see \`syncpi flash --list\`), or --to-file to create a file`);
-    }
-    if (st && (await realpath(given)) === facts.realPath) throw new UserError(`${given} is the image itself`);
-    devPath = given;
-  } else {
-    const devices = await listDevices();
-    devPath = given ?? (await chooseDevice(opts, devices, facts, prompter));
-    dev = await resolveDevice(devices, devPath);
-    if (!dev) throw new UserError(`${devPath} is not a block device lsblk knows (see \`syncpi flash --list\`)`);
-    const refusal = assessDevice(dev, facts, { ...opts, unmount: opts.unmount || opts.verifyOnly }, loopBackingFile(dev));
-    if (refusal && !(opts.verifyOnly && refusal.code === 'mounted')) throw new UserError(refusal.message);
-    devPath = dev.path;
-    if (!opts.verifyOnly && !opts.yes) {
-      if (!prompter) throw new UserError(`refusing to overwrite ${describe(dev)} without confirmation: no terminal to ask on; pass --yes to confirm`);
-      const ok = await prompter.confirm(`Erase everything on ${describe(dev)} and write ${image}?`);
+  const resolved = await resolveDestination(opts.device, facts, { ...opts, readOnly: opts.verifyOnly }, (devices) => chooseDevice(opts, devices, facts, prompter));
+  const devPath = resolved.path;
+  if (resolved.device && !opts.verifyOnly) {
+    if (!opts.yes) {
+      if (!prompter) throw new UserError(`refusing to overwrite ${resolved.label} without confirmation: no terminal to ask on; pass --yes to confirm`);
+      const ok = await prompter.confirm(`Erase everything on ${resolved.label} and write ${image}?`);
       if (!ok) throw new UserError('cancelled: nothing was written');
     }
-    if (!opts.verifyOnly && mountpointsOf(dev).length) await unmountAll(dev, reporter);
+    if (mountpointsOf(resolved.device).length) await unmountAll(resolved.device, reporter);
   }
 
-  const label = dev ? describe(dev) : devPath;
   const previous = lastRecord(devPath);
-  if (previous?.status === 'writing' && previous.identity === identity(dev, devPath)) {
+  if (previous?.status === 'writing' && previous.identity === resolved.identity) {
     reporter.warn(`the previous write to ${devPath} (of ${previous.image}, started ${previous.startedAt}) was interrupted: that card is incomplete`);
   }
   reporter.info(
     `${image}: ${formatBytes(size)}, ${formatBytes(plan.mappedBytes)} to ${opts.verifyOnly ? 'verify' : 'write'} (${plan.mapSource === 'bmap' ? `bmap ${plan.bmapPath}` : plan.mapSource === 'sparse' ? 'data ranges of the sparse file' : 'whole image: no bmap beside it'})`,
   );
 
-  if (opts.verifyOnly) return verifyOnly(image, plan, devPath, dev, label, reporter, previous);
+  if (opts.verifyOnly) {
+    const dest = await openDestination(resolved, { write: false, fileSize: size });
+    try {
+      return await verifyOnly(image, plan, dest, reporter, previous);
+    } finally {
+      await dest.close();
+    }
+  }
 
   return withCleanup(async (scope) => {
     await testGate('SYNCPI_FLASH_GATE_BEFORE_OPEN')?.();
-    const target = await openTarget(devPath, { toFile: !!opts.toFile, size });
-    if (target.blockDevice && dev) {
-      // the handle is held exclusively from here on: what it names can no longer change
-      const opened = majMin((await target.fh.stat({ bigint: true })).rdev);
-      const change = identityChange(dev, opened, allDevices(await listDevices()).find((d) => d.majMin === opened));
-      if (change) {
-        await target.fh.close();
-        throw new UserError(`${devPath} is no longer the device that was checked (${change}): nothing was written; run the command again`);
-      }
-    }
+    const dest = await openDestination(resolved, { write: true, fileSize: size });
     let finished = false;
-    scope.defer('close target', async () => {
-      await target.fh.close().catch(() => undefined);
+    scope.defer('close the destination', async () => {
+      await dest.close().catch(() => undefined);
       if (!finished) process.stderr.write(`${devPath} is incomplete: the write did not finish (the card has no partition table); flash it again\n`);
     });
-    if (target.blockDevice) {
-      const restore = await limitDirtyCache(devPath);
+    if (dest.majMin) {
+      const restore = limitDirtyCache(dest.majMin);
       scope.defer('restore dirty-cache limit', restore);
     }
-    const rec: FlashRecord = { device: devPath, identity: identity(dev, devPath), image, status: 'writing', startedAt: new Date().toISOString(), updatedAt: '' };
+    const rec: FlashRecord = { device: devPath, identity: dest.identity, image, status: 'writing', startedAt: new Date().toISOString(), updatedAt: '' };
     record(rec);
 
     const wantVerify = opts.verify !== false;
     const gate = wantVerify ? verifyGate() : undefined;
-    const mismatchFailure = async (m: { range: number; expected: string; actual: string }): Promise<Failure> => {
-      const r = plan.ranges[m.range]!;
-      const detail = `range blocks ${r.first}-${r.last}: expected sha256 ${m.expected}, read ${m.actual}`;
-      await dropDeviceCache(target);
-      const offset = await firstBadOffset(target, plan, image, m.range);
-      if (offset < 0) {
-        record({ ...rec, status: 'failed', detail: 'image does not match its bmap' });
-        return new Failure(`${image} does not match its bmap: blocks ${r.first}-${r.last} (offset ${r.first * plan.blockSize}) hold other data than the bmap says; the image is corrupt or the bmap belongs to another image (${devPath} has no partition table)`, [detail]);
+    /** Record the failure, then raise it: the card has no partition table (write.ts). */
+    const failed = (e: unknown): never => {
+      if (e instanceof ChecksumVerificationError) {
+        record({ ...rec, status: 'failed', detail: e.subject === 'image' ? 'image does not match its bmap' : `mismatch at byte ${e.offset}` });
       }
-      record({ ...rec, status: 'failed', detail: `mismatch at byte ${offset}` });
-      return new Failure(`verification failed: ${devPath} differs from the image at byte offset ${offset} (0x${offset.toString(16)}); the card is faulty or was changed while writing — try another card`, [detail]);
+      throw e;
     };
+    const located = (m: Mismatch): Promise<ChecksumVerificationError> =>
+      mismatchError(dest, plan, image, m, {
+        medium: (offset) => `verification failed: ${devPath} differs from the image at byte offset ${offset} (0x${offset.toString(16)}); the card is faulty or was changed while writing — try another card`,
+        imageSuffix: ` (${devPath} has no partition table)`,
+      });
 
-    // On a block device, each chunk is read back right after it is written: one pass does both.
-    const written = await reporter.step(wantVerify && target.blockDevice ? `write and verify ${label}` : `write ${label}`, async (progress) => {
-      // the pool's buffers are aligned for direct I/O exactly when the target is a block device
-      const source = await openSource(image, size, { direct: target.blockDevice });
+    // Where the destination takes direct I/O, each chunk is read back right after it is written: one pass does both.
+    const inline = wantVerify && !!directFor(dest, plan);
+    const written = await reporter.step(inline ? `write and verify ${resolved.label}` : `write ${resolved.label}`, async (progress) => {
+      // the pool's buffers are aligned for direct I/O exactly when the destination does direct I/O
+      const source = await openSource(image, size, { direct: dest.can.directIo });
       try {
-        return await writeImage(source, plan, target, { verify: wantVerify, gate }, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+        const r = await writeImage(source, plan, dest, { verify: wantVerify, gate }, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+        if (r.mismatch) throw await located(r.mismatch);
+        return r;
+      } catch (e) {
+        return failed(e);
       } finally {
         await source.close();
       }
-    }, (r) => (r.mismatch ? `${formatBytes(r.bytes)} written; a range differs` : r.verified ? `${formatBytes(r.bytes)} written, read back from the medium and matched (${plan.ranges.length} ranges)` : `${formatBytes(r.bytes)} written and synced`));
-    if (written.mismatch) throw await mismatchFailure(written.mismatch);
+    }, (r) => (r.verified ? `${formatBytes(r.bytes)} written, read back from the medium and matched (${plan.ranges.length} ranges)` : `${formatBytes(r.bytes)} written and synced`));
     record({ ...rec, status: 'written' });
 
     let verified = written.verified;
     if (wantVerify && !verified) {
       // no direct I/O here (a regular file, or a device that refuses it): a second pass, from the medium
       await gate?.wait();
-      await reporter.step(`verify ${label}`, async (progress) => {
-        const bad = await verifyRanges(target, plan, written.digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
-        if (bad) throw await mismatchFailure(bad);
+      await reporter.step(`verify ${resolved.label}`, async (progress) => {
+        const bad = await verifyRanges(dest, plan, written.digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+        if (bad) failed(await located(bad));
       }, () => `${plan.ranges.length} ranges match (read from the medium)`);
       verified = true;
     }
@@ -300,27 +267,27 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
       await reporter.step('per-card settings', async () => {
         const boot = await findBootPartition(async (offset, length) => {
           const buf = Buffer.alloc(length);
-          await target.fh.read(buf, 0, length, offset);
+          await dest.fh.read(buf, 0, length, offset);
           return buf;
         });
         if (!boot) throw new Failure(`no FAT boot partition found on ${devPath} after writing`);
-        await target.fh.sync();
+        await dest.fh.sync();
         const format = await writeSettings(devPath, boot.start, settings);
-        await target.fh.sync();
+        await dest.fh.sync();
         if (format === 'cloud-init') settingsSummary += ' (as cloud-init user-data/network-config)';
         if (format === 'firstrun') settingsSummary += ' (as firstrun.sh)';
       }, () => settingsSummary!);
     }
 
-    await target.fh.sync();
-    await target.fh.close();
+    await dest.fh.sync();
+    await dest.close();
     finished = true;
     record({ ...rec, status: verified ? 'verified' : 'written' });
-    const ejected = opts.eject === false ? false : await eject(target, dev, reporter);
-    const result: FlashResult = { image, device: devPath, imageSize: size, mappedBytes: plan.mappedBytes, map: plan.mapSource, verified, settings: settingsSummary, ejected };
+    const ejected = opts.eject === false ? false : await eject(dest, reporter);
+    const result: FlashResult = { image, device: devPath, imageSize: size, mappedBytes: plan.mappedBytes, map: plan.mapSource, verified, destination: describeDestination(dest), settings: settingsSummary, ejected };
     const host = settings?.hostname ? `${settings.hostname}.local` : 'its hostname from appliance.yaml (HOSTNAME.local)';
     reporter.info(
-      target.blockDevice
+      dest.kind === 'block-device'
         ? `Next: put the card into the Raspberry Pi and power it on; after the first boot (a few minutes) it answers as ${host}, over SSH and on its panel.`
         : `Next: ${devPath} holds the image; flash it to a card or boot it with QEMU.`,
     );
@@ -329,59 +296,44 @@ export async function flash(opts: FlashOptions, reporter: Reporter, prompter: Pr
   });
 }
 
-async function verifyOnly(
-  image: string,
-  plan: WritePlan,
-  devPath: string,
-  dev: BlockDevice | undefined,
-  label: string,
-  reporter: Reporter,
-  previous: FlashRecord | undefined,
-): Promise<FlashResult> {
-  const fh = await open(devPath, 'r');
-  const target: Target = { path: devPath, fh, blockDevice: !!dev };
-  try {
-    let digests = plan.ranges.map((r) => r.sha256 ?? '');
-    if (digests.some((d) => !d)) {
-      // no bmap: the image's own ranges are hashed first
-      digests = await reporter.step(`hash ${image}`, async (progress) => {
-        const { createHash } = await import('node:crypto');
-        const src = await openSource(image, plan.imageSize);
-        const buf = Buffer.allocUnsafe(4 << 20);
-        const out: string[] = [];
-        let done = 0;
-        try {
-          for (const r of plan.ranges) {
-            const h = createHash('sha256');
-            const end = Math.min((r.last + 1) * plan.blockSize, plan.imageSize);
-            for (let pos = r.first * plan.blockSize; pos < end; pos += buf.length) {
-              const n = Math.min(buf.length, end - pos);
-              await src.read(buf, pos, n);
-              h.update(buf.subarray(0, n));
-              done += n;
-              progress({ done, total: plan.mappedBytes, unit: 'bytes' });
-            }
-            out.push(h.digest('hex'));
+async function verifyOnly(image: string, plan: WritePlan, dest: Destination, reporter: Reporter, previous: FlashRecord | undefined): Promise<FlashResult> {
+  let digests = plan.ranges.map((r) => r.sha256 ?? '');
+  if (digests.some((d) => !d)) {
+    // no bmap: the image's own ranges are hashed first
+    digests = await reporter.step(`hash ${image}`, async (progress) => {
+      const src = await openSource(image, plan.imageSize);
+      const buf = Buffer.allocUnsafe(4 << 20);
+      const out: string[] = [];
+      let done = 0;
+      try {
+        for (const r of plan.ranges) {
+          const h = createHash('sha256');
+          const end = Math.min((r.last + 1) * plan.blockSize, plan.imageSize);
+          for (let pos = r.first * plan.blockSize; pos < end; pos += buf.length) {
+            const n = Math.min(buf.length, end - pos);
+            await src.read(buf, pos, n);
+            h.update(buf.subarray(0, n));
+            done += n;
+            progress({ done, total: plan.mappedBytes, unit: 'bytes' });
           }
-        } finally {
-          await src.close();
+          out.push(h.digest('hex'));
         }
-        return out;
+      } finally {
+        await src.close();
+      }
+      return out;
+    });
+  }
+  await reporter.step(`verify ${dest.label}`, async (progress) => {
+    const bad = await verifyRanges(dest, plan, digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
+    if (bad) {
+      const why = previous?.status === 'writing' ? ' (the last write to it was interrupted)' : '';
+      throw await mismatchError(dest, plan, image, bad, {
+        medium: (offset) => `${dest.path} does not hold ${image}${why}: first difference at byte offset ${offset} (0x${offset.toString(16)})`,
       });
     }
-    await reporter.step(`verify ${label}`, async (progress) => {
-      const bad = await verifyRanges(target, plan, digests, (done) => progress({ done, total: plan.mappedBytes, unit: 'bytes' }));
-      if (bad) {
-        const offset = await firstBadOffset(target, plan, image, bad.range);
-        if (offset < 0) throw new Failure(`${image} does not match its bmap (blocks ${plan.ranges[bad.range]!.first}-${plan.ranges[bad.range]!.last}): the image is corrupt or the bmap belongs to another image`);
-        const why = previous?.status === 'writing' ? ' (the last write to it was interrupted)' : '';
-        throw new Failure(`${devPath} does not hold ${image}${why}: first difference at byte offset ${offset} (0x${offset.toString(16)})`);
-      }
-    });
-  } finally {
-    await fh.close();
-  }
-  const result: FlashResult = { image, device: devPath, imageSize: plan.imageSize, mappedBytes: plan.mappedBytes, map: plan.mapSource, verified: true, ejected: false };
+  });
+  const result: FlashResult = { image, device: dest.path, imageSize: plan.imageSize, mappedBytes: plan.mappedBytes, map: plan.mapSource, verified: true, destination: describeDestination(dest), ejected: false };
   if (reporter.json) reporter.result(result);
   return result;
 }

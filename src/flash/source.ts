@@ -8,7 +8,9 @@ import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { run } from '../util/run.js';
-import { bmapPathFor, dataExtents, extentsToBlocks, parseBmap, BMAP_BLOCK_SIZE, type Bmap } from '../image/bmap.js';
+import { dataExtents, extentsToBlocks } from '../bmap/extents.js';
+import { bmapPathFor, BMAP_BLOCK_SIZE, type Bmap } from '../bmap/format.js';
+import { parseBmap } from '../bmap/parse.js';
 import { Failure, UserError } from '../util/errors.js';
 import { DIRECT_UNIT, roundUp } from './direct.js';
 

@@ -4,16 +4,14 @@
  * our writes instead of piling up behind the final fsync, and the rest of the system stays
  * responsive. The old value is restored afterwards; without sysfs access nothing changes.
  */
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
-export async function limitDirtyCache(devicePath: string): Promise<() => void> {
+/** `majMin`: the device number of the opened destination ("major:minor"). */
+export function limitDirtyCache(majMin: string): () => void {
   let path: string;
   let old: string;
   try {
-    const rdev = statSync(devicePath).rdev;
-    const major = Math.floor(rdev / 256) & 0xfff;
-    const minor = (rdev & 0xff) | ((rdev >> 12) & ~0xff);
-    path = `/sys/dev/block/${major}:${minor}/bdi/max_ratio`;
+    path = `/sys/dev/block/${majMin}/bdi/max_ratio`;
     old = readFileSync(path, 'utf8').trim();
     writeFileSync(path, '1');
   } catch {

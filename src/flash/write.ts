@@ -5,18 +5,20 @@
  * else is on the medium (and, when verifying, read back and found right). A card from a killed
  * write therefore has no partition table at all.
  *
- * Throughput: 4 MiB transfers at aligned offsets, several in flight. On a block device each
- * chunk is written with O_DIRECT and, when verifying, read straight back from the medium by the
- * same job, so verification overlaps writing instead of being a second pass; the SHA-256 of each
- * range is taken from what the medium returned and compared with the bmap's. The image itself is
- * hashed only when nothing else says what a range must hold (no bmap checksums) or when not
- * verifying (then it checks the image against its bmap as it goes).
+ * Throughput: 4 MiB transfers at aligned offsets, several in flight. Where the destination takes
+ * direct I/O (probed once when it was opened: destination.ts) each chunk is written with O_DIRECT
+ * and, when verifying, read straight back from the medium by the same job, so verification
+ * overlaps writing instead of being a second pass; the SHA-256 of each range is taken from what
+ * the medium returned and compared with the bmap's. The image itself is hashed only when nothing
+ * else says what a range must hold (no bmap checksums) or when not verifying (then it checks the
+ * image against its bmap as it goes).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
-import { lstat, open, stat, type FileHandle } from 'node:fs/promises';
-import { Failure, UserError } from '../util/errors.js';
-import { DIRECT_UNIT, openDirect, roundUp, type DirectIo } from './direct.js';
+import type { FileHandle } from 'node:fs/promises';
+import { Failure } from '../util/errors.js';
+import type { Destination } from './destination.js';
+import { DIRECT_UNIT, roundUp, type DirectIo } from './direct.js';
+import { ChecksumVerificationError, imageMismatch, rangeSpan } from './mismatch.js';
 import type { ImageSource, WritePlan } from './source.js';
 
 export const CHUNK = 4 << 20;
@@ -25,42 +27,13 @@ export const HEAD = 4096;
 /** Chunks in flight at once (written, or written and being read back). */
 const DEPTH = 4;
 
-export interface Target {
-  path: string;
-  fh: FileHandle;
-  blockDevice: boolean;
-}
-
-export async function openTarget(path: string, opts: { toFile: boolean; size: number }): Promise<Target> {
-  let st: Stats | undefined;
-  try {
-    st = await stat(path);
-  } catch {
-    st = undefined;
-  }
-  if (opts.toFile && (await lstat(path).catch(() => undefined))?.isSymbolicLink()) {
-    throw new UserError(`${path} is a symbolic link: --to-file writes only to the file named, never through a link`);
-  }
-  if (st?.isBlockDevice()) {
-    try {
-      // O_EXCL on a block device: fails with EBUSY while anything has it mounted or open exclusively
-      const fh = await open(path, constants.O_RDWR | constants.O_EXCL);
-      return { path, fh, blockDevice: true };
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === 'EBUSY') throw new UserError(`${path} is in use (mounted or opened by another program): close it and try again`);
-      if (code === 'EACCES' || code === 'EPERM') throw new UserError(`no permission to write ${path}: run as root (e.g. with sudo)`);
-      if (code === 'EROFS') throw new UserError(`${path} is read-only`);
-      throw new Failure(`cannot open ${path}: ${(e as Error).message}`);
-    }
-  }
-  if (!opts.toFile) throw new UserError(`${path} is not a block device: pass --to-file to write the image into a regular file`);
-  if (st && !st.isFile()) throw new UserError(`${path} is neither a block device nor a regular file`);
-  // O_NOFOLLOW: a link planted after the check above is refused by the kernel, not followed
-  const fh = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-  // a regular-file target becomes a sparse copy of the image; holes read back as zeros
-  await fh.truncate(opts.size);
-  return { path, fh, blockDevice: false };
+/**
+ * The destination's direct handle when this plan can use it: direct transfers need every chunk
+ * offset on a transfer-unit boundary, which holds exactly when the plan's block size is a
+ * multiple of the unit (chunks start at range starts and CHUNK boundaries).
+ */
+export function directFor(dest: Destination, plan: WritePlan): DirectIo | undefined {
+  return dest.direct && plan.blockSize % DIRECT_UNIT === 0 ? dest.direct : undefined;
 }
 
 async function writeAll(fh: FileHandle, buf: Buffer, length: number, position: number): Promise<void> {
@@ -94,7 +67,7 @@ export function chunksOf(plan: WritePlan): Chunk[] {
 }
 
 export interface WriteOptions {
-  /** Read every chunk back from the medium right after writing it (block devices with O_DIRECT). */
+  /** Read every chunk back from the medium right after writing it (when the destination can do direct I/O). */
   verify: boolean;
   /** Called before the read-back of the chunk holding this byte offset (a test alters the medium there). */
   gate?: { offset: number; wait: () => Promise<void> };
@@ -134,39 +107,23 @@ class RangeHasher {
 }
 
 /**
- * Write every mapped range of `source` to `target`. Throws a Failure naming the range when the
- * image does not match its bmap (a corrupt download), before the partition table is written.
- * A read-back that differs is returned as `mismatch`, also before the partition table is written.
+ * Write every mapped range of `source` to `dest`. Throws a ChecksumVerificationError naming the
+ * range when the image does not match its bmap (a corrupt download), before the partition table
+ * is written. A read-back that differs is returned as `mismatch`, also before the partition table
+ * is written (the caller finds the first differing byte and raises the error).
  */
 export async function writeImage(
   source: ImageSource,
   plan: WritePlan,
-  target: Target,
+  dest: Destination,
   opts: WriteOptions,
   progress: (done: number) => void,
 ): Promise<WriteResult> {
-  const { fh } = target;
+  const { fh } = dest;
   await writeAll(fh, Buffer.alloc(HEAD), HEAD, 0);
   await fh.sync();
 
-  const direct: DirectIo | undefined = target.blockDevice ? await openDirect(target.path, 'rw') : undefined;
-  try {
-    return await pipeline(source, plan, target, direct, opts, progress);
-  } finally {
-    await direct?.close();
-  }
-}
-
-async function pipeline(
-  source: ImageSource,
-  plan: WritePlan,
-  target: Target,
-  direct: DirectIo | undefined,
-  opts: WriteOptions,
-  progress: (done: number) => void,
-): Promise<WriteResult> {
-  // direct transfers need every chunk offset on a transfer-unit boundary
-  if (direct && plan.blockSize % DIRECT_UNIT !== 0) direct = undefined;
+  const direct = directFor(dest, plan);
   const readBack = opts.verify && !!direct;
   const known = plan.ranges.map((r) => r.sha256);
   const hashImage = !readBack || known.some((d) => !d);
@@ -178,10 +135,7 @@ async function pipeline(
   const imageHash = new RangeHasher((range, got) => {
     const want = known[range];
     if (want && want !== got) {
-      const r = plan.ranges[range]!;
-      throw new Failure(
-        `${source.path} does not match its bmap: blocks ${r.first}-${r.last} (offset ${r.first * plan.blockSize}) have sha256 ${got}, the bmap says ${want}; the image is corrupt or the bmap belongs to another image`,
-      );
+      throw imageMismatch(source.path, plan, range, want, got);
     }
   });
   let mismatch: WriteResult['mismatch'];
@@ -192,7 +146,7 @@ async function pipeline(
   });
 
   const writeChunk = async (buf: Buffer, offset: number, length: number): Promise<void> => {
-    if (!direct) return writeAll(target.fh, buf, length, offset);
+    if (!direct) return writeAll(dest.fh, buf, length, offset);
     // the image's last block may end mid-sector: pad with zeros to a whole transfer unit
     const padded = roundUp(length);
     buf.fill(0, length, padded);
@@ -203,7 +157,7 @@ async function pipeline(
     let got = 0;
     while (got < padded) {
       const { bytesRead } = await direct!.fh.read(buf, got, padded - got, offset + got);
-      if (bytesRead === 0) throw new Failure(`${target.path} ends at ${offset + got} bytes: it cannot hold the image`);
+      if (bytesRead === 0) throw new Failure(`${dest.path} ends at ${offset + got} bytes: it cannot hold the image`);
       got += bytesRead;
     }
   };
@@ -279,18 +233,18 @@ async function pipeline(
       }
     }
   }
-  await (direct ?? target).fh.sync();
+  await (direct ?? dest).fh.sync();
   if (mismatch) return { digests: mediumHash.digests, bytes: done, verified: false, mismatch };
 
-  await commitHead(target, direct, head, readBack);
+  await commitHead(dest, plan, direct, head, readBack);
   return { digests: readBack ? mediumHash.digests : imageHash.digests, bytes: done, verified: readBack };
 }
 
 /** Write the held-back head last; when verifying, read it back from the medium too. */
-async function commitHead(target: Target, direct: DirectIo | undefined, head: Buffer, readBack: boolean): Promise<void> {
+async function commitHead(dest: Destination, plan: WritePlan, direct: DirectIo | undefined, head: Buffer, readBack: boolean): Promise<void> {
   if (!direct) {
-    await writeAll(target.fh, head, HEAD, 0);
-    await target.fh.sync();
+    await writeAll(dest.fh, head, HEAD, 0);
+    await dest.fh.sync();
     return;
   }
   const buf = direct.buffer(HEAD);
@@ -303,6 +257,13 @@ async function commitHead(target: Target, direct: DirectIo | undefined, head: Bu
   if (bytesRead !== HEAD || !buf.equals(head)) {
     let k = 0;
     while (k < HEAD && buf[k] === head[k]) k++;
-    throw new Failure(`verification failed: ${target.path} differs from the image at byte offset ${k} (0x${k.toString(16)}), in the partition table just written; the card is faulty — try another card`);
+    const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    // the digests cover the head alone: the range holding it is named for orientation
+    const range = Math.max(0, plan.ranges.findIndex((r) => r.first * plan.blockSize < HEAD));
+    const { firstBlock, lastBlock } = rangeSpan(plan, range);
+    throw new ChecksumVerificationError(
+      `verification failed: ${dest.path} differs from the image at byte offset ${k} (0x${k.toString(16)}), in the partition table just written; the card is faulty — try another card`,
+      { subject: 'medium', range, firstBlock, lastBlock, offset: k, start: 0, end: HEAD, expected: digest(head), actual: digest(buf.subarray(0, HEAD)) },
+    );
   }
 }

@@ -9,7 +9,7 @@ import { rename, rm, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Reporter } from '../util/report.js';
 import { toolToFile } from '../util/tool.js';
-import { createBmap } from './bmap.js';
+import { createBmap } from '../bmap/create.js';
 import { sha256File } from './base.js';
 
 /**

@@ -26,8 +26,3 @@ export class Failure extends Error {
 
 /** Exit code of a check (`provision --check`, `fleet check`) that ran fine and found drift: scripts and monitors can tell it from a failure. */
 export const EXIT_DRIFT = 3;
-
-export function exitCodeOf(err: unknown): number {
-  if (err instanceof UserError || err instanceof Failure) return err.exitCode;
-  return 1;
-}

@@ -2,6 +2,11 @@
  * Progress and events for long work. Human mode draws one status line per step (and a bar when
  * sizes are known); --json mode prints one JSON object per line on stdout for machines.
  * Commands receive a Reporter and never write progress to the terminal themselves.
+ *
+ * The status line is drawn here rather than by a progress-bar library: what it shows (bytes or
+ * items, rate and ETA only for bytes, a free-text detail), where it goes (stderr, stdout being
+ * for results) and what happens without a terminal (a plain line every 10 s) would each be
+ * configuration of such a library, and the line is a dozen lines of code.
  */
 export interface ProgressUpdate {
   /** Units done so far (bytes when unit is "bytes"). */
@@ -14,7 +19,7 @@ export interface ProgressUpdate {
 
 export type ReportEvent =
   | { type: 'step-start'; step: string; ts: number }
-  | { type: 'step-end'; step: string; ok: boolean; ms: number; detail?: string; ts: number }
+  | { type: 'step-end'; step: string; ok: boolean; ms: number; detail?: string; error?: unknown; ts: number }
   | { type: 'progress'; step: string; done: number; total?: number; unit: string; rate?: number; detail?: string; ts: number }
   | { type: 'info' | 'warn'; message: string; ts: number }
   | { type: 'result'; data: unknown; ts: number };
@@ -47,6 +52,12 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
 
+/** The fields of an error that carries data (it has toJSON, e.g. a ChecksumVerificationError), for machines. */
+function errorData(e: unknown): unknown {
+  const toJSON = (e as { toJSON?: unknown } | null)?.toJSON;
+  return typeof toJSON === 'function' ? (toJSON as () => unknown).call(e) : undefined;
+}
+
 class JsonReporter implements Reporter {
   readonly json = true;
   private emit(e: ReportEvent): void {
@@ -67,7 +78,8 @@ class JsonReporter implements Reporter {
       this.emit({ type: 'step-end', step: name, ok: true, ms: Date.now() - t0, detail: detail?.(r), ts: Date.now() });
       return r;
     } catch (e) {
-      this.emit({ type: 'step-end', step: name, ok: false, ms: Date.now() - t0, detail: e instanceof Error ? e.message : String(e), ts: Date.now() });
+      const error = errorData(e);
+      this.emit({ type: 'step-end', step: name, ok: false, ms: Date.now() - t0, detail: e instanceof Error ? e.message : String(e), ...(error === undefined ? {} : { error }), ts: Date.now() });
       throw e;
     }
   }
@@ -106,6 +118,9 @@ class HumanReporter implements Reporter {
       }
       if (u.detail) line += ` (${u.detail})`;
       if (this.tty) {
+        // a line that wraps could not be cleared by the next \r: keep it within the terminal
+        const cols = process.stderr.columns;
+        if (cols && line.length >= cols) line = `${line.slice(0, Math.max(cols - 2, 1))}…`;
         process.stderr.write(`\r\x1b[2K${line}`);
         drawn = true;
       } else if (now - lastLog > 10_000) {

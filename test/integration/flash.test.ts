@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { createBmap, parseBmap } from '../../src/image/bmap.js';
+import { createBmap } from '../../src/bmap/create.js';
+import { parseBmap } from '../../src/bmap/parse.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/cli/main.ts');
@@ -141,6 +142,46 @@ function flipByte(file: string, offset: number): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The JSON lines of a run's stdout. */
+function eventsOf(r: Run): Array<Record<string, unknown>> {
+  return r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** The error fields of the step that failed, as --json reports them. */
+function failedStepError(r: Run): Record<string, unknown> {
+  const end = eventsOf(r).find((e) => e.type === 'step-end' && e.ok === false);
+  assert.ok(end, `no failed step in the JSON events: ${r.stdout}`);
+  assert.equal(typeof end.error, 'object', `the failed step carries no error fields: ${JSON.stringify(end)}`);
+  return end.error as Record<string, unknown>;
+}
+
+function sha256Of(buf: Buffer): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+/** Bytes [start, end) of a file or device. */
+function readSpan(path: string, start: number, end: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(end - start);
+    readSync(fd, buf, 0, buf.length, start);
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Index and byte span of the largest bmap range (the ext4 data). */
+function largestRange(): { index: number; start: number; end: number } {
+  let index = 0;
+  bmapRanges.forEach((r, i) => {
+    const b = bmapRanges[index]!;
+    if (r.last - r.first > b.last - b.first) index = i;
+  });
+  const r = bmapRanges[index]!;
+  return { index, start: r.first * 4096, end: Math.min((r.last + 1) * 4096, IMAGE_MIB * 1024 * 1024) };
 }
 
 function assertRefused(r: Run, pattern: RegExp): void {
@@ -361,9 +402,23 @@ describe('writing', () => {
       const events: Array<Record<string, unknown>> = [];
       const r = await flashCli([image, '--device', dev, '--yes', '--allow-fixed', '--json'], { onEvent: (e) => events.push(e) });
       assert.equal(r.code, 0, r.stderr);
-      const result = events.find((e) => e.type === 'result')?.data as { verified: boolean; map: string };
+      const result = events.find((e) => e.type === 'result')?.data as { verified: boolean; map: string; destination: Record<string, unknown> };
       assert.equal(result.verified, true);
       assert.equal(result.map, 'bmap');
+      // the probe: a loop device is a block device that takes direct I/O and has no medium to eject
+      const lsblk = JSON.parse(await x('lsblk', ['--json', '--bytes', '-o', 'MAJ:MIN,SIZE', dev])) as { blockdevices: Array<Record<string, unknown>> };
+      assert.deepEqual(result.destination, {
+        kind: 'block-device',
+        path: dev,
+        size: 400 * 1024 * 1024,
+        identity: `::${400 * 1024 * 1024}`,
+        majMin: String(lsblk.blockdevices[0]!['maj:min']).trim(),
+        can: { directIo: true, dropCache: true, eject: false },
+      });
+      // and the writer used it: one pass that writes and reads back, no second verify pass
+      const steps = events.filter((e) => e.type === 'step-start').map((e) => String(e.step));
+      assert.ok(steps.some((st) => st.startsWith('write and verify ')), steps.join(', '));
+      assert.ok(!steps.some((st) => st.startsWith('verify ')), steps.join(', '));
       assert.ok(events.some((e) => e.type === 'progress' && typeof e.rate === 'number'), 'progress events carry a rate');
       assert.deepEqual(await deviceRangeHashes(dev), bmapRanges.map((b) => b.sha256));
     } finally {
@@ -399,24 +454,30 @@ describe('writing', () => {
       assert.match(r.stderr, /data ranges of the sparse file/);
       assert.deepEqual(await deviceRangeHashes(dev), bmapRanges.map((b) => b.sha256));
       const out = join(dir, 'copy.img');
-      const f = await flashCli([join(dir, 'appliance.img'), '--device', out, '--to-file', '--yes']);
+      const f = await flashCli([join(dir, 'appliance.img'), '--device', out, '--to-file', '--yes', '--json']);
       assert.equal(f.code, 0, f.stderr);
       await x('cmp', [image, out]);
+      // a file has no direct I/O and no cache to drop: written, then verified in a second pass
+      const events = eventsOf(f);
+      const result = events.find((e) => e.type === 'result')?.data as { verified: boolean; destination: Record<string, unknown> };
+      assert.equal(result.verified, true);
+      assert.deepEqual(result.destination, { kind: 'file', path: out, size: IMAGE_MIB * 1024 * 1024, identity: `file:${out}`, can: { directIo: false, dropCache: false, eject: false } });
+      assert.deepEqual(events.filter((e) => e.type === 'step-start').map((e) => String(e.step)), [`write ${out}`, `verify ${out}`]);
     } finally {
       await detach(dev);
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  test('a byte changed on the medium between write and verify is caught: exit 1 naming the offset', async () => {
+  test('a byte changed on the medium between write and verify is caught: exit 1 naming the range, offset and both digests, in --json too', async () => {
     const backing = await sparseFile(join(work, 'corrupt.bin'), 400);
     const dev = await attach(backing);
     const gate = join(work, 'gate');
     // a byte in the middle of the largest mapped range (the ext4 data)
-    const big = [...bmapRanges].sort((a, b) => b.last - b.first - (a.last - a.first))[0]!;
-    const offset = Math.floor((big.first + big.last) / 2) * 4096 + 123;
+    const big = largestRange();
+    const offset = Math.floor((big.start + big.end) / 2 / 4096) * 4096 + 123;
     try {
-      const run = flashCli([image, '--device', dev, '--yes', '--allow-fixed'], { env: { SYNCPI_FLASH_GATE_BEFORE_VERIFY: gate, SYNCPI_FLASH_GATE_OFFSET: String(offset) } });
+      const run = flashCli([image, '--device', dev, '--yes', '--allow-fixed', '--json'], { env: { SYNCPI_FLASH_GATE_BEFORE_VERIFY: gate, SYNCPI_FLASH_GATE_OFFSET: String(offset) } });
       for (let i = 0; i < 1200 && !existsSync(`${gate}.ready`); i++) await sleep(100);
       assert.ok(existsSync(`${gate}.ready`), 'the write phase did not finish');
       // change the backing file behind the loop device: the device's own page cache still has
@@ -427,8 +488,61 @@ describe('writing', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`differs from the image at byte offset ${offset}\\b`));
       assert.equal(JSON.parse(readFileSync(join(work, 'state', 'flash.json'), 'utf8'))[dev].status, 'failed');
+      // what the medium holds in that range now: the image's bytes with the one flipped
+      await x('blockdev', ['--flushbufs', dev]);
+      const actual = sha256Of(readSpan(dev, big.start, big.end));
+      const want = bmapRanges[big.index]!;
+      assert.notEqual(actual, want.sha256);
+      assert.match(r.stderr, new RegExp(`range ${big.index} \\(blocks ${want.first}-${want.last}, bytes ${big.start}-${big.end}\\): expected sha256 ${want.sha256}, read ${actual}`));
+      const error = failedStepError(r);
+      assert.deepEqual({ ...error, message: undefined }, {
+        name: 'ChecksumVerificationError',
+        message: undefined,
+        subject: 'medium',
+        range: big.index,
+        firstBlock: want.first,
+        lastBlock: want.last,
+        offset,
+        start: big.start,
+        end: big.end,
+        expected: want.sha256,
+        actual,
+      });
+      assert.match(String(error.message), /verification failed: .* differs from the image at byte offset/);
     } finally {
       await detach(dev);
+      rmSync(gate, { force: true });
+      rmSync(`${gate}.ready`, { force: true });
+    }
+  });
+
+  test('--to-file: a byte changed in the file before its verify pass is caught by that pass, with the same fields', async () => {
+    const out = join(work, 'corrupt-copy.img');
+    rmSync(out, { force: true });
+    const gate = join(work, 'gate-file');
+    const big = largestRange();
+    const offset = big.start + 77;
+    try {
+      const run = flashCli([image, '--device', out, '--to-file', '--yes', '--json'], { env: { SYNCPI_FLASH_GATE_BEFORE_VERIFY: gate } });
+      for (let i = 0; i < 1200 && !existsSync(`${gate}.ready`); i++) await sleep(100);
+      assert.ok(existsSync(`${gate}.ready`), 'the write phase did not finish');
+      flipByte(out, offset);
+      writeFileSync(gate, '');
+      const r = await run;
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`${out} differs from the image at byte offset ${offset}\\b`));
+      const error = failedStepError(r);
+      const want = bmapRanges[big.index]!;
+      assert.deepEqual(
+        [error.name, error.subject, error.range, error.offset, error.start, error.end, error.expected, error.actual],
+        ['ChecksumVerificationError', 'medium', big.index, offset, big.start, big.end, want.sha256, sha256Of(readSpan(out, big.start, big.end))],
+      );
+      assert.notEqual(error.actual, want.sha256);
+      // the failed step is the second pass: the write itself went through
+      const failedStep = eventsOf(r).find((e) => e.type === 'step-end' && e.ok === false);
+      assert.equal(failedStep?.step, `verify ${out}`);
+    } finally {
+      rmSync(out, { force: true });
       rmSync(gate, { force: true });
       rmSync(`${gate}.ready`, { force: true });
     }
@@ -440,16 +554,25 @@ describe('writing', () => {
     const bad = join(dir, 'appliance.img');
     await x('cp', ['--sparse=always', image, bad]);
     await x('cp', [image.replace(/\.img$/, '.bmap'), join(dir, 'appliance.bmap')]);
-    const big = [...bmapRanges].sort((a, b) => b.last - b.first - (a.last - a.first))[0]!;
-    const offset = big.first * 4096 + 4321;
+    const big = largestRange();
+    const offset = big.start + 4321;
     flipByte(bad, offset);
+    const want = bmapRanges[big.index]!;
+    const actual = sha256Of(readSpan(bad, big.start, big.end));
     const dev = await attach(await sparseFile(join(work, 'badimg.bin'), 400));
     try {
       for (const extra of [[], ['--no-verify']]) {
-        const r = await flashCli([bad, '--device', dev, '--yes', '--allow-fixed', ...extra]);
+        const r = await flashCli([bad, '--device', dev, '--yes', '--allow-fixed', '--json', ...extra]);
         assert.equal(r.code, 1, r.stderr);
         assert.match(r.stderr, /appliance\.img does not match its bmap: blocks \d+-\d+/);
         assert.doesNotMatch(r.stderr, /card is faulty/);
+        // a digest cannot say which byte of the image changed: the offset is the range's first
+        const error = failedStepError(r);
+        assert.deepEqual(
+          [error.name, error.subject, error.range, error.firstBlock, error.lastBlock, error.offset, error.expected, error.actual],
+          ['ChecksumVerificationError', 'image', big.index, want.first, want.last, big.start, want.sha256, actual],
+          extra.join(' ') || 'verify',
+        );
         const head = Buffer.alloc(512);
         const dfd = openSync(dev, 'r');
         readSync(dfd, head, 0, 512, 0);

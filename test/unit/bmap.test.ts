@@ -1,7 +1,7 @@
 /**
- * The bmap module without root: mapping a sparse file, the XML round trip, and parseBmap's
- * refusals (a tampered file, a bad range, an unsupported version). bmaptool's acceptance of our
- * files is in test/integration/flash.test.ts.
+ * The bmap modules (src/bmap/) without root: mapping a sparse file, the XML round trip, and
+ * parseBmap's refusals (a tampered file, a bad range, an unsupported version). bmaptool's
+ * acceptance of our files is in test/integration/flash.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,10 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { bmapPathFor, createBmap, extentsToBlocks, parseBmap } from '../../src/image/bmap.js';
+import { createBmap } from '../../src/bmap/create.js';
+import { extentsToBlocks } from '../../src/bmap/extents.js';
+import { bmapPathFor } from '../../src/bmap/format.js';
+import { parseBmap } from '../../src/bmap/parse.js';
 
 function sparse(): { dir: string; path: string; data: Buffer } {
   const dir = mkdtempSync(join(tmpdir(), 'syncpi-bmap-'));

@@ -1,0 +1,99 @@
+/**
+ * Writing a bmap: map the data of a sparse image (extents.ts), checksum each range and render
+ * the XML with its file checksum, as `bmaptool create` does.
+ */
+import { createHash } from 'node:crypto';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { UserError } from '../util/errors.js';
+import { dataExtents, extentsToBlocks } from './extents.js';
+import { BMAP_BLOCK_SIZE, type Bmap, type BmapRange } from './format.js';
+
+async function hashRange(fh: FileHandle, start: number, end: number, buf: Buffer): Promise<string> {
+  const h = createHash('sha256');
+  let pos = start;
+  while (pos < end) {
+    const n = Math.min(buf.length, end - pos);
+    const { bytesRead } = await fh.read(buf, 0, n, pos);
+    if (bytesRead === 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  return h.digest('hex');
+}
+
+function humanSize(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+export function renderBmap(imageSize: number, ranges: BmapRange[], blockSize = BMAP_BLOCK_SIZE): string {
+  const blocksCount = Math.ceil(imageSize / blockSize);
+  const mapped = ranges.reduce((n, r) => n + r.last - r.first + 1, 0);
+  const pct = blocksCount > 0 ? (mapped * 100) / blocksCount : 0;
+  const lines = [
+    '<?xml version="1.0" ?>',
+    '<!-- Block map of an image: the blocks listed here hold data and must be written;',
+    '     the others are holes and need not be. Read by `bmaptool copy` and `syncpi flash`. -->',
+    '<bmap version="2.0">',
+    `    <!-- Image size in bytes: ${humanSize(imageSize)} -->`,
+    `    <ImageSize> ${imageSize} </ImageSize>`,
+    '',
+    '    <!-- Size of a block in bytes -->',
+    `    <BlockSize> ${blockSize} </BlockSize>`,
+    '',
+    '    <!-- Count of blocks in the image file -->',
+    `    <BlocksCount> ${blocksCount} </BlocksCount>`,
+    '',
+    `    <!-- Count of mapped blocks: ${humanSize(mapped * blockSize)} or ${pct.toFixed(1)}% -->`,
+    `    <MappedBlocksCount> ${mapped} </MappedBlocksCount>`,
+    '',
+    '    <!-- Type of checksum used in this file -->',
+    '    <ChecksumType> sha256 </ChecksumType>',
+    '',
+    '    <!-- The checksum of this bmap file, computed with this value set to ASCII zeros -->',
+    `    <BmapFileChecksum> ${'0'.repeat(64)} </BmapFileChecksum>`,
+    '',
+    '    <BlockMap>',
+    ...ranges.map((r) => `        <Range chksum="${r.sha256}"> ${r.first === r.last ? r.first : `${r.first}-${r.last}`} </Range>`),
+    '    </BlockMap>',
+    '</bmap>',
+    '',
+  ];
+  const draft = lines.join('\n');
+  const sum = createHash('sha256').update(draft, 'utf8').digest('hex');
+  return draft.replace(`<BmapFileChecksum> ${'0'.repeat(64)} </BmapFileChecksum>`, `<BmapFileChecksum> ${sum} </BmapFileChecksum>`);
+}
+
+/** Map the data of a sparse image file and checksum each range. */
+export async function createBmap(imagePath: string, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<Bmap> {
+  const imageSize = (await stat(imagePath)).size;
+  if (imageSize === 0) throw new UserError(`${imagePath} is empty: nothing to map`);
+  const blockSize = BMAP_BLOCK_SIZE;
+  const { extents } = await dataExtents(imagePath);
+  const blocks = extentsToBlocks(extents, blockSize);
+  const total = blocks.reduce((n, [f, l]) => n + (l - f + 1) * blockSize, 0);
+  const fh = await open(imagePath, 'r');
+  const buf = Buffer.allocUnsafe(4 << 20);
+  const ranges: BmapRange[] = [];
+  let done = 0;
+  try {
+    for (const [first, last] of blocks) {
+      const start = first * blockSize;
+      const end = Math.min((last + 1) * blockSize, imageSize);
+      ranges.push({ first, last, sha256: await hashRange(fh, start, end, buf) });
+      done += (last - first + 1) * blockSize;
+      opts.onProgress?.(done, total);
+    }
+  } finally {
+    await fh.close();
+  }
+  const xml = renderBmap(imageSize, ranges, blockSize);
+  const mappedBlocks = ranges.reduce((n, r) => n + r.last - r.first + 1, 0);
+  return { xml, blockSize, imageSize, blocksCount: Math.ceil(imageSize / blockSize), mappedBlocks, ranges };
+}
