@@ -1,14 +1,14 @@
 /**
  * Writing a bmap: map the data of a sparse image (extents.ts), checksum each range and render
- * the XML with its file checksum, as `bmaptool create` does.
+ * the XML with its file checksum, as `bmaptool create` does; and the image's own SHA-256.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { UserError } from '../util/errors.js';
 import { dataExtents, extentsToBlocks } from './extents.js';
 import { BMAP_BLOCK_SIZE, type Bmap, type BmapRange } from './format.js';
 
-async function hashRange(fh: FileHandle, start: number, end: number, buf: Buffer): Promise<string> {
+async function hashRange(fh: FileHandle, start: number, end: number, buf: Buffer, whole: Hash): Promise<string> {
   const h = createHash('sha256');
   let pos = start;
   while (pos < end) {
@@ -16,6 +16,7 @@ async function hashRange(fh: FileHandle, start: number, end: number, buf: Buffer
     const { bytesRead } = await fh.read(buf, 0, n, pos);
     if (bytesRead === 0) break;
     h.update(buf.subarray(0, bytesRead));
+    whole.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
   }
   return h.digest('hex');
@@ -70,8 +71,12 @@ export function renderBmap(imageSize: number, ranges: BmapRange[], blockSize = B
   return draft.replace(`<BmapFileChecksum> ${'0'.repeat(64)} </BmapFileChecksum>`, `<BmapFileChecksum> ${sum} </BmapFileChecksum>`);
 }
 
-/** Map the data of a sparse image file and checksum each range. */
-export async function createBmap(imagePath: string, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<Bmap> {
+/**
+ * Map the data of a sparse image file and checksum each range. The SHA-256 of the whole image
+ * comes from the same pass: what lies between the ranges is a hole, which reads as zeros, so
+ * zeros are hashed there instead of read.
+ */
+export async function createBmap(imagePath: string, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<Bmap & { imageSha256: string }> {
   const imageSize = (await stat(imagePath)).size;
   if (imageSize === 0) throw new UserError(`${imagePath} is empty: nothing to map`);
   const blockSize = BMAP_BLOCK_SIZE;
@@ -80,20 +85,29 @@ export async function createBmap(imagePath: string, opts: { onProgress?: (done: 
   const total = blocks.reduce((n, [f, l]) => n + (l - f + 1) * blockSize, 0);
   const fh = await open(imagePath, 'r');
   const buf = Buffer.allocUnsafe(4 << 20);
+  const zeros = Buffer.alloc(4 << 20);
+  const whole = createHash('sha256');
+  const holeUntil = (from: number, to: number): void => {
+    for (let pos = from; pos < to; pos += zeros.length) whole.update(zeros.subarray(0, Math.min(zeros.length, to - pos)));
+  };
   const ranges: BmapRange[] = [];
   let done = 0;
+  let hashed = 0;
   try {
     for (const [first, last] of blocks) {
       const start = first * blockSize;
       const end = Math.min((last + 1) * blockSize, imageSize);
-      ranges.push({ first, last, sha256: await hashRange(fh, start, end, buf) });
+      holeUntil(hashed, start);
+      ranges.push({ first, last, sha256: await hashRange(fh, start, end, buf, whole) });
+      hashed = end;
       done += (last - first + 1) * blockSize;
       opts.onProgress?.(done, total);
     }
+    holeUntil(hashed, imageSize);
   } finally {
     await fh.close();
   }
   const xml = renderBmap(imageSize, ranges, blockSize);
   const mappedBlocks = ranges.reduce((n, r) => n + r.last - r.first + 1, 0);
-  return { xml, blockSize, imageSize, blocksCount: Math.ceil(imageSize / blockSize), mappedBlocks, ranges };
+  return { xml, blockSize, imageSize, blocksCount: Math.ceil(imageSize / blockSize), mappedBlocks, ranges, imageSha256: whole.digest('hex') };
 }

@@ -62,12 +62,10 @@ export async function exportImage(opts: {
   Object.values(tmp).forEach(opts.track);
 
   const size = (await stat(opts.workImg)).size;
-  const imageSha256 = await reporter.step('checksum image', (progress) =>
-    sha256File(opts.workImg, (n) => progress({ done: n, total: size, unit: 'bytes' })),
-  );
-  const bmap = await reporter.step('block map', (progress) =>
+  const bmap = await reporter.step('block map and checksum', (progress) =>
     createBmap(opts.workImg, { onProgress: (done, total) => progress({ done, total, unit: 'bytes' }) }),
   (b) => `${b.mappedBlocks} of ${b.blocksCount} blocks mapped`);
+  const imageSha256 = bmap.imageSha256;
   await writeFile(tmp.bmap, bmap.xml);
 
   let xzSha: string | undefined;

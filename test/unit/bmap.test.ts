@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -20,7 +20,7 @@ function sparse(): { dir: string; path: string; data: Buffer } {
   const fd = openSync(path, 'w');
   const data = randomBytes(3 * 4096);
   writeSync(fd, data, 0, data.length, 10 * 4096);
-  writeSync(fd, Buffer.from('tail'), 0, 4, 64 * 1024 * 1024 + 1); // the last block is partial
+  writeSync(fd, Buffer.from('tail'), 0, 4, 64 * 1024 * 1024 + 1); // the last block is partial, and a hole lies before it
   closeSync(fd);
   return { dir, path, data };
 }
@@ -35,6 +35,8 @@ test('createBmap maps only the data, per-range sha256, partial last block, valid
     assert.equal(b.ranges[0]!.sha256, createHash('sha256').update(data).digest('hex'));
     assert.equal(b.mappedBlocks, 4);
     assert.deepEqual(parseBmap(b.xml).ranges, b.ranges);
+    // the whole image's SHA-256 comes from the same pass, holes hashed as the zeros they read as
+    assert.equal(b.imageSha256, createHash('sha256').update(readFileSync(path)).digest('hex'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
