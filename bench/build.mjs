@@ -2,7 +2,8 @@
 // Benchmark (not a test) of `syncpi build` on this machine:
 //   node bench/build.mjs [CONFIG] [--keep-cache] [--small]
 // Prints the cold build time of the default appliance (empty cache, Debian base with kernel),
-// the config-only rebuild time (same packages, another hostname), and the image sizes:
+// the config-only rebuild time (same packages, another hostname) the previous way and today's,
+// each with its steps, and the image sizes:
 // apparent, mapped blocks (what a flash writes) and .xz. CONFIG defaults to image/appliance.yaml; a built-in
 // Plan is used only when image/appliance.yaml cannot be loaded. Needs root and the host tools of the build (see README).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -68,7 +69,8 @@ const quiet = {
     process.stderr.write(`  ${name}: ${formatDuration(Date.now() - t0)}\n`);
     return r;
   },
-  info(m) { process.stderr.write(`${m}\n`); },
+  infos: [],
+  info(m) { this.infos.push(m); process.stderr.write(`${m}\n`); },
   warn(m) { process.stderr.write(`warning: ${m}\n`); },
   result() {},
 };
@@ -77,9 +79,21 @@ try {
   const t0 = Date.now();
   const cold = await buildImage({ plan: await planFor(), outDir: join(work, 'out'), xz: true, reporter: quiet, boot: !small });
   const coldMs = Date.now() - t0;
-  const t1 = Date.now();
-  const warm = await buildImage({ plan: await planFor('syncpi-2'), outDir: join(work, 'out2'), reporter: quiet, boot: !small });
-  const warmMs = Date.now() - t1;
+  const coldSteps = quiet.steps.splice(0);
+  quiet.infos.splice(0);
+  // Config-only rebuilds: the previous way (converger tools emulated, locale-gen every time),
+  // then today's twice: the first fills the locale cache unless an earlier build did.
+  const rebuild = async (label, hostname, extra) => {
+    const t = Date.now();
+    const r = await buildImage({ plan: await planFor(hostname), outDir: join(work, `out-${hostname}`), reporter: quiet, boot: !small, ...extra });
+    const cachedLocales = quiet.infos.splice(0).some((m) => m.startsWith('locales: '));
+    return { label: `${label}${extra.emulatedConverger ? '' : cachedLocales ? ', locales from the cache' : ', locale-gen ran'}`, ms: Date.now() - t, reused: r.layer.reused, steps: quiet.steps.splice(0) };
+  };
+  const rebuilds = [
+    await rebuild('previous: emulated converger tools, locale-gen every build', 'syncpi-2', { emulatedConverger: true }),
+    await rebuild('native converger tools', 'syncpi-3', {}),
+    await rebuild('native converger tools', 'syncpi-4', {}),
+  ];
   const b = cold.layer.bootstrap ?? {};
   const lines = [
     `cold build${cold.layer.reused ? ' (layer was cached!)' : ''}: ${formatDuration(coldMs)}`,
@@ -87,8 +101,11 @@ try {
     b.initramfsMs !== undefined ? `  of which the one initramfs build: ${formatDuration(b.initramfsMs)}` : '',
     b.imageMs !== undefined ? `  image layout (mkfs, mcopy): ${formatDuration(b.imageMs)}` : '',
     ...(b.slowest ?? []).map((x) => `  package setup ${x.name}: ${formatDuration(x.ms)}`),
-    ...quiet.steps.slice(0, quiet.steps.length).filter(([n]) => !n.startsWith('bootstrap')).map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
-    `config-only rebuild (layer ${warm.layer.reused ? 'reused' : 'NOT reused'}): ${formatDuration(warmMs)}`,
+    ...coldSteps.filter(([n]) => !n.startsWith('bootstrap')).map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
+    ...rebuilds.flatMap((r) => [
+      `config-only rebuild, ${r.label} (layer ${r.reused ? 'reused' : 'NOT reused'}): ${formatDuration(r.ms)} (${(r.ms / rebuilds[0].ms).toFixed(2)}× the previous way)`,
+      ...r.steps.map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
+    ]),
     `image apparent size: ${formatBytes(cold.apparentBytes)} (${cold.apparentBytes} bytes)`,
     `image mapped blocks: ${formatBytes(cold.mappedBytes)} (${cold.mappedBytes} bytes)`,
     `image .xz: ${formatBytes(cold.xzBytes ?? 0)} (${cold.xzBytes} bytes)`,

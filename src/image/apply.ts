@@ -53,16 +53,22 @@ export async function applyPackages(root: string, plan: Plan, reporter: Reporter
  * the per-machine state stripped. `bootDir` holds the staged boot partition; `arch` is the
  * Plan's unless a caller runs a root of another architecture (the tests' amd64 fixtures).
  */
-export async function customizeRoot(root: string, bootDir: string, plan: Plan, o: { reporter: Reporter; scope: CleanupScope; arch?: Arch }): Promise<void> {
+export async function customizeRoot(
+  root: string,
+  bootDir: string,
+  plan: Plan,
+  o: { reporter: Reporter; scope: CleanupScope; arch?: Arch; nativeTools?: boolean; localeCache?: boolean },
+): Promise<void> {
   const { reporter, scope } = o;
   if (plan.base.kind === 'image') {
     const adopted = await reporter.step('adapt the base\'s first-boot machinery', () => adoptPiOsBase(root, bootDir, plan), (d) => (d.length ? `${d.length} changes` : 'not Raspberry Pi OS: nothing to adapt'));
     for (const line of adopted) reporter.info(`Raspberry Pi OS base: ${line}`);
   }
-  const seeded = await seedLocales(root, plan);
+  const cacheLocales = o.localeCache ?? true;
+  const seeded = cacheLocales && (await seedLocales(root, plan));
   if (seeded) reporter.info('locales: the compiled archive for this locale.gen is cached; locale-gen has nothing to do');
-  const report = await applyToRootfs(root, plan, { arch: o.arch ?? plan.base.arch, reporter, scope });
+  const report = await applyToRootfs(root, plan, { arch: o.arch ?? plan.base.arch, reporter, scope, nativeTools: o.nativeTools });
   const localeHandlers = new Set(plan.files.find((f) => f.path === '/etc/locale.gen')?.notify ?? []);
-  if (!seeded && ranHandlers(report).some((h) => localeHandlers.has(h.name))) await keepLocales(root, plan);
+  if (cacheLocales && !seeded && ranHandlers(report).some((h) => localeHandlers.has(h.name))) await keepLocales(root, plan);
   await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
 }

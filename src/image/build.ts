@@ -43,6 +43,8 @@ export interface BuildOptions {
   noCache?: boolean;
   /** Free space left in the root file system of the exported image. */
   headroomBytes?: number;
+  /** The previous way, for benchmarks to compare against: emulated converger tools, no locale cache. */
+  emulatedConverger?: boolean;
 }
 
 export interface BuildResult extends ExportResult {
@@ -217,7 +219,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     await fixPartitionRefs(root, boot.dir, diskId);
     const models = await checkModels(plan, boot.dir);
 
-    await customizeRoot(root, boot.dir, plan, { reporter, scope });
+    await customizeRoot(root, boot.dir, plan, { reporter, scope, ...(opts.emulatedConverger ? { nativeTools: false, localeCache: false } : {}) });
     packages = await installedPackages(root);
     await reporter.step('write boot partition', () => boot.writeBack(), (changed) => (changed ? 'updated' : 'unchanged'));
     await scope.release('mount:root');
