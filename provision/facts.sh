@@ -1,0 +1,77 @@
+# syncpi facts: how apply.sh and verify.sh read the system they run on, from one place, so a
+# check judges a package, a unit or an account exactly as the apply that made it did.
+#
+# Sourced by both (". BUNDLE/facts.sh") once ENV (chroot|live) is known. Defines functions and
+# the record location only; prints nothing and changes nothing. POSIX sh, no GNU-only options:
+# it runs under dash with coreutils and under busybox ash with its applets alike.
+
+# ---- where the records live ---------------------------------------------------------------
+
+# What syncpi remembers on a system (apply.sh: "what the system remembers").
+SYNCPI_STATE=/var/lib/syncpi
+
+# ---- packages -----------------------------------------------------------------------------
+
+# One line per known package: @NAME@STATUS|ESSENTIAL|PRIORITY. "@" appears in no package name
+# nor in the other fields, so "@NAME@" matches exactly one package's line.
+packages_list() {
+  dpkg-query -W -f='@${Package}@${db:Status-Abbrev}|${Essential}|${Priority}\n'
+}
+
+# dpkg's status abbreviation of one package ("ii ", "rc ", …); nothing when dpkg knows none.
+package_status() { # NAME
+  dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null
+}
+
+# Installed and configured (what "install" converges to; "package-present" passes).
+status_installed() { # STATUS
+  case $1 in
+    ?[iWt]*) return 0 ;;
+  esac
+  return 1
+}
+
+# Anything on disk beyond leftover config files (what "purge" converges away from).
+status_present() { # STATUS
+  case $1 in
+    ?[nc]* | '') return 1 ;;
+  esac
+  return 0
+}
+
+# ---- units --------------------------------------------------------------------------------
+
+# systemctl on unit files: in a chroot no manager runs, so it reads the files under / itself.
+systemctl_files() {
+  if [ "$ENV" = chroot ]; then systemctl --root=/ "$@"; else systemctl "$@"; fi
+}
+
+# What `is-enabled` says of UNIT (enabled, static, masked, …), "not-found" when it says nothing.
+unit_state() { # UNIT
+  us_s=$(systemctl_files is-enabled "$1" 2>/dev/null) || true
+  printf '%s\n' "${us_s:-not-found}"
+}
+
+# What `is-active` says of UNIT on a running system (active, inactive, failed, …).
+unit_activity() { # UNIT
+  ua_s=$(systemctl is-active "$1" 2>/dev/null) || true
+  printf '%s\n' "${ua_s:-unknown}"
+}
+
+# ---- accounts -----------------------------------------------------------------------------
+
+# The passwd or group entry of NAME; status 1 when there is none.
+account_entry() { # passwd|group NAME
+  getent "$1" "$2" 2>/dev/null
+}
+
+# Primary group of a user, or the user's own name when it does not exist yet (check mode).
+primary_group() { # USER
+  pg_g=$(id -gn "$1" 2>/dev/null) || pg_g=$1
+  printf '%s\n' "$pg_g"
+}
+
+in_group() { # USER GROUP
+  for ig_have in $(id -nG "$1" 2>/dev/null); do [ "$ig_have" = "$2" ] && return 0; done
+  return 1
+}
