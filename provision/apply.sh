@@ -149,7 +149,7 @@ STATE=$SYNCPI_STATE
 state_trusted() {
   [ -e "$STATE" ] || [ -L "$STATE" ] || return 1
   if [ -L "$STATE" ] || [ ! -d "$STATE" ]; then fail - "$STATE is not a directory (a symbolic link?); refusing to trust or keep records there"; fi
-  [ "$(stat -c %u -- "$STATE")" = 0 ] || fail - "$STATE is not owned by root; refusing to trust its records"
+  [ "$(stat -c %u -- "$STATE")" = "$SYNCPI_STATE_UID" ] || fail - "$STATE is not owned by root; refusing to trust its records"
   return 0
 }
 

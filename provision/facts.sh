@@ -7,8 +7,23 @@
 
 # ---- where the records live ---------------------------------------------------------------
 
-# What syncpi remembers on a system (apply.sh: "what the system remembers").
+# What syncpi remembers on a system (apply.sh: "what the system remembers"), and the only
+# account that may own that directory.
 SYNCPI_STATE=/var/lib/syncpi
+SYNCPI_STATE_UID=0
+
+# Test seam, for the converger cases (test/unit/converger-cases.test.ts), which run these
+# scripts as an ordinary user against fake system commands: only a run that is NOT root and is
+# given SYNCPI_FAKE_SYSTEM=DIR takes its commands from DIR/bin first and keeps its records in
+# DIR/state (owned by that user). A real apply always runs as root (the bundle runs under sudo
+# or as root, in a chroot or over SSH), and as root the variable is ignored: nothing can point a
+# real converger at other commands or other records. Without root it could change nothing anyway.
+if [ -n "${SYNCPI_FAKE_SYSTEM:-}" ] && [ "$(id -u)" != 0 ]; then
+  PATH=$SYNCPI_FAKE_SYSTEM/bin:$PATH
+  export PATH
+  SYNCPI_STATE=$SYNCPI_FAKE_SYSTEM/state
+  SYNCPI_STATE_UID=$(id -u)
+fi
 
 # ---- packages -----------------------------------------------------------------------------
 
