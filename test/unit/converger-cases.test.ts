@@ -9,7 +9,8 @@
  *   3. apply again, on the facts as the first apply left them: no change, no changing command
  *      (unless the case says otherwise, e.g. a unit that keeps failing is retried);
  *   4. --check again: nothing left to do (or what the case lists).
- * A case may also list what verify.sh reports afterwards, from the same facts.
+ * A case may also list what verify.sh reports afterwards, from the same facts, and a next plan
+ * applied (twice) to the system it left.
  * The scripts always run as an ordinary user (as root, the test drops to "nobody" for them):
  * apply.sh takes the fake commands only then, and anything a case forgot to fake fails for
  * lack of rights instead of touching this machine.
@@ -72,12 +73,18 @@ interface Case {
   /** The --check after the second apply; nothing to do unless the case says otherwise. */
   recheck?: Pick<Expect, 'changes' | 'handlers' | 'warnings'>;
   verify?: string[];
+  /**
+   * A later plan applied to the system the case left (its facts and syncpi's records as they
+   * are then): what leaves the plan leaves the system, judged from the records the first apply
+   * wrote itself. Applied twice, like the first.
+   */
+  next?: { description: string; plan: Case['plan']; apply: Expect; again?: Expect };
 }
 
 const STATUS: Record<string, string> = { installed: 'ii ', 'config-files': 'rc ', available: '-', unpacked: 'iU ', 'half-configured': 'iF ' };
 
-function planOf(c: Case): Plan {
-  const p = c.plan ?? {};
+function planOf(fragment: Case['plan']): Plan {
+  const p = fragment ?? {};
   return emptyPlan({
     ...p,
     packages: { install: [], purge: [], keep: [], ...p.packages },
@@ -230,7 +237,7 @@ describe('converger cases (test/converger-cases)', () => {
         mkdirSync(join(fake, 'state'), { mode: 0o700 });
         for (const [rec, ls] of Object.entries(c.state)) writeFileSync(join(fake, 'state', rec), ls.map((l) => `${l.split(' ').join('\t')}\n`).join(''));
       }
-      writeBundleDir(await buildBundle(planOf(c)), bundleDir);
+      writeBundleDir(await buildBundle(planOf(c.plan)), bundleDir);
       const env = c.env ?? 'chroot';
       if (asRoot) chownTree(dir, NOBODY);
 
@@ -262,6 +269,14 @@ describe('converger cases (test/converger-cases)', () => {
         const out = parseVerifyOutput(v.stdout);
         assert.ok(out.complete, v.stdout);
         assert.deepEqual(out.results.map((r) => `${r.index} ${r.status} ${r.detail}`), c.verify, v.stdout);
+      }
+
+      if (c.next) {
+        const nextDir = join(dir, 'next-bundle');
+        writeBundleDir(await buildBundle(planOf(c.next.plan)), nextDir);
+        if (asRoot) chownTree(nextDir, NOBODY);
+        assertRun('next plan: apply', apply(fake, nextDir, env, false), c.next.apply);
+        assertRun('next plan: second apply', apply(fake, nextDir, env, false), c.next.again ?? {});
       }
     });
   }
