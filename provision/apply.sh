@@ -4,7 +4,8 @@
 #   sh apply.sh [--check] [--chroot|--live] BUNDLE_DIR
 #
 # Facts (packages, users, file hashes, unit states) are read here, in the same run, so one upload
-# and one execution are enough over SSH. Output on stdout is the line protocol documented in
+# and one execution are enough over SSH; facts.sh (beside this script) reads them the way
+# verify.sh does too. Output on stdout is the line protocol documented in
 # README.md; nothing else is printed there. Needs only what every Debian system has: a POSIX sh,
 # coreutils, diffutils, dpkg, apt, passwd tools, util-linux (setpriv) and (for units) systemctl.
 #
@@ -17,7 +18,7 @@ umask 022
 # In an image of another architecture the chroot offers the building machine's shell and file
 # tools (src/targets/native-tools.ts) in SYNCPI_NATIVE, so they run natively, not emulated. The
 # target's programs that start others (apt-get with its maintainer scripts, systemctl's SysV
-# helper, a handler's command) run through `target`, which gives them the target's PATH alone.
+# helper, a handler's command) run through `target` (facts.sh), with the target's PATH alone.
 TARGET_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 PATH=${SYNCPI_NATIVE:+$SYNCPI_NATIVE:}$TARGET_PATH
 LC_ALL=C
@@ -52,6 +53,9 @@ MANIFEST=$BUNDLE/manifest
 [ -f "$MANIFEST" ] || usage "no manifest in $BUNDLE"
 IFS= read -r header <"$MANIFEST" || header=
 [ "$header" = "syncpi-bundle${TAB}1" ] || usage "unsupported bundle format (first line: $header)"
+[ -f "$BUNDLE/facts.sh" ] || usage "no facts.sh in $BUNDLE"
+# shellcheck source=provision/facts.sh
+. "$BUNDLE/facts.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/syncpi-apply.XXXXXX") || usage "cannot create a work directory"
 CUR_TMP=
@@ -115,10 +119,6 @@ fail() { # CODE MESSAGE...
   exit 1
 }
 
-target() {
-  env PATH="$TARGET_PATH" "$@"
-}
-
 # Run a command with its output captured; stop the apply when it fails.
 run() {
   "$@" >"$WORK/out" 2>&1
@@ -148,13 +148,13 @@ in_list() {
 
 # Root-owned and 0700: a record another account could write would let it choose what the next
 # apply removes or restarts. Each record is replaced whole (temp file, fsync, rename, fsync dir).
-STATE=/var/lib/syncpi
+STATE=$SYNCPI_STATE
 
 # A state directory someone else could have made or swapped is not trusted, not even for reading.
 state_trusted() {
   [ -e "$STATE" ] || [ -L "$STATE" ] || return 1
   if [ -L "$STATE" ] || [ ! -d "$STATE" ]; then fail - "$STATE is not a directory (a symbolic link?); refusing to trust or keep records there"; fi
-  [ "$(stat -c %u -- "$STATE")" = 0 ] || fail - "$STATE is not owned by root; refusing to trust its records"
+  [ "$(stat -c %u -- "$STATE")" = "$SYNCPI_STATE_UID" ] || fail - "$STATE is not owned by root; refusing to trust its records"
   return 0
 }
 
@@ -306,35 +306,23 @@ notify_for() { # PATH
 
 # ---- facts --------------------------------------------------------------------------------
 
-# One line per known package: @NAME@STATUS|ESSENTIAL|PRIORITY. "@" appears in no package name
-# nor in the other fields, so "@NAME@" matches exactly one package's line.
+# The package database once per run (and again after apt changed it): see packages_list.
 gather_packages() {
-  dpkg-query -W -f='@${Package}@${db:Status-Abbrev}|${Essential}|${Priority}\n' >"$WORK/pkgs" 2>"$WORK/out" ||
-    fail $? "cannot read the package database"
+  packages_list >"$WORK/pkgs" 2>"$WORK/out" || fail $? "cannot read the package database"
 }
 
 pkg_line() {
   grep -F -m1 -e "@$1@" "$WORK/pkgs" 2>/dev/null
 }
 
-# Installed and configured (what "install" converges to).
 pkg_installed() {
   l=$(pkg_line "$1") || return 1
-  st=${l#@*@}
-  case $st in
-    ?[iWt]*) return 0 ;;
-  esac
-  return 1
+  status_installed "${l#@*@}"
 }
 
-# Anything on disk beyond leftover config files (what "purge" converges away from).
 pkg_present() {
   l=$(pkg_line "$1") || return 1
-  st=${l#@*@}
-  case $st in
-    ?[nc]*) return 1 ;;
-  esac
-  return 0
+  status_present "${l#@*@}"
 }
 
 # Why a package must never be removed, or nothing (status 1) when it may be.
@@ -351,12 +339,6 @@ pkg_protection() {
   return 1
 }
 
-# Primary group of a user, or the user's own name when it does not exist yet (check mode).
-primary_group() {
-  g=$(id -gn "$1" 2>/dev/null) || g=$1
-  printf '%s\n' "$g"
-}
-
 resolve_group() { # OWNER GROUP
   if [ "$2" = "-" ]; then primary_group "$1"; else printf '%s\n' "$2"; fi
 }
@@ -368,10 +350,6 @@ meta_of() { # PATH -> "MODE OWNER GROUP"
 sha_of() {
   s=$(sha256sum <"$1" 2>/dev/null) || return 1
   printf '%s\n' "${s%% *}"
-}
-
-systemctl_offline() {
-  if [ "$ENV" = chroot ]; then target systemctl --root=/ "$@"; else systemctl "$@"; fi
 }
 
 # ---- packages -----------------------------------------------------------------------------
@@ -505,7 +483,7 @@ step_users() {
   : >"$WORK/groups-ours-next"
   records group >"$WORK/groups"
   while IFS= read -r g; do
-    getent group "$g" >/dev/null 2>&1 && continue
+    account_entry group "$g" >/dev/null && continue
     if [ "$MODE" = apply ]; then
       managed_add group "$g" - -
       run groupadd --system "$g"
@@ -514,7 +492,7 @@ step_users() {
   done <"$WORK/groups"
   records user >"$WORK/users"
   while IFS="$TAB" read -r name system home shell; do
-    if ! ent=$(getent passwd "$name"); then
+    if ! ent=$(account_entry passwd "$name"); then
       if [ "$MODE" = apply ]; then
         managed_add user "$name" - -
         if [ "$system" = 1 ]; then
@@ -563,18 +541,13 @@ step_users() {
   # Memberships syncpi added that the plan no longer lists are removed.
   while IFS="$TAB" read -r name g; do
     grep -qxF -e "$name$TAB$g" "$WORK/groups-ours-next" && continue
-    getent passwd "$name" >/dev/null 2>&1 && in_group "$name" "$g" || continue
+    account_entry passwd "$name" >/dev/null && in_group "$name" "$g" || continue
     [ "$MODE" = check ] || run gpasswd --delete "$name" "$g"
     change user "$name" "group $g removed"
   done <"$WORK/groups-ours"
   if [ "$MODE" = apply ] && ! cmp -s "$WORK/groups-ours" "$WORK/groups-ours-next"; then
     state_write "$GROUPS_OURS_NAME" "$WORK/groups-ours-next"
   fi
-}
-
-in_group() { # USER GROUP
-  for have in $(id -nG "$1" 2>/dev/null); do [ "$have" = "$2" ] && return 0; done
-  return 1
 }
 
 # ---- dirs and files -----------------------------------------------------------------------
@@ -959,11 +932,6 @@ step_kernel_cmdline() {
 
 # ---- units --------------------------------------------------------------------------------
 
-unit_state() {
-  s=$(systemctl_offline is-enabled "$1" 2>/dev/null) || true
-  printf '%s\n' "${s:-not-found}"
-}
-
 step_units() {
   step units
   if [ "$ENV" = live ] && [ "$UNIT_FILES_CHANGED" = 1 ] && [ "$MODE" = apply ]; then
@@ -979,7 +947,7 @@ step_units() {
     [ "$(unit_state "$u")" = masked ] && continue
     if [ "$MODE" = apply ]; then
       managed_add masked "$u" - -
-      if [ "$ENV" = live ]; then run systemctl mask --now "$u"; else run systemctl_offline mask "$u"; fi
+      if [ "$ENV" = live ]; then run systemctl mask --now "$u"; else run systemctl_files mask "$u"; fi
     fi
     change unit "$u" masked
   done
@@ -989,14 +957,14 @@ step_units() {
       *) continue ;;
     esac
     if [ "$MODE" = apply ]; then
-      if [ "$ENV" = live ]; then run systemctl disable --now "$u"; else run systemctl_offline disable "$u"; fi
+      if [ "$ENV" = live ]; then run systemctl disable --now "$u"; else run systemctl_files disable "$u"; fi
     fi
     change unit "$u" disabled
   done
   for u in $(records enable); do
     st=$(unit_state "$u")
     if [ "$st" = enabled ] && grep -qxF -e "$u" "$WORK/reinstall"; then
-      [ "$MODE" = check ] || run systemctl_offline reenable "$u"
+      [ "$MODE" = check ] || run systemctl_files reenable "$u"
       change unit "$u" reenabled
       continue
     fi
@@ -1009,8 +977,8 @@ step_units() {
     if [ "$MODE" = apply ]; then
       managed_add enabled "$u" - -
       save_pending
-      [ "$st" = masked ] && run systemctl_offline unmask "$u"
-      run systemctl_offline enable "$u"
+      [ "$st" = masked ] && run systemctl_files unmask "$u"
+      run systemctl_files enable "$u"
     fi
     change unit "$u" enabled
   done
@@ -1039,7 +1007,7 @@ step_remove() {
     case $(unit_state "$u") in
       enabled | enabled-runtime | linked | linked-runtime)
         if [ "$MODE" = apply ]; then
-          if [ "$ENV" = live ]; then run systemctl disable --now "$u"; else run systemctl_offline disable "$u"; fi
+          if [ "$ENV" = live ]; then run systemctl disable --now "$u"; else run systemctl_files disable "$u"; fi
         fi
         change unit "$u" disabled
         ;;
@@ -1051,7 +1019,7 @@ step_remove() {
   while IFS="$TAB" read -r u _o _w; do
     in_file "$u" "$WORK/want-masked" && continue
     if [ "$(unit_state "$u")" = masked ]; then
-      [ "$MODE" = check ] || run systemctl_offline unmask "$u"
+      [ "$MODE" = check ] || run systemctl_files unmask "$u"
       change unit "$u" unmasked
     fi
     managed_del masked "$u"
@@ -1112,7 +1080,7 @@ remove_accounts() { # KIND WANTED DATABASE DELETE
   managed_list "$1" >"$WORK/had"
   while IFS="$TAB" read -r acct _o _w; do
     in_file "$acct" "$2" && continue
-    if ! getent "$3" "$acct" >/dev/null 2>&1; then managed_del "$1" "$acct"; continue; fi
+    if ! account_entry "$3" "$acct" >/dev/null; then managed_del "$1" "$acct"; continue; fi
     if [ "$MODE" = check ]; then change "$1" "$acct" remove; continue; fi
     if "$4" -- "$acct" >"$WORK/out" 2>&1; then
       change "$1" "$acct" removed
@@ -1137,12 +1105,12 @@ remove_unit_of() { # PATH
   case $(unit_state "$ru_u") in
     enabled | enabled-runtime | linked | linked-runtime)
       if [ "$MODE" = apply ]; then
-        if [ "$ENV" = live ]; then run systemctl disable --now "$ru_u"; else run systemctl_offline disable "$ru_u"; fi
+        if [ "$ENV" = live ]; then run systemctl disable --now "$ru_u"; else run systemctl_files disable "$ru_u"; fi
       fi
       change unit "$ru_u" disabled
       ;;
     *)
-      if [ "$ENV" = live ] && systemctl is-active --quiet "$ru_u" 2>/dev/null; then
+      if [ "$ENV" = live ] && [ "$(unit_activity "$ru_u")" = active ]; then
         [ "$MODE" = check ] || run systemctl stop "$ru_u"
         change unit "$ru_u" stopped
       fi

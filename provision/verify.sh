@@ -34,6 +34,13 @@ if [ "$header" != "syncpi-bundle${TAB}1" ]; then
   printf 'FAIL\targs\t-\tno syncpi bundle manifest at %s\n' "$MANIFEST"
   exit 2
 fi
+if [ ! -f "${BUNDLE:-.}/facts.sh" ]; then
+  printf 'FAIL\targs\t-\tno facts.sh in %s\n' "${BUNDLE:-.}"
+  exit 2
+fi
+# The facts are read as apply.sh reads them: a check judges by the apply's own rules.
+# shellcheck source=provision/facts.sh
+. "${BUNDLE:-.}/facts.sh"
 
 PASS=0
 FAILED=0
@@ -51,14 +58,6 @@ result() { # ID STATUS DETAIL
 
 verdict() { # ID OK DETAIL
   if [ "$2" = 1 ]; then result "$1" pass "$3"; else result "$1" fail "$3"; fi
-}
-
-systemctl_here() {
-  if [ "$ENV" = chroot ]; then env PATH="$TARGET_PATH" systemctl --root=/ "$@"; else systemctl "$@"; fi
-}
-
-pkg_status() {
-  dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null
 }
 
 # The value a key gets from the sysctl.d files, read in the order systemd-sysctl applies them
@@ -106,15 +105,15 @@ EOF
   case $kind in
     service-active)
       if [ "$ENV" = chroot ]; then result "$id" skip "offline"; continue; fi
-      st=$(systemctl is-active "$a1" 2>/dev/null) || true
+      st=$(unit_activity "$a1")
       ok=0; [ "$st" = active ] && ok=1
-      verdict "$id" "$ok" "$a1 is ${st:-unknown}"
+      verdict "$id" "$ok" "$a1 is $st"
       ;;
     service-enabled)
-      st=$(systemctl_here is-enabled "$a1" 2>/dev/null) || true
+      st=$(unit_state "$a1")
       ok=0
       case $st in enabled | enabled-runtime | static | alias | indirect) ok=1 ;; esac
-      verdict "$id" "$ok" "$a1 is ${st:-not-found}"
+      verdict "$id" "$ok" "$a1 is $st"
       ;;
     file)
       if [ ! -f "$a1" ]; then verdict "$id" 0 "$a1 is missing"; continue; fi
@@ -130,15 +129,15 @@ EOF
       verdict "$id" "$ok" "$detail"
       ;;
     package-present)
-      st=$(pkg_status "$a1") || st=
+      st=$(package_status "$a1") || st=
       ok=0
-      case $st in ?[iWt]*) ok=1 ;; esac
+      status_installed "$st" && ok=1
       verdict "$id" "$ok" "$a1 status '${st:-unknown}'"
       ;;
     package-absent)
-      st=$(pkg_status "$a1") || st=
+      st=$(package_status "$a1") || st=
       ok=1
-      case $st in ?[nc]* | '') ;; *) ok=0 ;; esac
+      status_present "$st" && ok=0
       verdict "$id" "$ok" "$a1 status '${st:-not known}'"
       ;;
     mount)

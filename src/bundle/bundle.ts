@@ -292,6 +292,7 @@ export async function buildBundle(plan: Plan): Promise<Bundle> {
   entries.push(
     { path: 'manifest', mode: 0o644, content: Buffer.from(manifest, 'utf8') },
     { path: 'apply.sh', mode: 0o755, content: readFileSync(join(dir, 'apply.sh')) },
+    { path: 'facts.sh', mode: 0o644, content: readFileSync(join(dir, 'facts.sh')) },
     { path: 'kparam.awk', mode: 0o644, content: readFileSync(join(dir, 'kparam.awk')) },
     { path: 'verify.sh', mode: 0o755, content: readFileSync(join(dir, 'verify.sh')) },
   );
