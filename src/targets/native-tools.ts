@@ -20,7 +20,7 @@
  * second tmpfs at /run/syncpi-native. Nothing of either can land in the image. A root that already
  * has those paths (multiarch libraries of this machine's architecture) keeps the emulated tools.
  */
-import { copyFileSync, existsSync, lstatSync, mkdirSync, realpathSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
+import { copyFileSync, lstatSync, mkdirSync, realpathSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { CleanupScope } from '../util/cleanup.js';
@@ -49,6 +49,17 @@ const exists = (p: string): boolean => {
     return false;
   }
 };
+
+/** True when PATH's parent directory exists and resolves to a place inside ROOT. */
+function parentInside(root: string, path: string): boolean {
+  try {
+    const real = realpathSync(dirname(path));
+    const top = realpathSync(root);
+    return real === top || real.startsWith(`${top}/`);
+  } catch {
+    return false;
+  }
+}
 
 export interface NativeKit {
   /** Host path of each tool, by name. */
@@ -128,8 +139,12 @@ export async function mountNativeTools(rootfs: string, scope: CleanupScope): Pro
   const libDir = join(rootfs, kit.libDir);
   const interpDir = dirname(kit.interpreter.path);
   const interpInRoot = join(rootfs, interpDir);
-  // Both paths must be free in the root: what is there belongs to the root's own programs.
-  if (exists(libDir) || (interpDir !== kit.libDir && exists(interpInRoot)) || !existsSync(dirname(libDir)) || !existsSync(dirname(interpInRoot))) return undefined;
+  const bin = join(rootfs, NATIVE_DIR);
+  // Both paths must be free in the root: what is there belongs to the root's own programs. And
+  // every mount point must really lie inside the root, not behind one of its links.
+  if (exists(libDir) || (interpDir !== kit.libDir && exists(interpInRoot))) return undefined;
+  if (![libDir, interpInRoot, bin].every((p) => parentInside(rootfs, p))) return undefined;
+  if (exists(bin) && !lstatSync(bin).isDirectory()) return undefined;
 
   mkdirSync(libDir);
   await mountTmpfs(libDir, scope, true);
@@ -142,7 +157,6 @@ export async function mountNativeTools(rootfs: string, scope: CleanupScope): Pro
     scope.defer(`remove ${interpInRoot}`, () => unlinkSync(interpInRoot));
   }
 
-  const bin = join(rootfs, NATIVE_DIR);
   const made = !exists(bin);
   mkdirSync(bin, { recursive: true });
   await mountTmpfs(bin, scope, made);
