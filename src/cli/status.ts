@@ -2,7 +2,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Failure } from '../util/errors.js';
-import { addSshOptions, parsePositiveInt, sshConfigFile, type SshCliOptions } from './provision.js';
+import { parsePositiveInt } from './args.js';
+import { addSshOptions, connectPolicy, type SshCliOptions } from './ssh-flags.js';
 
 export function register(program: Command): void {
   addSshOptions(
@@ -17,15 +18,14 @@ export function register(program: Command): void {
     false,
   ).action(async (inventoryPath: string, opts: SshCliOptions & { parallel: string; limit?: string; minFree?: string; json?: boolean }) => {
     const { loadInventory, selectHosts } = await import('../fleet/inventory.js');
-    const { loadHostConfig } = await import('../fleet/prepare.js');
+    const { loadHostConfig } = await import('../provision/prepare.js');
     const { hostStatus } = await import('../fleet/status.js');
     const { formatBytes } = await import('../util/report.js');
     const parallel = parsePositiveInt('--parallel', opts.parallel, 256);
     const minFreePercent = opts.minFree === undefined ? undefined : parsePositiveInt('--min-free', opts.minFree, 99);
-    const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
     const inv = loadInventory(inventoryPath);
     const hosts = selectHosts(inv, opts.limit);
-    const policy = { sshConfigFile: sshConfigFile(opts), identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 };
+    const policy = connectPolicy(opts);
 
     // Status needs no local secret: each appliance's REST key is read on the appliance itself.
     const jobs = hosts.map((h) => ({ h, config: loadHostConfig(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name} in ${path.basename(inv.file)}` }).config }));

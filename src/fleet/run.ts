@@ -5,7 +5,9 @@
  */
 import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
-import type { HostReport, HostSpec } from './host.js';
+import type { HostReport, HostSpec } from '../provision/host.js';
+import { fleetJson } from './report.js';
+import { Rows } from './rows.js';
 import { exitText } from '../bundle/protocol.js';
 
 export interface FleetOptions {
@@ -31,44 +33,6 @@ export interface FleetResult {
   stopped?: string;
   runDir: string;
   ms: number;
-}
-
-class Rows {
-  private states = new Map<string, { state: string; t0: number }>();
-  private drawn = 0;
-  private timer?: NodeJS.Timeout;
-  constructor(
-    private readonly names: string[],
-    private readonly display: FleetOptions['display'],
-  ) {
-    for (const n of names) this.states.set(n, { state: 'waiting', t0: 0 });
-    if (display === 'tty') this.timer = setInterval(() => this.draw(), 250);
-  }
-  set(name: string, state: string): void {
-    const s = this.states.get(name)!;
-    if (s.t0 === 0 && state !== 'waiting') s.t0 = Date.now();
-    if (s.state === state) return;
-    s.state = state;
-    if (this.display === 'lines') process.stderr.write(`${name}: ${state}\n`);
-    else if (this.display === 'json') process.stdout.write(JSON.stringify({ type: 'host', host: name, state, ts: Date.now() }) + '\n');
-  }
-  draw(): void {
-    if (this.display !== 'tty') return;
-    const w = Math.max(...this.names.map((n) => n.length));
-    const lines = this.names.map((n) => {
-      const s = this.states.get(n)!;
-      const secs = s.t0 ? `${((Date.now() - s.t0) / 1000).toFixed(1)}s` : '';
-      return `${n.padEnd(w)}  ${s.state.padEnd(40).slice(0, 60)} ${secs}`;
-    });
-    let out = this.drawn ? `\x1b[${this.drawn}A` : '';
-    for (const l of lines) out += `\r\x1b[2K${l}\n`;
-    this.drawn = lines.length;
-    process.stderr.write(out);
-  }
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.draw();
-  }
 }
 
 export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: HostContext) => Promise<HostReport>, o: FleetOptions): Promise<FleetResult> {
@@ -134,35 +98,4 @@ export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: 
   const result: FleetResult = { reports: all, stopped, runDir: o.runDir, ms: Date.now() - t0 };
   writeFileSync(path.join(o.runDir, 'report.json'), JSON.stringify(fleetJson(result), null, 2) + '\n', { mode: 0o600 });
   return result;
-}
-
-export function fleetJson(r: FleetResult): unknown {
-  const count = (s: string): number => r.reports.filter((x) => x.status === s).length;
-  return {
-    summary: { changed: count('changed'), unchanged: count('unchanged'), failed: count('failed'), skipped: count('skipped'), ms: r.ms, stopped: r.stopped ?? null },
-    runDir: r.runDir,
-    hosts: r.reports,
-  };
-}
-
-export function summaryTable(r: FleetResult): string {
-  const rows = r.reports.map((x) => [
-    x.name,
-    x.status,
-    String(x.changes.length),
-    String(x.handlers.length),
-    x.ms ? `${(x.ms / 1000).toFixed(1)}s` : '-',
-    x.failure ? `step ${x.failure.step}${exitText(x.failure)}: ${x.failure.message}` : (x.error?.message ?? ''),
-  ]);
-  const head = ['HOST', 'RESULT', 'CHANGES', 'RESTARTS', 'TIME', 'DETAIL'];
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd();
-  const count = (s: string): number => r.reports.filter((x) => x.status === s).length;
-  return [
-    fmt(head),
-    ...rows.map(fmt),
-    '',
-    `${count('changed')} changed, ${count('unchanged')} unchanged, ${count('failed')} failed${count('skipped') ? `, ${count('skipped')} skipped` : ''} in ${(r.ms / 1000).toFixed(1)}s${r.stopped ? ` — stopped: ${r.stopped}` : ''}`,
-    `logs: ${r.runDir}`,
-  ].join('\n');
 }
