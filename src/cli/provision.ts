@@ -25,7 +25,7 @@ export type ProvisionOptions = SshCliOptions & { check?: boolean; secrets?: stri
 export async function runProvision(dest: string, config: string, opts: ProvisionOptions): Promise<void> {
   const { prepare } = await import('../provision/prepare.js');
   const { applyToHost } = await import('../provision/host.js');
-  const { describeReport } = await import('../provision/report.js');
+  const { describeReport, headline } = await import('../provision/report.js');
   const { createReporter } = await import('../util/report.js');
   const { exitText } = await import('../bundle/protocol.js');
   const port = parsePort(opts.port);
@@ -55,14 +55,7 @@ export async function runProvision(dest: string, config: string, opts: Provision
 
   if (rep.json) rep.result(report);
   else {
-    const lines = describeReport(report, { diffs: opts.diff });
-    const head =
-      report.status === 'failed'
-        ? `${host}: FAILED`
-        : report.changes.length === 0 && report.handlers.length === 0
-          ? `${host}: no changes (already converged)`
-          : `${host}: ${report.changes.length} ${opts.check ? 'change(s) would be made' : 'change(s) made'}`;
-    process.stdout.write([head, ...lines].join('\n') + '\n');
+    process.stdout.write([headline(report), ...describeReport(report, { diffs: opts.diff })].join('\n') + '\n');
   }
   if (report.error) {
     throw report.error.exitCode === 2 ? new UserError(report.error.message) : new Failure(report.error.message);

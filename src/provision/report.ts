@@ -2,6 +2,13 @@
 import { exitText } from '../bundle/protocol.js';
 import type { HostReport } from './host.js';
 
+/** The first line about a host's result: failed, already converged, or how many changes. */
+export function headline(r: HostReport): string {
+  if (r.status === 'failed') return `${r.name}: FAILED`;
+  if (r.changes.length === 0 && r.handlers.length === 0) return `${r.name}: no changes (already converged)`;
+  return `${r.name}: ${r.changes.length} ${r.mode === 'check' ? 'change(s) would be made' : 'change(s) made'}`;
+}
+
 /** Human lines for one host's result: changes, diffs, handlers, the failing step. */
 export function describeReport(r: HostReport, o: { diffs?: boolean } = {}): string[] {
   const out: string[] = [];
