@@ -20,6 +20,7 @@ export function register(program: Command): void {
     const { loadInventory, selectHosts } = await import('../fleet/inventory.js');
     const { loadHostConfig } = await import('../provision/prepare.js');
     const { hostStatus } = await import('../fleet/status.js');
+    const { boundedPool } = await import('../fleet/run.js');
     const { statusTable } = await import('../fleet/status-table.js');
     const parallel = parsePositiveInt('--parallel', opts.parallel, 256);
     const minFreePercent = opts.minFree === undefined ? undefined : parsePositiveInt('--min-free', opts.minFree, 99);
@@ -30,16 +31,9 @@ export function register(program: Command): void {
     // Status needs no local secret: each appliance's REST key is read on the appliance itself.
     const jobs = hosts.map((h) => ({ h, config: loadHostConfig(inv.appliance, { vars: h.values, varsOrigin: `host ${h.name} in ${path.basename(inv.file)}` }).config }));
     const results: Awaited<ReturnType<typeof hostStatus>>[] = new Array(jobs.length);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: Math.min(parallel, jobs.length) }, async () => {
-        while (next < jobs.length) {
-          const i = next++;
-          const j = jobs[i]!;
-          results[i] = await hostStatus(j.h, j.config, policy, minFreePercent === undefined ? {} : { minFreePercent });
-        }
-      }),
-    );
+    await boundedPool(jobs, parallel, async (j, i) => {
+      results[i] = await hostStatus(j.h, j.config, policy, minFreePercent === undefined ? {} : { minFreePercent });
+    });
 
     process.stdout.write(opts.json ? JSON.stringify({ hosts: results }, null, 2) + '\n' : statusTable(results));
     const bad = results.filter((r) => !r.ok);

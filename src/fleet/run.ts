@@ -35,6 +35,28 @@ export interface FleetResult {
   ms: number;
 }
 
+/**
+ * Run `job` on every item in order, at most `parallel` at once. Once `stop` gives a reason, no
+ * new item is started (those running finish) and the reason is returned.
+ */
+export async function boundedPool<T>(items: T[], parallel: number, job: (item: T, index: number) => Promise<void>, stop: () => string | undefined = () => undefined): Promise<string | undefined> {
+  let next = 0;
+  let stopped: string | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const why = stop();
+      if (why) {
+        stopped ??= why;
+        return;
+      }
+      const i = next++;
+      await job(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
+  return stopped;
+}
+
 export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: HostContext) => Promise<HostReport>, o: FleetOptions): Promise<FleetResult> {
   const t0 = Date.now();
   mkdirSync(o.runDir, { recursive: true });
@@ -59,33 +81,16 @@ export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: 
     rows.set(h.name, r.status === 'failed' ? `failed${r.failure ? ` (${r.failure.step})` : ''}` : `${r.status}${r.changes.length ? ` (${r.changes.length})` : ''}`);
   };
 
-  /** Run a batch with at most `parallel` at once; stop taking new hosts when told. */
-  const pool = async (batch: H[], shouldStop: () => string | undefined): Promise<void> => {
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batch.length) {
-        const why = shouldStop();
-        if (why) {
-          stopped ??= why;
-          return;
-        }
-        const h = batch[next++]!;
-        await runOne(h);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(o.parallel, batch.length) }, worker));
-  };
-
   const thresholdReached = (): string | undefined => (o.maxFail !== undefined && failed >= o.maxFail ? `${failed} host(s) failed (--max-fail ${o.maxFail})` : undefined);
   const canaries = o.canary ? hosts.slice(0, o.canary) : [];
   const rest = hosts.slice(canaries.length);
   try {
     if (canaries.length) {
-      await pool(canaries, thresholdReached);
+      stopped = await boundedPool(canaries, o.parallel, runOne, thresholdReached);
       const bad = canaries.filter((h) => reports.get(h.name)?.status === 'failed');
       if (bad.length) stopped = `canary ${bad.map((h) => h.name).join(', ')} failed`;
     }
-    if (!stopped) await pool(rest, thresholdReached);
+    if (!stopped) stopped = await boundedPool(rest, o.parallel, runOne, thresholdReached);
   } finally {
     rows.stop();
   }
