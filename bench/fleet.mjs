@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
 import { startHosts, stopAll, writeKnownHosts } from '../test/helpers/hosts.ts';
 import { demoPlan } from '../test/helpers/hosts-plan.ts';
-import { applyToHost } from '../src/fleet/host.ts';
-import { archiveOf } from '../src/fleet/prepare.ts';
+import { applyToHost } from '../src/provision/host.ts';
+import { archiveOf } from '../src/targets/apply.ts';
 import { runFleet } from '../src/fleet/run.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

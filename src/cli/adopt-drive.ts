@@ -7,7 +7,8 @@
  */
 import type { Command } from 'commander';
 import { Failure, UserError } from '../util/errors.js';
-import { addSshOptions, type SshCliOptions } from './provision.js';
+import { shJoin } from '../util/shell.js';
+import { addSshOptions, sshOptions, type SshCliOptions } from './ssh-flags.js';
 
 export function register(program: Command): void {
   addSshOptions(
@@ -18,20 +19,21 @@ export function register(program: Command): void {
       .option('-p, --port <port>', 'SSH port (default: the SSH config\'s, else 22)')
       .option('-y, --yes', 'do not ask for confirmation'),
     true,
-  ).action(async (dest: string, flags: SshCliOptions & { port?: string; yes?: boolean }) => {
+  ).action(async (dest: string, flags: SshCliOptions & { yes?: boolean }) => {
     if (!flags.yes) {
       if (!process.stdin.isTTY || !process.stderr.isTTY) throw new UserError(`adopt-drive ${dest}: resets Syncthing's index on the appliance; pass --yes to confirm (no terminal to ask on)`);
       const { confirm } = await import('@inquirer/prompts');
       const ok = await confirm({ message: `Adopt the drive now in ${dest} for every folder? Syncthing's index is reset and the folders fill again from your other devices.`, default: false }, { output: process.stderr });
       if (!ok) throw new UserError('adopt-drive: not confirmed; nothing changed');
     }
-    const { openSession } = await import('../remote/session.js');
+    const { SshConnection } = await import('../targets/ssh-connection.js');
+    const { SshTarget } = await import('../targets/ssh.js');
     const { ADOPT_DRIVE } = await import('../plan/features/sync.js');
-    const ssh = await openSession(dest, flags);
+    const ssh = await SshConnection.connect(sshOptions(dest, flags, 'pi'));
     try {
-      const r = await ssh.runAsRoot([ADOPT_DRIVE]);
+      const r = await new SshTarget(ssh).runScript(shJoin([ADOPT_DRIVE]));
       const said = `${r.stdout}${r.stderr}`.trim().split('\n').filter(Boolean);
-      if (r.code !== 0) throw new Failure(`${ssh.label}: adopt-drive failed (exit ${r.code})`, said.slice(-8));
+      if (r.exitCode !== 0) throw new Failure(`${ssh.label}: adopt-drive failed (exit ${r.exitCode})`, said.slice(-8));
       process.stdout.write(`${said.join('\n')}\n`);
     } finally {
       ssh.close();

@@ -2,7 +2,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { EXIT_DRIFT, Failure, UserError } from '../util/errors.js';
-import { addSshOptions, parsePositiveInt, sshConfigFile, type SshCliOptions } from './provision.js';
+import { parsePositiveInt } from './args.js';
+import { addSshOptions, connectPolicy, type SshCliOptions } from './ssh-flags.js';
 
 interface FleetCliOptions extends SshCliOptions {
   parallel: string;
@@ -21,13 +22,15 @@ function timestamp(): string {
 
 async function fleetAction(inventoryPath: string, opts: FleetCliOptions, check: boolean): Promise<void> {
   const { loadInventory, selectHosts } = await import('../fleet/inventory.js');
-  const { prepare } = await import('../fleet/prepare.js');
-  const { applyToHost, describeReport } = await import('../fleet/host.js');
-  const { runFleet, summaryTable, fleetJson } = await import('../fleet/run.js');
+  const { prepare } = await import('../provision/prepare.js');
+  const { applyToHost } = await import('../provision/host.js');
+  const { describeReport } = await import('../provision/report.js');
+  const { runFleet } = await import('../fleet/run.js');
+  const { summaryTable, fleetJson } = await import('../fleet/report.js');
   const parallel = parsePositiveInt('--parallel', opts.parallel, 256);
   const canary = opts.canary !== undefined ? parsePositiveInt('--canary', opts.canary, 100000) : undefined;
   const maxFail = opts.maxFail !== undefined ? parsePositiveInt('--max-fail', opts.maxFail, 100000) : undefined;
-  const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
+  const policy = connectPolicy(opts);
 
   const inv = loadInventory(inventoryPath);
   const hosts = selectHosts(inv, opts.limit);
@@ -48,9 +51,9 @@ async function fleetAction(inventoryPath: string, opts: FleetCliOptions, check: 
     async (h, ctx) => {
       const r = await applyToHost(h, prepared.get(h.name)!.archive, {
         check,
-        policy: { sshConfigFile: sshConfigFile(opts), identities: opts.identity, knownHostsFile: opts.knownHosts, acceptNewHostKey: !!opts.acceptNewHostKey, connectTimeoutMs: timeout * 1000 },
+        policy,
         onConnected: () => ctx.setState(check ? 'checking' : 'applying'),
-        onEvent: (kind, step) => {
+        onRecord: (kind, step) => {
           if (kind === 'STEP') ctx.setState(`${check ? 'checking' : 'applying'}: ${step}`);
         },
         onOutput: (chunk, stream) => ctx.log.write(stream === 'stderr' ? `[stderr] ${chunk.toString()}` : chunk),

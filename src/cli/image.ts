@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { Failure } from '../util/errors.js';
-import { parsePositiveInt } from './provision.js';
+import { parsePositiveInt } from './args.js';
 
 interface ImageTestFlags {
   config: string;

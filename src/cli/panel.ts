@@ -6,12 +6,12 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Command } from 'commander';
-import type ssh2 from 'ssh2';
 import { UserError } from '../util/errors.js';
-import { addSshOptions, parsePositiveInt, type SshCliOptions } from './provision.js';
+import type { SshConnection } from '../targets/ssh-connection.js';
+import { parsePositiveInt } from './args.js';
+import { addSshOptions, sshOptions, type SshCliOptions } from './ssh-flags.js';
 
 interface PanelFlags extends SshCliOptions {
-  port?: string;
   localPort: string;
   remotePort: string;
 }
@@ -23,9 +23,8 @@ export interface Tunnel {
 }
 
 /** Each local connection becomes one direct-tcpip channel to 127.0.0.1:remotePort on the host. */
-export async function openTunnel(client: ssh2.Client, remotePort: number, localPort = 0): Promise<Tunnel> {
-  const open = (): Promise<ssh2.ClientChannel> =>
-    new Promise((res, rej) => client.forwardOut('127.0.0.1', 0, '127.0.0.1', remotePort, (err, ch) => (err ? rej(err) : res(ch))));
+export async function openTunnel(ssh: Pick<SshConnection, 'forward'>, remotePort: number, localPort = 0): Promise<Tunnel> {
+  const open = () => ssh.forward('127.0.0.1', remotePort);
   const sockets = new Set<net.Socket>();
   const server = net.createServer((sock) => {
     sockets.add(sock);
@@ -88,10 +87,9 @@ export function register(program: Command): void {
   ).action(async (dest: string, flags: PanelFlags) => {
     const localPort = flags.localPort === '0' ? 0 : parsePositiveInt('--local-port', flags.localPort, 65535);
     const remotePort = parsePositiveInt('--remote-port', flags.remotePort, 65535);
-    const { openSession } = await import('../remote/session.js');
-    const ssh = await openSession(dest, flags);
-    const client = (ssh as unknown as { client: ssh2.Client }).client;
-    const tunnel = await openTunnel(client, remotePort, localPort);
+    const { SshConnection } = await import('../targets/ssh-connection.js');
+    const ssh = await SshConnection.connect(sshOptions(dest, flags, 'pi'));
+    const tunnel = await openTunnel(ssh, remotePort, localPort);
     process.stdout.write(`panel of ${ssh.label}: ${tunnel.scheme}://127.0.0.1:${tunnel.localPort}/\n`);
     process.stderr.write(
       `${tunnel.scheme === 'https' ? 'the certificate is the appliance\'s own (self-signed): your browser asks once. ' : ''}Ctrl-C closes the tunnel.\n`,
@@ -100,7 +98,7 @@ export function register(program: Command): void {
       const stop = (): void => res();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      client.once('close', stop);
+      ssh.onClose(stop);
     });
     await tunnel.close();
     ssh.close();

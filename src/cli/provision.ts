@@ -1,42 +1,7 @@
 /** `syncpi provision [USER@]HOST CONFIG`: apply (or --check) the appliance on one running Pi over SSH. */
 import { Option, type Command } from 'commander';
 import { EXIT_DRIFT, Failure, UserError } from '../util/errors.js';
-
-export interface SshCliOptions {
-  identity?: string[];
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
-  hostKeyFingerprint?: string;
-  connectTimeout?: string;
-  sshConfig?: string;
-}
-
-/** `--ssh-config`: a file, `none` (null: no config), or unset (~/.ssh/config when present). */
-export function sshConfigFile(flags: SshCliOptions): string | null | undefined {
-  return flags.sshConfig === 'none' ? null : flags.sshConfig;
-}
-
-/** The SSH flags shared by provision, fleet and status. */
-export function addSshOptions(cmd: Command, single: boolean): Command {
-  cmd
-    .option('-i, --identity <file>', 'private key file (repeatable; default: ssh-agent and ~/.ssh/id_*)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--known-hosts <file>', 'known_hosts file to check host keys against (default ~/.ssh/known_hosts)')
-    .option('-F, --ssh-config <file>', 'OpenSSH client config for Host aliases, Port, User, IdentityFile, ProxyJump… (default ~/.ssh/config if present; "none" for none)')
-    .option('--accept-new-host-key', 'trust and record the key of a host never seen before (a changed key is still refused)')
-    .option('--connect-timeout <seconds>', 'give up connecting after this long', '20');
-  if (single) cmd.option('--host-key-fingerprint <SHA256:...>', 'trust a new host whose key has this fingerprint');
-  return cmd;
-}
-
-export function parsePositiveInt(name: string, v: string, max = 100000): number {
-  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new UserError(`${name} ${JSON.stringify(v)}: expected a whole number from 1 to ${max}`);
-  return Number(v);
-}
-
-/** `--port`, when given: unset leaves the SSH config's Port (or 22) to apply. */
-export function parsePort(v: string | undefined): number | undefined {
-  return v === undefined ? undefined : parsePositiveInt('--port', v, 65535);
-}
+import { addSshOptions, connectPolicy, parseDestination, parsePort, type SshCliOptions } from './ssh-flags.js';
 
 export function register(program: Command): void {
   addSshOptions(
@@ -54,18 +19,18 @@ export function register(program: Command): void {
   ).action(runProvision);
 }
 
-export type ProvisionOptions = SshCliOptions & { check?: boolean; port?: string; secrets?: string; diff: boolean; json?: boolean };
+export type ProvisionOptions = SshCliOptions & { check?: boolean; secrets?: string; diff: boolean; json?: boolean };
 
 /** What `syncpi provision` does; also the way other commands (share add --apply) apply a config. */
 export async function runProvision(dest: string, config: string, opts: ProvisionOptions): Promise<void> {
-  const { parseDestination } = await import('../targets/ssh.js');
-  const { prepare } = await import('../fleet/prepare.js');
-  const { applyToHost, describeReport } = await import('../fleet/host.js');
+  const { prepare } = await import('../provision/prepare.js');
+  const { applyToHost } = await import('../provision/host.js');
+  const { describeReport, headline } = await import('../provision/report.js');
   const { createReporter } = await import('../util/report.js');
   const { exitText } = await import('../bundle/protocol.js');
   const port = parsePort(opts.port);
   const { user, host } = parseDestination(dest);
-  const timeout = parsePositiveInt('--connect-timeout', opts.connectTimeout ?? '20', 3600);
+  const policy = connectPolicy(opts);
   const rep = createReporter({ json: !!opts.json });
 
   const prepared = await rep.step('compile plan and bundle', async () => prepare(config, opts.secrets ? { secretsFile: opts.secrets } : {}), (p) => `${p.plan.files.length} files, ${p.plan.packages.install.length} packages`);
@@ -78,13 +43,7 @@ export async function runProvision(dest: string, config: string, opts: Provision
     await rep.step(label, async () => {
       applied = await applyToHost({ name: host, address: host, user, port }, prepared.archive, {
         check: !!opts.check,
-        policy: {
-          identities: opts.identity,
-          knownHostsFile: opts.knownHosts,
-          acceptNewHostKey: !!opts.acceptNewHostKey,
-          hostKeyFingerprint: opts.hostKeyFingerprint,
-          connectTimeoutMs: timeout * 1000,
-        },
+        policy,
       });
       if (applied.status === 'failed') throw new Failure(`${host} failed`);
       return applied;
@@ -96,14 +55,7 @@ export async function runProvision(dest: string, config: string, opts: Provision
 
   if (rep.json) rep.result(report);
   else {
-    const lines = describeReport(report, { diffs: opts.diff });
-    const head =
-      report.status === 'failed'
-        ? `${host}: FAILED`
-        : report.changes.length === 0 && report.handlers.length === 0
-          ? `${host}: no changes (already converged)`
-          : `${host}: ${report.changes.length} ${opts.check ? 'change(s) would be made' : 'change(s) made'}`;
-    process.stdout.write([head, ...lines].join('\n') + '\n');
+    process.stdout.write([headline(report), ...describeReport(report, { diffs: opts.diff })].join('\n') + '\n');
   }
   if (report.error) {
     throw report.error.exitCode === 2 ? new UserError(report.error.message) : new Failure(report.error.message);

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import type { Config } from '../config/schema.js';
 import { checkDeviceId } from '../config/validators.js';
 import { Failure } from '../util/errors.js';
-import { addSshOptions, type SshCliOptions } from './provision.js';
+import { addSshOptions, parseDestination, parsePort, sshOptions, type SshCliOptions } from './ssh-flags.js';
 
 
 /**
@@ -89,10 +89,8 @@ function registerAdd(share: Command): void {
       const { addShare } = await import('../config/share-edit.js');
       // a bad --apply flag is refused before the file changes
       // The SSH flags are share's own: Commander hands them to the parent wherever they stand.
-      const ssh = share.opts<SshCliOptions & { port?: string }>();
+      const ssh = share.opts<SshCliOptions>();
       if (flags.apply) {
-        const { parsePort } = await import('./provision.js');
-        const { parseDestination } = await import('../targets/ssh.js');
         parsePort(ssh.port);
         parseDestination(flags.apply);
       }
@@ -117,17 +115,18 @@ export function register(program: Command): void {
     true,
   );
   registerAdd(share);
-  share.action(async (dest: string, flags: SshCliOptions & { port?: string; qr: boolean; config?: string }) => {
+  share.action(async (dest: string, flags: SshCliOptions & { qr: boolean; config?: string }) => {
     // the config is read first: a bad file is reported before any connection is made
     const { loadConfig } = await import('../config/load.js');
     const sharing = flags.config ? describeSharing(loadConfig(flags.config).config) : undefined;
-    const { openSession } = await import('../remote/session.js');
-    const ssh = await openSession(dest, flags);
+    const { SshConnection } = await import('../targets/ssh-connection.js');
+    const { SshTarget } = await import('../targets/ssh.js');
+    const ssh = await SshConnection.connect(sshOptions(dest, flags, 'pi'));
     let id: string | undefined;
     try {
-      const r = await ssh.runAsRoot(['sh', '-c', DEVICE_ID_SCRIPT]);
+      const r = await new SshTarget(ssh).runScript(DEVICE_ID_SCRIPT);
       id = parseDeviceId(r.stdout);
-      if (!id) throw new Failure(`${ssh.label}: could not read the Syncthing device ID (exit ${r.code})`, r.stderr.trim().split('\n').slice(-5));
+      if (!id) throw new Failure(`${ssh.label}: could not read the Syncthing device ID (exit ${r.exitCode})`, r.stderr.trim().split('\n').slice(-5));
     } finally {
       ssh.close();
     }

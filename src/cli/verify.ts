@@ -7,10 +7,9 @@
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Failure } from '../util/errors.js';
-import { addSshOptions, parsePort, parsePositiveInt, sshConfigFile, type SshCliOptions } from './provision.js';
+import { addSshOptions, sshOptions, type SshCliOptions } from './ssh-flags.js';
 
 interface VerifyFlags extends SshCliOptions {
-  port?: string;
   secrets?: string;
   json?: boolean;
 }
@@ -43,26 +42,15 @@ export function register(program: Command): void {
       const { verifyRootfs } = await import('../targets/rootfs.js');
       outcomes = await verifyRootfs(target, plan, { arch: plan.base.arch, reporter });
     } else {
-      const { parseDestination, SshTarget } = await import('../targets/ssh.js');
+      const { SshConnection } = await import('../targets/ssh-connection.js');
+      const { SshTarget } = await import('../targets/ssh.js');
       const { verifyLive } = await import('../verify/live.js');
-      const { user, host } = parseDestination(target);
-      const timeout = parsePositiveInt('--connect-timeout', flags.connectTimeout ?? '20', 3600);
-      const ssh = await SshTarget.connect({
-        host,
-        port: parsePort(flags.port),
-        user,
-        defaultUser: plan.users.find((u) => !u.system)?.name ?? 'pi',
-        sshConfigFile: sshConfigFile(flags),
-        identities: flags.identity,
-        knownHostsFile: flags.knownHosts,
-        acceptNewHostKey: !!flags.acceptNewHostKey,
-        hostKeyFingerprint: flags.hostKeyFingerprint,
-        connectTimeoutMs: timeout * 1000,
-      });
+      const o = sshOptions(target, flags, plan.users.find((u) => !u.system)?.name ?? 'pi');
+      const ssh = await SshConnection.connect(o);
       try {
         // The password probe dials the resolved address: an SSH config alias means nothing to it.
-        outcomes = await reporter.step(`verify ${ssh.user}@${host}`, () =>
-          verifyLive(ssh, plan, { sshHost: ssh.host, sshPort: ssh.port, user: ssh.user, panel: panelCredentials(loaded, inputs) }),
+        outcomes = await reporter.step(`verify ${ssh.user}@${o.host}`, () =>
+          verifyLive(new SshTarget(ssh), plan, { sshHost: ssh.host, sshPort: ssh.port, user: ssh.user, panel: panelCredentials(loaded, inputs) }),
         );
       } finally {
         ssh.close();

@@ -16,8 +16,8 @@ import { z } from 'zod';
 import { ConfigError, issuesToProblems, readYaml } from '../config/load.js';
 import { checkHostAddress } from '../config/validators.js';
 import { UserError } from '../util/errors.js';
-import { deepMerge } from './prepare.js';
-import type { HostSpec } from './host.js';
+import { deepMerge } from '../provision/prepare.js';
+import type { HostSpec } from '../provision/host.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const name = () => z.string().regex(NAME, 'expected a name of letters, digits and . _ - (at most 63)');

@@ -5,7 +5,9 @@
  */
 import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
-import type { HostReport, HostSpec } from './host.js';
+import type { HostReport, HostSpec } from '../provision/host.js';
+import { fleetJson } from './report.js';
+import { Rows } from './rows.js';
 import { exitText } from '../bundle/protocol.js';
 
 export interface FleetOptions {
@@ -33,42 +35,26 @@ export interface FleetResult {
   ms: number;
 }
 
-class Rows {
-  private states = new Map<string, { state: string; t0: number }>();
-  private drawn = 0;
-  private timer?: NodeJS.Timeout;
-  constructor(
-    private readonly names: string[],
-    private readonly display: FleetOptions['display'],
-  ) {
-    for (const n of names) this.states.set(n, { state: 'waiting', t0: 0 });
-    if (display === 'tty') this.timer = setInterval(() => this.draw(), 250);
-  }
-  set(name: string, state: string): void {
-    const s = this.states.get(name)!;
-    if (s.t0 === 0 && state !== 'waiting') s.t0 = Date.now();
-    if (s.state === state) return;
-    s.state = state;
-    if (this.display === 'lines') process.stderr.write(`${name}: ${state}\n`);
-    else if (this.display === 'json') process.stdout.write(JSON.stringify({ type: 'host', host: name, state, ts: Date.now() }) + '\n');
-  }
-  draw(): void {
-    if (this.display !== 'tty') return;
-    const w = Math.max(...this.names.map((n) => n.length));
-    const lines = this.names.map((n) => {
-      const s = this.states.get(n)!;
-      const secs = s.t0 ? `${((Date.now() - s.t0) / 1000).toFixed(1)}s` : '';
-      return `${n.padEnd(w)}  ${s.state.padEnd(40).slice(0, 60)} ${secs}`;
-    });
-    let out = this.drawn ? `\x1b[${this.drawn}A` : '';
-    for (const l of lines) out += `\r\x1b[2K${l}\n`;
-    this.drawn = lines.length;
-    process.stderr.write(out);
-  }
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.draw();
-  }
+/**
+ * Run `job` on every item in order, at most `parallel` at once. Once `stop` gives a reason, no
+ * new item is started (those running finish) and the reason is returned.
+ */
+export async function boundedPool<T>(items: T[], parallel: number, job: (item: T, index: number) => Promise<void>, stop: () => string | undefined = () => undefined): Promise<string | undefined> {
+  let next = 0;
+  let stopped: string | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const why = stop();
+      if (why) {
+        stopped ??= why;
+        return;
+      }
+      const i = next++;
+      await job(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
+  return stopped;
 }
 
 export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: HostContext) => Promise<HostReport>, o: FleetOptions): Promise<FleetResult> {
@@ -95,33 +81,16 @@ export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: 
     rows.set(h.name, r.status === 'failed' ? `failed${r.failure ? ` (${r.failure.step})` : ''}` : `${r.status}${r.changes.length ? ` (${r.changes.length})` : ''}`);
   };
 
-  /** Run a batch with at most `parallel` at once; stop taking new hosts when told. */
-  const pool = async (batch: H[], shouldStop: () => string | undefined): Promise<void> => {
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batch.length) {
-        const why = shouldStop();
-        if (why) {
-          stopped ??= why;
-          return;
-        }
-        const h = batch[next++]!;
-        await runOne(h);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(o.parallel, batch.length) }, worker));
-  };
-
   const thresholdReached = (): string | undefined => (o.maxFail !== undefined && failed >= o.maxFail ? `${failed} host(s) failed (--max-fail ${o.maxFail})` : undefined);
   const canaries = o.canary ? hosts.slice(0, o.canary) : [];
   const rest = hosts.slice(canaries.length);
   try {
     if (canaries.length) {
-      await pool(canaries, thresholdReached);
+      stopped = await boundedPool(canaries, o.parallel, runOne, thresholdReached);
       const bad = canaries.filter((h) => reports.get(h.name)?.status === 'failed');
       if (bad.length) stopped = `canary ${bad.map((h) => h.name).join(', ')} failed`;
     }
-    if (!stopped) await pool(rest, thresholdReached);
+    if (!stopped) stopped = await boundedPool(rest, o.parallel, runOne, thresholdReached);
   } finally {
     rows.stop();
   }
@@ -134,35 +103,4 @@ export async function runFleet<H extends HostSpec>(hosts: H[], job: (h: H, ctx: 
   const result: FleetResult = { reports: all, stopped, runDir: o.runDir, ms: Date.now() - t0 };
   writeFileSync(path.join(o.runDir, 'report.json'), JSON.stringify(fleetJson(result), null, 2) + '\n', { mode: 0o600 });
   return result;
-}
-
-export function fleetJson(r: FleetResult): unknown {
-  const count = (s: string): number => r.reports.filter((x) => x.status === s).length;
-  return {
-    summary: { changed: count('changed'), unchanged: count('unchanged'), failed: count('failed'), skipped: count('skipped'), ms: r.ms, stopped: r.stopped ?? null },
-    runDir: r.runDir,
-    hosts: r.reports,
-  };
-}
-
-export function summaryTable(r: FleetResult): string {
-  const rows = r.reports.map((x) => [
-    x.name,
-    x.status,
-    String(x.changes.length),
-    String(x.handlers.length),
-    x.ms ? `${(x.ms / 1000).toFixed(1)}s` : '-',
-    x.failure ? `step ${x.failure.step}${exitText(x.failure)}: ${x.failure.message}` : (x.error?.message ?? ''),
-  ]);
-  const head = ['HOST', 'RESULT', 'CHANGES', 'RESTARTS', 'TIME', 'DETAIL'];
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(w[i]!))).join('  ').trimEnd();
-  const count = (s: string): number => r.reports.filter((x) => x.status === s).length;
-  return [
-    fmt(head),
-    ...rows.map(fmt),
-    '',
-    `${count('changed')} changed, ${count('unchanged')} unchanged, ${count('failed')} failed${count('skipped') ? `, ${count('skipped')} skipped` : ''} in ${(r.ms / 1000).toFixed(1)}s${r.stopped ? ` — stopped: ${r.stopped}` : ''}`,
-    `logs: ${r.runDir}`,
-  ].join('\n');
 }

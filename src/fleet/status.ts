@@ -9,7 +9,8 @@ import { shJoin } from '../util/shell.js';
 import { FOLDER_HOLDS, SYNCTHING_API_KEY } from '../plan/features/sync.js';
 import { DEFAULT_DRIVE_MOUNT } from '../config/schema.js';
 import { bestSmart, freeSpaceLow, powerReport, type PowerReport, type SmartReport } from '../health/smart.js';
-import { connectTo, type ConnectPolicy, type HostSpec } from './host.js';
+import type { ConnectPolicy } from '../targets/ssh-connection.js';
+import { connectTo, type HostSpec } from '../provision/host.js';
 
 export interface FolderStatus {
   id: string;

@@ -3,11 +3,23 @@
  * stdin into a private temp dir, runs the converger there and removes it again.
  */
 import type { Plan, PlanCheck } from '../plan/types.js';
-import { bundleTar, type Bundle } from '../bundle/bundle.js';
+import { buildBundle, bundleTar } from '../bundle/bundle.js';
 import { APPLY_STEPS, ApplyOutputParser, exitText, parseVerifyOutput, type ApplyReport, type CheckResult } from '../bundle/protocol.js';
 import { Failure } from '../util/errors.js';
 import type { ProgressUpdate } from '../util/report.js';
 import type { Target } from './target.js';
+
+/** A bundle as it travels: one tar stream holding the converger beside the manifest and files. */
+export interface BundleArchive {
+  tar: Buffer;
+}
+
+/** The archive of a Plan's bundle, built once and sent to as many targets as need it. */
+export async function archiveOf(plan: Plan): Promise<BundleArchive> {
+  const bundle = await buildBundle(plan);
+  // The bundle's tar holds apply.sh beside the manifest, at the archive's top level.
+  return { tar: bundleTar(bundle) };
+}
 
 /** Serialises applies to one live host; a second syncpi waits instead of interleaving writes. */
 const LOCK = '/run/syncpi-apply.lock';
@@ -79,14 +91,18 @@ export interface ApplyOptions {
   progress?: (u: ProgressUpdate) => void;
   /** Every protocol line as it arrives (per-host logs). */
   onLine?: (line: string) => void;
+  /** Every protocol record as parsed: its tag and the step it belongs to (live rows). */
+  onRecord?: (tag: string, step: string | undefined) => void;
+  /** The script's stderr, once it ended, when it wrote any (per-host logs). */
+  onStderr?: (text: string) => void;
 }
 
 /** Apply (or --check) the bundle on the target; throws ApplyFailed when a step fails. */
-export async function applyBundle(target: Target, bundle: Bundle, opts: ApplyOptions = {}): Promise<ApplyReport> {
-  const parser = new ApplyOutputParser();
+export async function applyBundle(target: Target, archive: BundleArchive, opts: ApplyOptions = {}): Promise<ApplyReport> {
+  const parser = new ApplyOutputParser(opts.onRecord);
   const total = APPLY_STEPS.length;
   const res = await target.runScript(bundleRunScript('apply', { env: target.env, check: opts.check }), {
-    stdin: bundleTar(bundle),
+    stdin: archive.tar,
     onLine: (l) => {
       parser.line(l);
       opts.onLine?.(l);
@@ -96,6 +112,7 @@ export async function applyBundle(target: Target, bundle: Bundle, opts: ApplyOpt
       }
     },
   });
+  if (res.stderr) opts.onStderr?.(res.stderr);
   const report = settleReport(parser.report(), res);
   if (report.failure) throw new ApplyFailed(target.name, report);
   opts.progress?.({ done: total, total, unit: 'items' });
@@ -112,8 +129,8 @@ export interface CheckOutcome {
  * Run the Plan's checks on the target. Checks that must run from the controlling machine
  * (http, ssh-password-refused) come back as "remote"; the SSH side runs those itself.
  */
-export async function verifyBundle(target: Target, bundle: Bundle, plan: Plan): Promise<CheckOutcome[]> {
-  const res = await target.runScript(bundleRunScript('verify', { env: target.env }), { stdin: bundleTar(bundle) });
+export async function verifyBundle(target: Target, archive: BundleArchive, plan: Plan): Promise<CheckOutcome[]> {
+  const res = await target.runScript(bundleRunScript('verify', { env: target.env }), { stdin: archive.tar });
   const out = parseVerifyOutput(res.stdout);
   if (!out.complete) {
     throw new Failure(`verify on ${target.name} did not complete (exit ${res.exitCode})`, [...res.stdout.split('\n').slice(-20), ...res.stderr.split('\n').slice(-20)]);

@@ -6,13 +6,12 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Plan } from '../plan/types.js';
-import { buildBundle } from '../bundle/bundle.js';
 import type { ApplyReport } from '../bundle/protocol.js';
 import type { CleanupScope } from '../util/cleanup.js';
 import { Failure } from '../util/errors.js';
 import type { Reporter } from '../util/report.js';
 import { tool } from '../util/tool.js';
-import { applyBundle, verifyBundle, type CheckOutcome } from './apply.js';
+import { applyBundle, archiveOf, verifyBundle, type CheckOutcome } from './apply.js';
 import { withChroot, type Arch } from './chroot.js';
 
 export interface RootfsApplyOptions {
@@ -68,7 +67,7 @@ export async function validateOnHost(plan: Plan): Promise<void> {
 }
 
 export async function applyToRootfs(rootfs: string, plan: Plan, opts: RootfsApplyOptions): Promise<ApplyReport> {
-  const bundle = await buildBundle(plan);
+  const archive = await archiveOf(plan);
   await validateOnHost(plan);
   const label = opts.check ? 'check plan against rootfs' : 'apply plan to rootfs';
   return opts.reporter.step(
@@ -76,7 +75,7 @@ export async function applyToRootfs(rootfs: string, plan: Plan, opts: RootfsAppl
     async (progress) =>
       withChroot(rootfs, { arch: opts.arch, scope: opts.scope, nativeTools: opts.nativeTools }, async (target) => {
         try {
-          return await applyBundle(target, bundle, { check: opts.check, progress, onLine: opts.onLine });
+          return await applyBundle(target, archive, { check: opts.check, progress, onLine: opts.onLine });
         } finally {
           removeStaleBundles(rootfs);
         }
@@ -91,13 +90,13 @@ export async function applyToRootfs(rootfs: string, plan: Plan, opts: RootfsAppl
  * rootfs has no network presence.
  */
 export async function verifyRootfs(rootfs: string, plan: Plan, opts: { arch: Arch; reporter: Reporter; scope?: CleanupScope }): Promise<CheckOutcome[]> {
-  const bundle = await buildBundle(plan);
+  const archive = await archiveOf(plan);
   return opts.reporter.step(
     'verify rootfs',
     async () =>
       withChroot(rootfs, { arch: opts.arch, scope: opts.scope }, async (target) => {
         try {
-          const out = await verifyBundle(target, bundle, plan);
+          const out = await verifyBundle(target, archive, plan);
           return out.map((o) => (o.status === 'remote' ? { ...o, status: 'skip' as const, detail: 'needs a running system' } : o));
         } finally {
           removeStaleBundles(rootfs);

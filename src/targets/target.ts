@@ -4,7 +4,9 @@
  * apply is one upload and one run: the bundle travels as a tar stream on the script's stdin.
  */
 export interface ScriptResult {
-  exitCode: number;
+  /** null when the script was killed by a signal (or its channel closed without a status). */
+  exitCode: number | null;
+  signal?: string | null;
   stdout: string;
   stderr: string;
 }

@@ -9,42 +9,18 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { Plan, PlanCheck } from '../plan/types.js';
-import { buildBundle } from '../bundle/bundle.js';
-import { verifyBundle, type CheckOutcome } from '../targets/apply.js';
+import { archiveOf, verifyBundle, type CheckOutcome } from '../targets/apply.js';
+import type { SshConnection } from '../targets/ssh-connection.js';
 import type { SshTarget } from '../targets/ssh.js';
-import type { Target } from '../targets/target.js';
-import { lineSplitter } from '../targets/target.js';
-import { assertSudoWorked } from '../targets/ssh.js';
-import { shJoin } from '../util/shell.js';
 
 export type { CheckOutcome };
-
-/** A live Target on an SSH connection: the script runs as root (sudo -n for other users). */
-export function sshScriptTarget(t: SshTarget): Target {
-  return {
-    name: `${t.user}@${t.host}:${t.port}`,
-    env: 'live',
-    async runScript(script, o = {}) {
-      const split = o.onLine ? lineSplitter(o.onLine) : undefined;
-      const argv = [...t.sudoArgv(), 'sh', '-c', script];
-      const r = await t.exec(shJoin(argv), { ...(o.stdin ? { stdin: o.stdin } : {}), ...(split ? { onStdout: (d: Buffer) => split.push(d) } : {}) });
-      split?.end();
-      assertSudoWorked(t, r);
-      return { exitCode: r.code ?? 255, stdout: r.stdout, stderr: r.stderr };
-    },
-  };
-}
 
 /** How to open a TCP stream to HOST:PORT as the appliance sees it (through SSH, or a forwarded port). */
 export type Connector = (host: string, port: number) => Promise<Duplex>;
 
-export function sshConnector(t: SshTarget): Connector {
-  return (host, port) =>
-    new Promise((res, rej) => {
-      // the same connection the checks run on: one login, one known_hosts decision
-      const client = (t as unknown as { client: ssh2.Client }).client;
-      client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => (err ? rej(err) : res(ch as unknown as Duplex)));
-    });
+/** Through the connection the checks run on: one login, one known_hosts decision. */
+export function sshConnector(c: SshConnection): Connector {
+  return (host, port) => c.forward(host, port);
 }
 
 export interface HttpAnswer {
@@ -178,9 +154,8 @@ async function remoteCheck(check: PlanCheck, o: LiveCheckOptions & { connect: Co
 
 /** Every check of the Plan against the live host: on-host ones in one run, the rest from here. */
 export async function verifyLive(t: SshTarget, plan: Plan, o: LiveCheckOptions): Promise<CheckOutcome[]> {
-  const bundle = await buildBundle(plan);
-  const outcomes = await verifyBundle(sshScriptTarget(t), bundle, plan);
-  const connect = o.connect ?? sshConnector(t);
+  const outcomes = await verifyBundle(t, await archiveOf(plan), plan);
+  const connect = o.connect ?? sshConnector(t.connection);
   for (const out of outcomes) {
     if (out.status !== 'remote') continue;
     try {

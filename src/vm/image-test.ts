@@ -15,6 +15,7 @@ import { withCleanup, type CleanupScope } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
 import type { Reporter } from '../util/report.js';
 import { formatDuration } from '../util/report.js';
+import { SshConnection } from '../targets/ssh-connection.js';
 import { SshTarget } from '../targets/ssh.js';
 import { shJoin } from '../util/shell.js';
 import { sshConnector, verifyLive, type CheckOutcome } from '../verify/live.js';
@@ -90,7 +91,7 @@ function loginUser(plan: Plan): string {
 
 /** Reach guest ports through QEMU's forwards when there is one, else through SSH. */
 function vmConnector(vm: Vm, ssh: SshTarget): (host: string, port: number) => Promise<Duplex> {
-  const viaSsh = sshConnector(ssh);
+  const viaSsh = sshConnector(ssh.connection);
   return (host, port) => {
     const f = DEFAULT_FORWARDS.find((x) => x.guestPort === port);
     const local = f ? vm.ports[f.name] : undefined;
@@ -103,7 +104,8 @@ function vmConnector(vm: Vm, ssh: SshTarget): (host: string, port: number) => Pr
 }
 
 async function sh(ssh: SshTarget, script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return ssh.exec(shJoin([...ssh.sudoArgv(), 'sh', '-c', script]));
+  const r = await ssh.runScript(script);
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** The mount unit systemd makes for an absolute path (systemd-escape --path, for plain paths). */
@@ -234,7 +236,7 @@ export async function runImageTest(o: ImageTestOptions): Promise<ImageTestResult
       add(name, 'boot', `boots and answers SSH within ${Math.round((o.bootTimeoutMs ?? 300_000) / 1000)} s`, true, `sshd banner after ${formatDuration(vm.bootMs)}`);
       // a fresh VM each run, with host keys made at its first boot: trust on first use, in a
       // known_hosts file of its own (the second boot must present the same keys)
-      const ssh = await SshTarget.connect({
+      const conn = await SshConnection.connect({
         host: '127.0.0.1',
         port: vm.ports.ssh!,
         // A VM of this run on a forwarded loopback port: no Host entry of the user's is about it.
@@ -245,7 +247,8 @@ export async function runImageTest(o: ImageTestOptions): Promise<ImageTestResult
         acceptNewHostKey: true,
         connectTimeoutMs: 60_000,
       });
-      inner.defer(`ssh:${name}`, () => ssh.close());
+      inner.defer(`ssh:${name}`, () => conn.close());
+      const ssh = new SshTarget(conn);
       // Checks judge a settled system, not one still starting units.
       const st = await reporter.step(`wait for boot ${name} to settle`, () => sh(ssh, 'timeout 240 systemctl is-system-running --wait; systemctl --failed --no-legend --plain | cut -d" " -f1'), (r) => r.stdout.trim().split('\n').join(' '));
       const state = st.stdout.trim().split('\n');

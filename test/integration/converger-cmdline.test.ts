@@ -10,9 +10,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { applyToRootfs } from '../../src/targets/rootfs.js';
-import { applyBundle } from '../../src/targets/apply.js';
+import { applyBundle, archiveOf } from '../../src/targets/apply.js';
 import { withChroot } from '../../src/targets/chroot.js';
-import { buildBundle } from '../../src/bundle/bundle.js';
 import type { ApplyReport } from '../../src/bundle/protocol.js';
 import type { Plan } from '../../src/plan/types.js';
 import { createReporter } from '../../src/util/report.js';
@@ -115,7 +114,7 @@ describe('converger: kernel command line in a bookworm amd64 chroot', () => {
   });
 
   test('a live apply announces the reboot (WARN, /run/reboot-required) and reboots nothing', async () => {
-    const bundle = await buildBundle(quirks('174c:55aa:u'));
+    const bundle = await archiveOf(quirks('174c:55aa:u'));
     const r = await withChroot(root, { arch: 'amd64' }, (t) => applyBundle({ ...t, env: 'live' }, bundle));
     assert.ok(r.ok);
     assert.ok(r.warnings.some((w) => /^reboot needed: the kernel command line changed \(usb-storage\.quirks\)/.test(w)), r.warnings.join('\n'));

@@ -22,7 +22,7 @@ import { pairWith, startLaptop, type Laptop } from '../helpers/laptop-syncthing.
 import { withCleanup } from '../../src/util/cleanup.js';
 import { DEFAULT_FORWARDS, bootVm, makeDriveImage } from '../../src/vm/qemu.js';
 import { PHASES } from '../helpers/phases/index.js';
-import { SshTarget } from '../../src/targets/ssh.js';
+import { SshConnection } from '../../src/targets/ssh-connection.js';
 import { DEVICE_ID_SCRIPT, parseDeviceId } from '../../src/cli/share.js';
 import { shJoin } from '../../src/util/shell.js';
 import { hostStatus } from '../../src/fleet/status.js';
@@ -78,7 +78,7 @@ test('a file put on the laptop arrives on the appliance drive, and survives the 
     const forwards = [...DEFAULT_FORWARDS, ...PHASES.flatMap((p) => p.forwards ?? [])];
     const vm = await bootVm(scope, { image: app.img, workDir: dir, drive, name, forwards, bootTimeoutMs: 300_000, ...(overlay ? { overlay } : {}) });
     overlay = vm.overlay;
-    const ssh = await SshTarget.connect({ host: '127.0.0.1', port: vm.ports.ssh!, user: 'pi', identities: [app.key], knownHostsFile: join(dir, 'known_hosts'), acceptNewHostKey: true, connectTimeoutMs: 60_000 });
+    const ssh = await SshConnection.connect({ host: '127.0.0.1', port: vm.ports.ssh!, user: 'pi', identities: [app.key], knownHostsFile: join(dir, 'known_hosts'), acceptNewHostKey: true, connectTimeoutMs: 60_000 });
     scope.defer(`ssh:${name}`, () => ssh.close());
     const root = (script: string) => ssh.exec(shJoin(['sudo', '-n', 'sh', '-c', script]));
     return { vm, ssh, root };
@@ -165,7 +165,7 @@ test('a file put on the laptop arrives on the appliance drive, and survives the 
     );
     assert.equal(adopt.exitCode, 0, `${adopt.stdout}\n${adopt.stderr}`);
     assert.match(adopt.stdout, /index was reset/);
-    const ssh2 = await SshTarget.connect({ host: '127.0.0.1', port: vm.ports.ssh!, user: 'pi', identities: [app.key], knownHostsFile: join(dir, 'known_hosts'), connectTimeoutMs: 60_000 });
+    const ssh2 = await SshConnection.connect({ host: '127.0.0.1', port: vm.ports.ssh!, user: 'pi', identities: [app.key], knownHostsFile: join(dir, 'known_hosts'), connectTimeoutMs: 60_000 });
     scope.defer('ssh:adopted', () => ssh2.close());
     const root2 = (script: string) => ssh2.exec(shJoin(['sudo', '-n', 'sh', '-c', script]));
     const refilled = await until('hello.txt back on the adopted drive', 300_000, async () => {

@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
 import { demoPlan, DEMO_DIR } from '../helpers/hosts-plan.js';
-import { applyToHost, type HostSpec } from '../../src/fleet/host.js';
-import { archiveOf } from '../../src/fleet/prepare.js';
-import { runFleet, summaryTable } from '../../src/fleet/run.js';
+import { applyToHost, type HostSpec } from '../../src/provision/host.js';
+import { archiveOf } from '../../src/targets/apply.js';
+import { runFleet } from '../../src/fleet/run.js';
+import { summaryTable } from '../../src/fleet/report.js';
 import { loadInventory, selectHosts } from '../../src/fleet/inventory.js';
 import { UserError } from '../../src/util/errors.js';
 
@@ -56,7 +57,7 @@ async function fleet(version: number, o: { check?: boolean; parallel?: number; c
         return await applyToHost(h, archive, {
           check: o.check,
           policy: { identities: [hosts[0]!.keyPath], knownHostsFile: kh },
-          onEvent: (kind, step) => kind === 'STEP' && ctx.setState(step ?? ''),
+          onRecord: (kind, step) => kind === 'STEP' && ctx.setState(step ?? ''),
           onOutput: (c) => ctx.log.write(c),
         });
       } finally {

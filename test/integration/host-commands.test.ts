@@ -11,8 +11,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
 import { demoPlan } from '../helpers/hosts-plan.js';
-import { applyToHost } from '../../src/fleet/host.js';
-import { archiveOf } from '../../src/fleet/prepare.js';
+import { applyToHost } from '../../src/provision/host.js';
+import { archiveOf } from '../../src/targets/apply.js';
+import { SshConnection } from '../../src/targets/ssh-connection.js';
 import { SshTarget } from '../../src/targets/ssh.js';
 import { sshAuthMethods, verifyLive } from '../../src/verify/live.js';
 import type { Plan } from '../../src/plan/types.js';
@@ -64,7 +65,7 @@ function planWith(checks: Plan['checks']): Plan {
 }
 
 test('verify runs on-host checks in one run and the panel and SSH checks from here', async () => {
-  const ssh = await SshTarget.connect({ host: host.ip, port: host.port, user: host.user, identities: [host.keyPath], knownHostsFile: kh });
+  const ssh = await SshConnection.connect({ host: host.ip, port: host.port, user: host.user, identities: [host.keyPath], knownHostsFile: kh });
   try {
     const plan = planWith([
       { kind: 'service-active', unit: 'syncpi-demo.service', description: 'demo runs' },
@@ -75,7 +76,7 @@ test('verify runs on-host checks in one run and the panel and SSH checks from he
       { kind: 'http', url: 'http://127.0.0.1:8384/', expectUnauthenticated: 401, tls: false, description: 'loopback panel wants a password' },
       { kind: 'ssh-password-refused', description: 'no password logins' },
     ]);
-    const out = await verifyLive(ssh, plan, { sshHost: host.ip, sshPort: host.port, user: host.user, panel: null });
+    const out = await verifyLive(new SshTarget(ssh), plan, { sshHost: host.ip, sshPort: host.port, user: host.user, panel: null });
     const by = Object.fromEntries(out.map((o) => [o.check.description, o]));
     assert.equal(by['demo runs']!.status, 'pass', by['demo runs']!.detail);
     assert.equal(by['syncthing installed']!.status, 'pass');

@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
 import { ABSENT_LABEL, jsonResult, syncpi, testAppliance, writeYaml, type CliResult } from '../helpers/appliance-config.js';
-import { SshTarget } from '../../src/targets/ssh.js';
+import { SshConnection } from '../../src/targets/ssh-connection.js';
 import { generateHome } from '../helpers/laptop-syncthing.js';
-import type { HostReport } from '../../src/fleet/host.js';
+import type { HostReport } from '../../src/provision/host.js';
 
 let hosts: TestHost[] = [];
 let dir: string;
@@ -143,7 +143,7 @@ describe('syncpi provision with the real appliance', () => {
     assert.equal(await sh(B(), 'systemctl is-active syncthing.service'), 'active');
     const apiKey = await apiKeyOn(B());
     assert.match(apiKey, /^[A-Za-z0-9]{32}$/);
-    const t = await SshTarget.connect({ host: B().ip, user: 'pi', identities: [B().keyPath], knownHostsFile: kh });
+    const t = await SshConnection.connect({ host: B().ip, user: 'pi', identities: [B().keyPath], knownHostsFile: kh });
     try {
       let st: { status: number; body: string } = { status: 0, body: '' };
       // Syncthing opens its GUI listener a moment after systemd reports it started.
@@ -214,8 +214,8 @@ describe('syncpi provision with the real appliance', () => {
     for (const h of hosts) {
       // Another account with the very same key: AllowUsers keeps it out.
       await sh(h, 'id eve >/dev/null 2>&1 || { useradd -m eve && install -d -m700 -o eve -g eve /home/eve/.ssh && install -m600 -o eve -g eve /home/pi/.ssh/authorized_keys /home/eve/.ssh/; }');
-      await assert.rejects(SshTarget.connect({ host: h.ip, user: 'eve', identities: [h.keyPath], knownHostsFile: kh }), /refused every offered key/);
-      const t = await SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: kh });
+      await assert.rejects(SshConnection.connect({ host: h.ip, user: 'eve', identities: [h.keyPath], knownHostsFile: kh }), /refused every offered key/);
+      const t = await SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: kh });
       const r = await t.exec('id -un; sudo -n true && echo sudo-ok');
       t.close();
       assert.equal(r.stdout.trim(), 'pi\nsudo-ok');
@@ -228,7 +228,7 @@ describe('syncpi provision with the real appliance', () => {
       assert.match(await sh(h, 'nmcli -t -f DEVICE,STATE device'), /^eth0:connected \(externally\)$/m);
       await sh(h, 'systemctl restart NetworkManager.service && sleep 2');
       assert.match(await sh(h, 'ip -4 -o addr show dev eth0'), new RegExp(`inet ${h.ip.replace(/\./g, '\\.')}/30`));
-      const t = await SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: kh, connectTimeoutMs: 10_000 });
+      const t = await SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: kh, connectTimeoutMs: 10_000 });
       assert.equal((await t.exec('true')).code, 0);
       t.close();
     }
@@ -242,7 +242,7 @@ describe('syncpi provision with the real appliance', () => {
     assert.match(r.stdout, /friend added to folder documents as a device/);
     assert.match(r.stdout, new RegExp(`${B().ip.replace(/\./g, '\\.')}: \\d+ change\\(s\\) made`));
     const apiKey = await apiKeyOn(B());
-    const t = await SshTarget.connect({ host: B().ip, user: 'pi', identities: [B().keyPath], knownHostsFile: kh });
+    const t = await SshConnection.connect({ host: B().ip, user: 'pi', identities: [B().keyPath], knownHostsFile: kh });
     try {
       let folders: Array<{ id: string; devices: Array<{ deviceID: string }> }> = [];
       // the daemon restarted with the new config: its API comes back a moment later

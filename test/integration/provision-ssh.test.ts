@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
 import { demoFileContent, demoPlan, DEMO_DIR } from '../helpers/hosts-plan.js';
-import { SshTarget } from '../../src/targets/ssh.js';
+import { SshConnection } from '../../src/targets/ssh-connection.js';
 import { UserError } from '../../src/util/errors.js';
-import { applyToHost, type ConnectPolicy, type HostSpec } from '../../src/fleet/host.js';
-import { archiveOf } from '../../src/fleet/prepare.js';
-import { applyOverSsh } from '../../src/fleet/remote.js';
+import { applyToHost, type HostSpec } from '../../src/provision/host.js';
+import type { ConnectPolicy } from '../../src/targets/ssh-connection.js';
+import { applyBundle, archiveOf } from '../../src/targets/apply.js';
+import { SshTarget } from '../../src/targets/ssh.js';
 
 let hosts: TestHost[] = [];
 let dir: string;
@@ -41,7 +42,7 @@ describe('host keys', () => {
     const h = hosts[2]!;
     const file = path.join(dir, 'kh-new');
     await assert.rejects(
-      SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file }),
+      SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file }),
       (e: unknown) => e instanceof UserError && e.message.includes('not known') && e.message.includes(h.fingerprint),
     );
     assert.equal(existsSync(file), false, 'nothing recorded');
@@ -51,10 +52,10 @@ describe('host keys', () => {
     const h = hosts[2]!;
     const file = path.join(dir, 'kh-fp');
     await assert.rejects(
-      SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, hostKeyFingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }),
+      SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, hostKeyFingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }),
       (e: unknown) => e instanceof UserError && /not the given --host-key-fingerprint/.test(e.message),
     );
-    const t = await SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, hostKeyFingerprint: h.fingerprint });
+    const t = await SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, hostKeyFingerprint: h.fingerprint });
     const r = await t.exec('id -un');
     t.close();
     assert.equal(r.stdout.trim(), 'pi');
@@ -64,7 +65,7 @@ describe('host keys', () => {
   test('--accept-new-host-key records the key; a changed key is then refused (exit class 2)', async () => {
     const h = hosts[2]!;
     const file = path.join(dir, 'kh-accept');
-    const t = await SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, acceptNewHostKey: true });
+    const t = await SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, acceptNewHostKey: true });
     t.close();
     assert.equal((await readFile(file, 'utf8')).trim(), h.knownHostsLine);
     const old = h.fingerprint;
@@ -72,7 +73,7 @@ describe('host keys', () => {
     assert.notEqual(h.fingerprint, old);
     // Even with --accept-new-host-key: a changed key is never "new".
     await assert.rejects(
-      SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, acceptNewHostKey: true }),
+      SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file, acceptNewHostKey: true }),
       (e: unknown) => e instanceof UserError && e.exitCode === 2 && /CHANGED/.test(e.message) && e.message.includes(h.fingerprint),
     );
     assert.equal((await readFile(file, 'utf8')).trim().split('\n').length, 1, 'known_hosts untouched');
@@ -85,7 +86,7 @@ describe('host keys', () => {
     const { execa } = await import('execa');
     await execa('ssh-keygen', ['-H', '-f', file]);
     assert.match(await readFile(file, 'utf8'), /^\|1\|/);
-    const t = await SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file });
+    const t = await SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: file });
     t.close();
   });
 });
@@ -195,9 +196,9 @@ describe('interruptions', () => {
       const prev = version;
       version++;
       const archive = await archiveOf(demoPlan({ version, files: N, size: SIZE }));
-      const t = await SshTarget.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: kh });
+      const t = await SshConnection.connect({ host: h.ip, user: 'pi', identities: [h.keyPath], knownHostsFile: kh });
       const killConverger = k % 2 === 1;
-      const run = applyOverSsh(t, archive).then(
+      const run = applyBundle(new SshTarget(t), archive).then(
         (r) => r,
         (e: Error) => e,
       );
@@ -210,7 +211,8 @@ describe('interruptions', () => {
       }
       const res = await run;
       t.close();
-      if (res instanceof Error || res.report.failure) interrupted++;
+      // A cut or a killed converger fails the apply (ApplyFailed, or a lost connection).
+      if (res instanceof Error) interrupted++;
       // Give a converger that lost its connection time to hit the broken pipe.
       await new Promise((r) => setTimeout(r, 300));
       const seen = await assertOldOrNew(h, [prev, version]);

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startHosts, stopAll, writeKnownHosts, type TestHost } from '../helpers/hosts.js';
 import { jsonResult, syncpi, testAppliance, writeYaml } from '../helpers/appliance-config.js';
-import type { HostReport } from '../../src/fleet/host.js';
+import type { HostReport } from '../../src/provision/host.js';
 
 let h: TestHost;
 let dir: string;

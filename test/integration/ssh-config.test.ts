@@ -14,10 +14,10 @@ import path from 'node:path';
 import { linkHosts, startHosts, stopAll, type TestHost } from '../helpers/hosts.js';
 import { demoPlan, DEMO_DIR } from '../helpers/hosts-plan.js';
 import { syncpi, testAppliance, writeYaml } from '../helpers/appliance-config.js';
-import { SshTarget } from '../../src/targets/ssh.js';
+import { SshConnection } from '../../src/targets/ssh-connection.js';
 import { UserError } from '../../src/util/errors.js';
-import { applyToHost } from '../../src/fleet/host.js';
-import { archiveOf } from '../../src/fleet/prepare.js';
+import { applyToHost } from '../../src/provision/host.js';
+import { archiveOf } from '../../src/targets/apply.js';
 
 let target: TestHost;
 let bastion: TestHost;
@@ -137,7 +137,7 @@ async function sshdSessions(h: TestHost, want: (n: number) => boolean): Promise<
 
 test('ProxyJump: the target is reached through the bastion, and closing it closes the jump', async () => {
   const file = await jumpConfig();
-  const t = await SshTarget.connect({ host: 'behind', sshConfigFile: file, connectTimeoutMs: 15_000 });
+  const t = await SshConnection.connect({ host: 'behind', sshConfigFile: file, connectTimeoutMs: 15_000 });
   try {
     const r = await t.exec('echo "$SSH_CONNECTION"; id -un');
     const [conn, who] = r.stdout.trim().split('\n');
@@ -152,7 +152,7 @@ test('ProxyJump: the target is reached through the bastion, and closing it close
 
 test('ProxyJump with two hops (bastion,bastion-lo) reaches the target through both', async () => {
   const file = await jumpConfig();
-  const t = await SshTarget.connect({ host: 'behind2', sshConfigFile: file, connectTimeoutMs: 15_000 });
+  const t = await SshConnection.connect({ host: 'behind2', sshConfigFile: file, connectTimeoutMs: 15_000 });
   try {
     const r = await t.exec('echo "$SSH_CONNECTION"');
     assert.equal(r.stdout.trim().split(' ')[0], lan.aIp);
@@ -185,7 +185,7 @@ test('a wrong key on the bastion fails naming the bastion; a wrong key on the ta
 
   const left = await target.exec(['sh', '-c', `test -e ${DEMO_DIR} && echo present || echo absent`]);
   assert.equal(left.stdout.trim(), 'absent', 'nothing reached the target');
-  await assert.rejects(SshTarget.connect({ host: 'behind', sshConfigFile: badTarget }), (e: unknown) => e instanceof UserError && e.message.includes(lan.bIp));
+  await assert.rejects(SshConnection.connect({ host: 'behind', sshConfigFile: badTarget }), (e: unknown) => e instanceof UserError && e.message.includes(lan.bIp));
   assert.equal(await readFile(path.join(dir, 'kh_target'), 'utf8'), `${lan.bIp} ${keyOf(bastion)}\n`, 'known_hosts untouched');
   assert.ok(existsSync(path.join(dir, 'kh_bastion')));
 });

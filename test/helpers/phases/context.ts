@@ -4,13 +4,13 @@
  * first file has arrived, so the features are tested on a running, synced appliance.
  */
 import type { Forward, Vm } from '../../../src/vm/qemu.js';
-import type { ExecResult, SshTarget } from '../../../src/targets/ssh.js';
+import type { ExecResult, SshConnection } from '../../../src/targets/ssh-connection.js';
 import type { Laptop } from '../laptop-syncthing.js';
 import type { TestAppliance } from '../appliance-image.js';
 
 export interface PhaseContext {
   vm: Vm;
-  ssh: SshTarget;
+  ssh: SshConnection;
   /** A shell script run as root on the appliance. */
   root(script: string): Promise<ExecResult>;
   laptop: Laptop;

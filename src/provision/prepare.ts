@@ -7,9 +7,8 @@ import type { Config } from '../config/schema.js';
 import { ConfigError, loadConfig, parseConfigData, readYaml, type LoadedConfig, type LoadedYaml } from '../config/load.js';
 import { resolveInputs } from '../config/secrets.js';
 import { compilePlan } from '../plan/compile.js';
-import { buildBundle, bundleTar } from '../bundle/bundle.js';
 import { UserError } from '../util/errors.js';
-import type { BundleArchive } from './remote.js';
+import { archiveOf, type BundleArchive } from '../targets/apply.js';
 
 export interface Prepared {
   plan: Plan;
@@ -17,12 +16,6 @@ export interface Prepared {
   /** Messages to show once (e.g. a generated panel password). */
   announcements: string[];
   config: Config;
-}
-
-export async function archiveOf(plan: Plan): Promise<BundleArchive> {
-  const bundle = await buildBundle(plan);
-  // The bundle's tar holds apply.sh beside the manifest, at the archive's top level.
-  return { tar: bundleTar(bundle) };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
