@@ -3,7 +3,7 @@
  * acquired, so success, failure and Ctrl-C all release them in reverse order.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { mkdtemp, readdir, readlink, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readlink, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -75,9 +75,24 @@ export async function mountDev(scope: CleanupScope, dev: string, target: string,
   scope.defer(label, () => umountWithRetry(target));
 }
 
+/**
+ * A fresh directory to mount an image's file system on. It lies inside a bind mount of its own
+ * that is marked shared: a container or other mount namespace started meanwhile (systemd-nspawn,
+ * unshare) gets a slave copy of it, so the image's unmount reaches that copy too. Under a private
+ * parent the copy would stay mounted in the other namespace, and the shrink's e2fsck would find
+ * the file system still in use.
+ */
 export async function tempMountpoint(scope: CleanupScope, label = 'mountpoint'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'syncpi-mnt-'));
+  const base = await mkdtemp(join(tmpdir(), 'syncpi-mnt-'));
   scope.defer(label, async () => {
+    await rmdir(base).catch(() => undefined);
+  });
+  await tool('mount', ['--bind', base, base]);
+  scope.defer(`${label}:shared`, () => umountWithRetry(base));
+  await tool('mount', ['--make-shared', base]);
+  const dir = join(base, 'root');
+  await mkdir(dir);
+  scope.defer(`${label}:dir`, async () => {
     await rmdir(dir).catch(() => undefined);
   });
   return dir;
