@@ -7,7 +7,7 @@ import { planFromFile } from '../../src/plan/load.js';
 import { redactPlan } from '../../src/plan/summary.js';
 import { UserError } from '../../src/util/errors.js';
 import { ConfigError } from '../../src/config/load.js';
-import { fixtures, minimalYaml, tempDir, writeConfig } from '../helpers/fixtures.js';
+import { fixtures, minimalYaml, repoRoot, tempDir, writeConfig } from '../helpers/fixtures.js';
 
 process.env.SYNCPI_TEST_PSK = 'correct horse battery';
 process.env.SYNCPI_TEST_PANEL_PASSWORD = 'pa$$word "quoted" <xml>';
@@ -147,6 +147,21 @@ test('a user template folder overrides a built-in template, and strict mode reje
   assert.equal(file(plan, '/etc/systemd/system/syncpi-hello.service').content, '[Service]\nExecStart=/bin/echo hello\n');
   writeFileSync(join(dirname(p), 'tpl', 'services', 'custom.service.hbs'), '[Service]\nExecStart=/bin/echo {{values.greting}}\n');
   assert.throws(() => planFromFile(p), (e: unknown) => e instanceof UserError && /custom\.service\.hbs: "greting" not defined/.test(e.message));
+});
+
+test('every plan input is looked up the same way: a package profile and the first-boot script come from the user folder too', () => {
+  const builtin = planFromFile(writeConfig(minimalYaml())).plan;
+  assert.ok(builtin.packages.purge.includes('xserver-common'), 'the built-in headless profile strips X');
+  assert.equal(file(builtin, '/usr/local/lib/syncpi/firstboot').content, readFileSync(join(repoRoot, 'templates', 'firstboot', 'firstboot.sh'), 'utf8'));
+  const p = writeConfig(minimalYaml('templates_dir: ./tpl\n'));
+  mkdirSync(join(dirname(p), 'tpl', 'packages'), { recursive: true });
+  mkdirSync(join(dirname(p), 'tpl', 'firstboot'), { recursive: true });
+  writeFileSync(join(dirname(p), 'tpl', 'packages', 'headless.txt'), '# ours\nmy-desktop*\n\ncups\n');
+  writeFileSync(join(dirname(p), 'tpl', 'firstboot', 'firstboot.sh'), '#!/bin/sh\necho ours\n');
+  const { plan } = planFromFile(p);
+  assert.deepEqual(plan.packages.purge, ['cups', 'my-desktop*']);
+  assert.equal(file(plan, '/usr/local/lib/syncpi/firstboot').content, '#!/bin/sh\necho ours\n');
+  assert.equal(file(plan, '/usr/local/lib/syncpi/firstboot').mode, '0755', 'the plan, not the input, decides the mode');
 });
 
 test('every problem in a file is reported at once', () => {
