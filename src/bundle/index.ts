@@ -1,4 +1,4 @@
-export { buildBundle, bundleTar, bundleTarStream, writeBundleDir, provisionDir, SYSCTL_DROPIN, SYSCTL_HANDLER } from './bundle.js';
+export { buildBundle, bundleTar, bundleTarStream, writeBundleDir, provisionDir } from './bundle.js';
 export type { Bundle, BundleEntry } from './bundle.js';
 export { parseManifest, MANIFEST_HEADER } from './manifest.js';
 export { ApplyOutputParser, parseApplyOutput, parseVerifyOutput, formatChange, APPLY_STEPS } from './protocol.js';

@@ -154,7 +154,8 @@ export function splitFamilies(cidrs: string[]): { v4: string[]; v6: string[] } {
 export interface Contribution {
   install?: string[];
   purge?: string[];
-  users?: Omit<PlanUser, 'feature'>[];
+  /** authorizedKeys: the lines of the user's ~/.ssh/authorized_keys (none: it is left alone). */
+  users?: (Omit<PlanUser, 'feature'> & { authorizedKeys?: string[] })[];
   dirs?: Omit<PlanDir, 'feature'>[];
   files?: Omit<PlanFile, 'feature'>[];
   enable?: string[];
