@@ -2,7 +2,8 @@
  * Bundle: the Plan made concrete for a target — a manifest, each file's content as its own file,
  * and the converger scripts from provision/. The same bundle is applied in a chroot during
  * `build` and over SSH during `provision`. Building is pure and deterministic: the same Plan
- * gives the same bytes (and digest), which lets callers cache and compare bundles.
+ * gives the same bytes (and digest), which lets callers cache and compare bundles. It decides
+ * nothing: every file, directory and handler it names is one of the Plan's, checked and encoded.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -43,10 +44,6 @@ export interface Bundle {
   digest: string;
 }
 
-/** Where the Plan's sysctls are written on the target; applied live by the "syncpi-sysctl" handler. */
-export const SYSCTL_DROPIN = '/etc/sysctl.d/90-syncpi.conf';
-export const SYSCTL_HANDLER = 'syncpi-sysctl';
-
 /** The provision/ folder of this package, found from this module whether run from src or dist. */
 export function provisionDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -82,27 +79,22 @@ function checkGroupField(what: string, v: string): string {
 function handlerRecords(h: PlanHandler, i: number): string[] {
   const what = `handlers[${i}]`;
   const name = checkName(`${what}.name`, h.name);
-  let unit = '-';
-  if (h.action === 'restart' || h.action === 'reload') {
-    if (!h.unit) throw new UserError(`invalid handler "${name}" in the plan: action ${h.action} needs a unit`);
-    unit = checkUnit(`${what}.unit`, h.unit);
-  } else if (h.unit) {
-    unit = checkUnit(`${what}.unit`, h.unit);
+  const line = (unit: string): string => record('handler', name, h.action, unit, h.liveOnly ? '1' : '0');
+  switch (h.action) {
+    case 'restart':
+    case 'reload':
+      return [line(checkUnit(`${what}.unit`, h.unit))];
+    case 'daemon-reload':
+    case 'sysctl':
+      return [line('-')];
+    case 'command': {
+      if (h.argv.length === 0) throw new UserError(`invalid handler "${name}" in the plan: action command needs argv`);
+      checkName(`${what}.argv[0]`, h.argv[0]);
+      return [line('-'), ...h.argv.map((a, j) => recordTrailingEmpty('handlerarg', name, checkText(`${what}.argv[${j}]`, a, { allowEmpty: j > 0 })))];
+    }
+    default:
+      throw new UserError(`invalid handler "${name}" in the plan: unknown action ${JSON.stringify((h as { action: unknown }).action)}`);
   }
-  if (!['restart', 'reload', 'daemon-reload', 'sysctl', 'command'].includes(h.action)) {
-    throw new UserError(`invalid handler "${name}" in the plan: unknown action ${JSON.stringify(h.action)}`);
-  }
-  const out = [record('handler', name, h.action, unit, h.liveOnly ? '1' : '0')];
-  if (h.action === 'command') {
-    const argv = h.argv ?? [];
-    if (argv.length === 0) throw new UserError(`invalid handler "${name}" in the plan: action command needs argv`);
-    argv.forEach((a, j) => {
-      checkText(`${what}.argv[${j}]`, a, { allowEmpty: j > 0 });
-      out.push(recordTrailingEmpty('handlerarg', name, a));
-    });
-    checkName(`${what}.argv[0]`, argv[0]!);
-  }
-  return out;
 }
 
 /** A file's validator: a command (not an option) and its arguments, one of them "%s". */
@@ -165,60 +157,24 @@ function checkRecords(c: PlanCheck, id: string): string[] {
   }
 }
 
-/** Everything the target gets as files: the Plan's files plus those derived from users and sysctls. */
-function collectFiles(plan: Plan): { files: FileSpec[]; extraDirs: string[]; handlers: PlanHandler[] } {
+/** The Plan's files as the manifest records them; every file the target gets is one of them. */
+function checkFiles(plan: Plan): FileSpec[] {
   const files: FileSpec[] = plan.files.map((f, i) => ({
     path: checkPath(`files[${i}].path`, f.path),
     mode: checkMode(`files[${i}].mode (${f.path})`, f.mode),
     owner: checkAccount(`files[${i}].owner (${f.path})`, f.owner),
-    group: checkAccount(`files[${i}].group (${f.path})`, f.group),
+    group: checkGroupField(`files[${i}].group (${f.path})`, f.group),
     content: Buffer.from(f.content, 'utf8'),
     secret: f.secret === true,
     notify: f.notify.map((n) => checkName(`files[${i}].notify`, n)),
     validate: checkValidator(`files[${i}].validate (${f.path})`, f.validate ?? []),
   }));
-  const extraDirs: string[] = [];
-  plan.users.forEach((u, i) => {
-    if (u.authorizedKeys.length === 0) return;
-    const home = checkPath(`users[${i}].home`, u.home);
-    const ssh = home === '/' ? '/.ssh' : `${home}/.ssh`;
-    extraDirs.push(record('dir', ssh, '700', u.name, '-'));
-    const keys = u.authorizedKeys.map((k, j) => checkText(`users[${i}].authorizedKeys[${j}]`, k.trim()));
-    files.push({
-      path: `${ssh}/authorized_keys`,
-      mode: '600',
-      owner: u.name,
-      group: '-',
-      content: Buffer.from(keys.join('\n') + '\n', 'utf8'),
-      secret: false,
-      notify: [],
-      validate: [],
-    });
-  });
-  const handlers = [...plan.handlers];
-  const keys = Object.keys(plan.sysctls).sort();
-  if (keys.length > 0) {
-    const body = keys.map((k) => `${checkSysctlKey(`sysctls key`, k)} = ${checkText(`sysctls.${k}`, plan.sysctls[k]!)}`).join('\n');
-    files.push({
-      path: SYSCTL_DROPIN,
-      mode: '644',
-      owner: 'root',
-      group: 'root',
-      content: Buffer.from(`# Written by syncpi; changes are overwritten on the next apply.\n${body}\n`, 'utf8'),
-      secret: false,
-      notify: [SYSCTL_HANDLER],
-      validate: [],
-    });
-    if (!handlers.some((h) => h.name === SYSCTL_HANDLER)) {
-      handlers.push({ name: SYSCTL_HANDLER, action: 'sysctl', liveOnly: true });
-    }
-  }
   const seen = new Set<string>();
   for (const f of files) {
     if (seen.has(f.path)) throw new UserError(`invalid plan: the file ${f.path} is managed twice`);
     seen.add(f.path);
   }
-  return { files, extraDirs, handlers };
+  return files;
 }
 
 function assertDeterministicInput(plan: Plan): void {
@@ -245,7 +201,7 @@ export async function buildBundle(plan: Plan): Promise<Bundle> {
     for (const g of uniq(u.groups)) lines.push(record('usergroup', name, g));
   });
 
-  const { files, extraDirs, handlers } = collectFiles(plan);
+  const files = checkFiles(plan);
   plan.dirs.forEach((d, i) => {
     lines.push(
       record(
@@ -257,9 +213,8 @@ export async function buildBundle(plan: Plan): Promise<Bundle> {
       ),
     );
   });
-  lines.push(...extraDirs);
 
-  const handlerNames = new Set(handlers.map((h) => h.name));
+  const handlerNames = new Set(plan.handlers.map((h) => h.name));
   const entries: BundleEntry[] = [];
   files.forEach((f, i) => {
     const src = `files/${String(i + 1).padStart(4, '0')}`;
@@ -277,10 +232,10 @@ export async function buildBundle(plan: Plan): Promise<Bundle> {
   for (const u of uniq(plan.units.disable)) lines.push(record('disable', checkUnit('units.disable', u)));
   for (const u of uniq(plan.units.enable)) lines.push(record('enable', checkUnit('units.enable', u)));
 
-  for (const k of Object.keys(plan.sysctls).sort()) lines.push(record('sysctl', k, plan.sysctls[k]!));
+  for (const k of Object.keys(plan.sysctls).sort()) lines.push(record('sysctl', checkSysctlKey('sysctls key', k), checkText(`sysctls.${k}`, plan.sysctls[k]!)));
   for (const k of Object.keys(plan.kernelParams).sort()) lines.push(record('kparam', ...checkKernelParam('kernelParams', k, plan.kernelParams[k]!)));
   const seenHandler = new Set<string>();
-  handlers.forEach((h, i) => {
+  plan.handlers.forEach((h, i) => {
     if (seenHandler.has(h.name)) throw new UserError(`invalid plan: handler "${h.name}" is defined twice`);
     seenHandler.add(h.name);
     lines.push(...handlerRecords(h, i));

@@ -5,7 +5,7 @@
  * firstboot (in kernel-command-line.target, then reboots), and the script takes itself off
  * cmdline.txt and deletes itself, as rpi-imager's does. Where rpi-imager's script inlines each
  * setting as shell commands, this one hands the settings file to the image's own applier
- * (provision/firstboot.sh), which validates every value as data: nothing from a setting is
+ * (templates/firstboot/firstboot.sh), which validates every value as data: nothing from a setting is
  * ever run as shell.
  */
 import { FIRSTBOOT_SCRIPT } from '../plan/features/firstboot.js';

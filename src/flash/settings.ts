@@ -1,7 +1,7 @@
 /**
  * Per-card settings: values that differ between cards flashed from one image (hostname, SSH
  * key, Wi-Fi) go onto the boot (FAT) partition. Usually into a small key=value file, which the
- * image's syncpi-firstboot unit applies once on first boot (provision/firstboot.sh) and then
+ * image's syncpi-firstboot unit applies once on first boot (templates/firstboot/firstboot.sh) and then
  * deletes. On a Raspberry Pi OS base, where rpi-imager puts them: into cloud-init's seed when the
  * base boots with cloud-init (trixie-based, told by the seed on the boot partition;
  * cloud-init.ts), into firstrun.sh when it boots with raspberrypi-sys-mods' firstboot

@@ -78,9 +78,8 @@ async function resolveBase(plan: Plan, reporter: Reporter): Promise<ResolvedBase
   const b = plan.base;
   if (b.kind === 'debian') {
     const mirror = (b.mirror ?? hostMirror()).replace(/\/+$/, '');
-    return { describe: { kind: 'debian', suite: b.suite ?? 'trixie', arch: b.arch, mirror }, mirror };
+    return { describe: { kind: 'debian', suite: b.suite, arch: b.arch, mirror }, mirror };
   }
-  if (!b.source) throw new UserError('base.kind is "image" but no base image source is given');
   const acquired = await acquireBase(b.source, b.sha256, reporter);
   return { describe: { kind: 'image', source: b.source, sha256: acquired.sha256, arch: b.arch }, sha256: acquired.sha256, img: acquired.img };
 }
@@ -114,7 +113,7 @@ async function buildLayer(opts: BuildOptions, base: ResolvedBase, key: string, b
       const workDir = join(cacheDir('work'), `${key}-${process.pid}`);
       bootstrap = await bootstrapImage(
         {
-          suite: plan.base.suite ?? 'trixie',
+          suite: plan.base.suite,
           arch: plan.base.arch,
           mirror: base.mirror!,
           install: plan.packages.install,

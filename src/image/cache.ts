@@ -42,7 +42,7 @@ export function layerKey(k: LayerKeyInput): string {
     format: LAYER_FORMAT,
     base:
       k.base.kind === 'debian'
-        ? { kind: 'debian', suite: k.base.suite ?? 'trixie', arch: k.base.arch, mirror: k.mirror ?? '' }
+        ? { kind: 'debian', suite: k.base.suite, arch: k.base.arch, mirror: k.mirror ?? '' }
         : { kind: 'image', sha256: k.baseSha256 ?? '', arch: k.base.arch },
     install: [...new Set(k.packages.install)].sort(),
     purge: [...new Set(k.packages.purge)].sort(),

@@ -9,6 +9,7 @@ import type { Config } from '../config/schema.js';
 import type { ResolvedInputs } from '../config/secrets.js';
 import { templatesDir } from '../util/paths.js';
 import { makeContext, type Contribution, type Feature } from './context.js';
+import { authorizedKeysItems, sysctlItems } from './derived-files.js';
 import { drive } from './features/drive.js';
 import { firstboot } from './features/firstboot.js';
 import { hardening } from './features/hardening.js';
@@ -21,7 +22,7 @@ import { services } from './features/services.js';
 import { sync } from './features/sync.js';
 import { system } from './features/system.js';
 import { web } from './features/web.js';
-import type { Plan, PlanHandler } from './types.js';
+import type { Plan, PlanFile, PlanHandler } from './types.js';
 
 export const FEATURES: Feature[] = [system, packages, sync, readers, panel, drive, services, web, hardening, rsync, health, firstboot];
 
@@ -71,18 +72,23 @@ export function compilePlan(config: Config, inputs: ResolvedInputs, opts: Compil
   const install = new Set<string>();
   const purge: string[] = [];
   const handlers = new Map<string, PlanHandler>();
+  const addFiles = (files: PlanFile[]): void => {
+    for (const f of files) {
+      const prev = owners.get(f.path);
+      if (prev) throw new Error(`features ${prev} and ${f.feature} both write ${f.path}`);
+      owners.set(f.path, f.feature);
+      plan.files.push({ ...f, notify: [...new Set(f.notify)].sort() });
+    }
+  };
   for (const feature of FEATURES) {
     const c: Contribution = feature.contribute(ctx);
     c.install?.forEach((p) => install.add(p));
     purge.push(...(c.purge ?? []));
-    for (const f of c.files ?? []) {
-      const prev = owners.get(f.path);
-      if (prev) throw new Error(`features ${prev} and ${feature.name} both write ${f.path}`);
-      owners.set(f.path, feature.name);
-      plan.files.push({ ...f, notify: [...new Set(f.notify)].sort(), feature: feature.name });
-    }
+    const keys = (c.users ?? []).map((u) => authorizedKeysItems(u, u.authorizedKeys ?? [], feature.name));
+    addFiles([...(c.files ?? []).map((f) => ({ ...f, feature: feature.name })), ...keys.flatMap((k) => k.files)]);
     for (const d of c.dirs ?? []) plan.dirs.push({ ...d, feature: feature.name });
-    for (const u of c.users ?? []) plan.users.push({ ...u, feature: feature.name });
+    plan.dirs.push(...keys.flatMap((k) => k.dirs));
+    for (const { authorizedKeys: _, ...u } of c.users ?? []) plan.users.push({ ...u, feature: feature.name });
     plan.units.enable.push(...(c.enable ?? []));
     plan.units.disable.push(...(c.disable ?? []));
     plan.units.mask.push(...(c.mask ?? []));
@@ -95,8 +101,11 @@ export function compilePlan(config: Config, inputs: ResolvedInputs, opts: Compil
     plan.checks.push(...(c.checks ?? []));
     plan.notes.push(...(c.notes ?? []));
   }
+  // One drop-in holds every feature's sysctls: it is the system's, whichever feature asked.
+  const sysctl = sysctlItems(plan.sysctls, 'system');
+  addFiles(sysctl.files);
+  for (const h of sysctl.handlers) handlers.set(h.name, h);
   if (plan.files.some((f) => f.notify.includes('daemon-reload'))) handlers.set(DAEMON_RELOAD.name, DAEMON_RELOAD);
-  // Plan.sysctls become a drop-in (and its handler) when bundled: see src/bundle.
   for (const f of plan.files) {
     for (const n of f.notify) if (!handlers.has(n)) throw new Error(`${f.path} notifies unknown handler ${n}`);
   }

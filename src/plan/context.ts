@@ -7,7 +7,7 @@ import { DEFAULT_DRIVE_MOUNT, type Config } from '../config/schema.js';
 import type { ResolvedInputs } from '../config/secrets.js';
 import { isLoopbackHost, parseListen } from '../config/validators.js';
 import { folderPath, hasUnixOwners, readonlyDir, readonlyFolderId, versionsDir } from '../config/drive-layout.js';
-import { render, type TemplateSource } from './render.js';
+import { readInput, render, type TemplateSource } from './render.js';
 import { syncthingVersioning, type SyncthingVersioning } from './versioning.js';
 import { driveDeviceUnit } from './units.js';
 import type { FeatureName, PlanCheck, PlanDir, PlanFile, PlanHandler, PlanUser } from './types.js';
@@ -154,7 +154,8 @@ export function splitFamilies(cidrs: string[]): { v4: string[]; v6: string[] } {
 export interface Contribution {
   install?: string[];
   purge?: string[];
-  users?: Omit<PlanUser, 'feature'>[];
+  /** authorizedKeys: the lines of the user's ~/.ssh/authorized_keys (none: it is left alone). */
+  users?: (Omit<PlanUser, 'feature'> & { authorizedKeys?: string[] })[];
   dirs?: Omit<PlanDir, 'feature'>[];
   files?: Omit<PlanFile, 'feature'>[];
   enable?: string[];
@@ -174,6 +175,8 @@ export interface FeatureContext {
   /** The context every template sees (strict mode: templates may use only what is here). */
   vars: Record<string, unknown>;
   render(template: string, extra?: Record<string, unknown>): string;
+  /** A plain input file (no template), found the same way as templates: e.g. a package profile. */
+  read(name: string): string;
 }
 
 export type Feature = { name: FeatureName; contribute(ctx: FeatureContext): Contribution };
@@ -219,5 +222,6 @@ export function makeContext(config: Config, inputs: ResolvedInputs, templates: T
     derived,
     vars,
     render: (template, extra) => render(templates, template, extra ? { ...vars, ...extra } : vars),
+    read: (name) => readInput(templates, name),
   };
 }

@@ -166,6 +166,11 @@ hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
 
 const cache = new Map<string, Handlebars.TemplateDelegate>();
 
+/**
+ * Where every plan input is found: Handlebars templates and the plain files features read
+ * verbatim (package profiles, the first-boot script). One lookup, so a user's folder can replace
+ * any of them by the same relative name.
+ */
 export interface TemplateSource {
   /** Built-in templates folder. */
   builtin: string;
@@ -183,6 +188,11 @@ export function templatePath(src: TemplateSource, name: string): string {
     throw new UserError(`template ${name} not found in ${src.override ? `${src.override} or ` : ''}${src.builtin}; expected a file templates/${name}`);
   }
   return p;
+}
+
+/** A plan input's text, as is (no template expansion). */
+export function readInput(src: TemplateSource, name: string): string {
+  return readFileSync(templatePath(src, name), 'utf8');
 }
 
 export function render(src: TemplateSource, name: string, context: object): string {

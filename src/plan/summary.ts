@@ -1,5 +1,6 @@
 /** `syncpi plan` output: a readable summary, and the JSON form with secrets redacted. */
 import { createHash } from 'node:crypto';
+import { authorizedKeysPath } from './derived-files.js';
 import type { Plan } from './types.js';
 
 export function redactPlan(plan: Plan): Plan {
@@ -22,13 +23,22 @@ export function summarisePlan(plan: Plan): string {
   out.push(`Packages to purge when present (${plan.packages.purge.length}): ${plan.packages.purge.join(' ') || '(none)'}`);
   if (plan.packages.keep.length) out.push(`Kept whatever the profile says: ${plan.packages.keep.join(' ')}`);
   out.push('');
-  out.push(`Users: ${plan.users.map((u) => `${u.name}${u.system ? ' (system)' : ''}${u.authorizedKeys.length ? ` [${u.authorizedKeys.length} SSH key${u.authorizedKeys.length > 1 ? 's' : ''}]` : ''}`).join(', ')}`);
+  const user = (u: Plan['users'][number]): string => {
+    const keys = plan.files.find((f) => f.path === authorizedKeysPath(u.home))?.content.split('\n').filter(Boolean).length ?? 0;
+    return `${u.name}${u.system ? ' (system)' : ''}${keys ? ` [${keys} SSH key${keys > 1 ? 's' : ''}]` : ''}`;
+  };
+  out.push(`Users: ${plan.users.map(user).join(', ')}`);
   out.push('');
+  // "pi:" as chown reads it: the owner and its login group (the plan's "-").
+  const owner = (o: { owner: string; group: string }): string => `${o.owner}:${o.group === '-' ? '' : o.group}`.padEnd(18);
   out.push(`Files (${plan.files.length}):`);
   const w = Math.max(...plan.files.map((f) => f.path.length));
   for (const f of plan.files) {
-    out.push(`  ${f.mode} ${`${f.owner}:${f.group}`.padEnd(18)} ${f.path.padEnd(w)}  [${f.feature}]${f.secret ? ' (secret)' : ''}${f.notify.length ? ` → ${f.notify.join(', ')}` : ''}`);
+    out.push(`  ${f.mode} ${owner(f)} ${f.path.padEnd(w)}  [${f.feature}]${f.secret ? ' (secret)' : ''}${f.notify.length ? ` → ${f.notify.join(', ')}` : ''}`);
   }
+  out.push('');
+  out.push(`Directories (${plan.dirs.length}):`);
+  for (const d of plan.dirs) out.push(`  ${d.mode} ${owner(d)} ${d.path}  [${d.feature}]`);
   out.push('');
   out.push(`Units enabled: ${plan.units.enable.join(' ') || '(none)'}`);
   if (plan.units.disable.length) out.push(`Units disabled: ${plan.units.disable.join(' ')}`);

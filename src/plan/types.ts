@@ -27,6 +27,7 @@ export interface PlanFile {
   /** Octal permission string, e.g. "0644". */
   mode: string;
   owner: string;
+  /** "-": the owner's primary group, resolved on the target (a login user's need not be named after it). */
   group: string;
   content: string;
   /** Content holds a secret (password hash, PSK, TLS key): redacted in output unless asked. */
@@ -45,6 +46,7 @@ export interface PlanDir {
   path: string;
   mode: string;
   owner: string;
+  /** "-": the owner's primary group, resolved on the target. */
   group: string;
   feature: FeatureName;
 }
@@ -56,8 +58,6 @@ export interface PlanUser {
   home: string;
   shell: string;
   groups: string[];
-  /** Contents of ~/.ssh/authorized_keys; empty means leave it alone. */
-  authorizedKeys: string[];
   feature: FeatureName;
 }
 
@@ -76,17 +76,17 @@ export interface PlanUnits {
   mask: string[];
 }
 
-/** Restart or reload a unit once, after all changes, when any file notifying it changed. */
-export interface PlanHandler {
-  name: string;
-  action: 'restart' | 'reload' | 'daemon-reload' | 'sysctl' | 'command';
-  /** systemd unit for restart/reload. */
-  unit?: string;
-  /** argv for action "command". */
-  argv?: string[];
-  /** Skip in a chroot (nothing runs there); true for restarts of services. */
-  liveOnly: boolean;
-}
+/**
+ * Run once, after all changes, when any file notifying it changed. Restarts, reloads,
+ * daemon-reload and sysctl act on the running system only (nothing runs in a chroot); a command
+ * says itself whether it does.
+ */
+export type PlanHandler =
+  | { name: string; action: 'restart' | 'reload'; unit: string; liveOnly: true }
+  | { name: string; action: 'daemon-reload'; liveOnly: true }
+  /** Sets the Plan's sysctls on the running kernel. */
+  | { name: string; action: 'sysctl'; liveOnly: true }
+  | { name: string; action: 'command'; argv: [string, ...string[]]; liveOnly: boolean };
 
 /** What must be true on the target afterwards; run by `syncpi verify` and the image test. */
 export type PlanCheck =
@@ -112,16 +112,10 @@ export type PlanCheck =
   | { kind: 'ssh-password-refused'; description: string }
   | { kind: 'command'; argv: string[]; expectExit: number; description: string; liveOnly: boolean };
 
-export interface PlanBase {
-  kind: 'debian' | 'image';
-  /** debian */
-  suite?: string;
-  arch: 'arm64' | 'armhf';
-  mirror?: string;
-  /** image */
-  source?: string;
-  sha256?: string;
-}
+export type PlanBase =
+  | { kind: 'debian'; suite: string; arch: 'arm64' | 'armhf'; mirror?: string }
+  /** A Raspberry Pi OS image: its path or URL and the SHA-256 it must have. */
+  | { kind: 'image'; arch: 'arm64' | 'armhf'; source: string; sha256: string };
 
 export interface Plan {
   /** Plan format version; bump when the converger contract changes. */
@@ -134,8 +128,10 @@ export interface Plan {
   packages: PlanPackages;
   users: PlanUser[];
   dirs: PlanDir[];
+  /** Every file syncpi writes on the target, each user's authorized_keys and the sysctl drop-in among them: a bundle adds none. */
   files: PlanFile[];
   units: PlanUnits;
+  /** Set live by the sysctl handler; they persist through their drop-in, one of the files. */
   sysctls: Record<string, string>;
   /**
    * Parameters syncpi owns on the kernel command line (cmdline.txt), name → value: set on the

@@ -21,4 +21,3 @@ export function packageRoot(): string {
 
 export const templatesDir = (): string => join(packageRoot(), 'templates');
 export const provisionDir = (): string => join(packageRoot(), 'provision');
-export const imageDir = (): string => join(packageRoot(), 'image');

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { execa } from 'execa';
 import type { Plan, PlanCheck } from '../plan/types.js';
+import { authorizedKeysPath } from '../plan/derived-files.js';
 import { withCleanup, type CleanupScope } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
 import type { Reporter } from '../util/report.js';
@@ -84,7 +85,7 @@ async function makeDrive(path: string, d: DriveSpec): Promise<void> {
 }
 
 function loginUser(plan: Plan): string {
-  const u = plan.users.find((x) => !x.system && x.authorizedKeys.length > 0);
+  const u = plan.users.find((x) => !x.system && plan.files.some((f) => f.path === authorizedKeysPath(x.home)));
   if (!u) throw new UserError('the config gives no user an SSH key: the image test logs in with one');
   return u.name;
 }

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Plan } from '../../src/plan/types.js';
+import { sysctlItems } from '../../src/plan/derived-files.js';
 import type { Reporter, ProgressUpdate } from '../../src/util/report.js';
 
 export const HOST_TOOLS = ['mmdebstrap', 'sfdisk', 'mkfs.vfat', 'mcopy', 'mdir', 'blkdiscard', 'mkfs.ext4', 'resize2fs', 'e2fsck', 'losetup', 'bmaptool', 'xz', 'blkid'];
@@ -20,6 +21,8 @@ export function requireTools(tools = HOST_TOOLS): void {
 
 export function testPlan(over: Partial<Plan> & { hostname?: string } = {}): Plan {
   const hostname = over.hostname ?? 'pi-test';
+  const sysctls = over.sysctls ?? { 'vm.swappiness': '10' };
+  const sysctl = sysctlItems(sysctls, 'system');
   return {
     format: 1,
     name: over.name ?? 'appliance',
@@ -28,18 +31,21 @@ export function testPlan(over: Partial<Plan> & { hostname?: string } = {}): Plan
     configHash: over.configHash ?? `test-${hostname}`,
     packages: over.packages ?? { install: ['jq'], purge: [], keep: [] },
     users: over.users ?? [
-      { name: 'syncer', system: true, home: '/var/lib/syncer', shell: '/usr/sbin/nologin', groups: [], authorizedKeys: [], feature: 'sync' },
+      { name: 'syncer', system: true, home: '/var/lib/syncer', shell: '/usr/sbin/nologin', groups: [], feature: 'sync' },
     ],
     dirs: over.dirs ?? [{ path: '/var/lib/syncer/data', mode: '0750', owner: 'syncer', group: 'syncer', feature: 'sync' }],
-    files: over.files ?? [
-      { path: '/etc/hostname', mode: '0644', owner: 'root', group: 'root', content: `${hostname}\n`, notify: [], feature: 'system' },
-      { path: '/etc/syncpi/panel.conf', mode: '0640', owner: 'root', group: 'syncer', content: `host=${hostname}\n`, notify: [], feature: 'panel' },
-      { path: '/usr/local/bin/syncpi-hello', mode: '0755', owner: 'root', group: 'root', content: '#!/bin/sh\necho hello\n', notify: [], feature: 'system' },
+    files: [
+      ...(over.files ?? [
+        { path: '/etc/hostname', mode: '0644', owner: 'root', group: 'root', content: `${hostname}\n`, notify: [], feature: 'system' },
+        { path: '/etc/syncpi/panel.conf', mode: '0640', owner: 'root', group: 'syncer', content: `host=${hostname}\n`, notify: [], feature: 'panel' },
+        { path: '/usr/local/bin/syncpi-hello', mode: '0755', owner: 'root', group: 'root', content: '#!/bin/sh\necho hello\n', notify: [], feature: 'system' },
+      ]),
+      ...sysctl.files,
     ],
     units: over.units ?? { enable: [], disable: [], mask: ['apt-daily.timer'] },
-    sysctls: over.sysctls ?? { 'vm.swappiness': '10' },
+    sysctls,
     kernelParams: over.kernelParams ?? {},
-    handlers: [],
+    handlers: sysctl.handlers,
     checks: [],
     notes: [],
     models: over.models ?? [],

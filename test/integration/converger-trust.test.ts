@@ -15,10 +15,10 @@ import { ApplyFailed } from '../../src/targets/apply.js';
 import { buildBundle, writeBundleDir } from '../../src/bundle/bundle.js';
 import { parseApplyOutput, type ApplyReport } from '../../src/bundle/protocol.js';
 import { planFromFile } from '../../src/plan/load.js';
-import type { Plan, PlanUser } from '../../src/plan/types.js';
+import type { Plan } from '../../src/plan/types.js';
 import { createReporter } from '../../src/util/report.js';
 import { AMD64_NFT_SPEC, freshRootfs, removeRootfs } from '../helpers/converger-rootfs.js';
-import { emptyPlan, file } from '../helpers/converger-plan.js';
+import { emptyPlan, file, userWithKeys } from '../helpers/converger-plan.js';
 import { minimalYaml, writeConfig } from '../helpers/fixtures.js';
 
 const reporter = createReporter({ json: true });
@@ -59,15 +59,8 @@ async function runDirect(root: string, plan: Plan, opts: { env?: Record<string, 
   }
 }
 
-const piUser = (keys = ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests test@laptop']): PlanUser => ({
-  name: 'pi',
-  system: false,
-  home: '/home/pi',
-  shell: '/bin/bash',
-  groups: [],
-  authorizedKeys: keys,
-  feature: 'system',
-});
+const piUser = (): Pick<Plan, 'users' | 'dirs' | 'files'> =>
+  userWithKeys({ name: 'pi', system: false, home: '/home/pi', shell: '/bin/bash', groups: [], feature: 'system' }, ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests test@laptop']);
 
 describe('converger trust: cut applies, planted links, the firewall, removals', () => {
   let root = '';
@@ -100,7 +93,7 @@ describe('converger trust: cut applies, planted links, the firewall, removals', 
   });
 
   test("a login user's ~/.ssh swapped for a link to /etc: the apply refuses, /etc keeps its owner and mode", async () => {
-    const plan = emptyPlan({ users: [piUser()] });
+    const plan = emptyPlan(piUser());
     await apply(plan);
     const [uid, gid] = (await inRoot(root, 'sh', '-c', 'id -u pi; id -g pi')).split('\n').map(Number);
     const ssh = join(root, 'home/pi/.ssh');
@@ -122,7 +115,7 @@ describe('converger trust: cut applies, planted links, the firewall, removals', 
   });
 
   test("a login user's authorized_keys turned into a link to a root-only file: replaced, never followed or shown", async () => {
-    const plan = emptyPlan({ users: [piUser()] });
+    const plan = emptyPlan(piUser());
     rmSync(join(root, 'home/pi/.ssh'), { recursive: true, force: true });
     await apply(plan);
     const [uid, gid] = (await inRoot(root, 'sh', '-c', 'id -u pi; id -g pi')).split('\n').map(Number);
@@ -144,7 +137,7 @@ describe('converger trust: cut applies, planted links, the firewall, removals', 
   });
 
   test("a FIFO in place of a login user's authorized_keys is replaced, not read (the apply does not hang)", async () => {
-    const plan = emptyPlan({ users: [piUser()] });
+    const plan = emptyPlan(piUser());
     await apply(plan);
     const keys = '/home/pi/.ssh/authorized_keys';
     rmSync(join(root, keys));
@@ -241,7 +234,7 @@ describe('converger trust: cut applies, planted links, the firewall, removals', 
     writeFileSync(join(root, 'etc/systemd/system/foreign.service'), '[Service]\nExecStart=/bin/true\n');
     writeFileSync(join(root, 'etc/syncpi-found.conf'), 'theirs\n');
     const full = emptyPlan({
-      users: [{ name: 'rmuser', system: true, home: '/var/lib/rmuser', shell: '/usr/sbin/nologin', groups: ['rmgroup'], authorizedKeys: [], feature: 'services' }],
+      users: [{ name: 'rmuser', system: true, home: '/var/lib/rmuser', shell: '/usr/sbin/nologin', groups: ['rmgroup'], feature: 'services' }],
       dirs: [{ path: '/etc/syncpi-rm/sub', mode: '0755', owner: 'root', group: 'root', feature: 'services' }],
       files: [
         file(unit, '[Unit]\nDescription=removal test\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n', { notify: ['daemon-reload'] }),

@@ -1,5 +1,5 @@
 /**
- * provision/firstboot.sh applied to a root tree (ROOT=…): the per-card settings file is parsed as
+ * templates/firstboot/firstboot.sh applied to a root tree (ROOT=…): the per-card settings file is parsed as
  * data, hostile values never run or escape, valid values land where the Pi reads them, and the
  * file (which holds the Wi-Fi passphrase) is gone afterwards. Runs as root (chown to uid 1000).
  */
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 
-const SCRIPT = resolve(import.meta.dirname, '../../provision/firstboot.sh');
+const SCRIPT = resolve(import.meta.dirname, '../../templates/firstboot/firstboot.sh');
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBn7QvX7Vx0Yq3E5Yw5m0q3hQ2Rr8h0C2Wc8x4J0c3aB me@laptop';
 
 function tree(opts: { nm?: boolean } = {}): string {

@@ -43,7 +43,7 @@ describe('arm64 rootfs through qemu-user', () => {
     const machine = await withChroot(root, { arch: 'arm64' }, async (t) => (await t.exec(['uname', '-m'])).stdout.trim());
     assert.equal(machine, 'aarch64');
     const plan = emptyPlan({
-      users: [{ name: 'syncd', system: true, home: '/var/lib/syncd', shell: '/usr/sbin/nologin', groups: [], authorizedKeys: [], feature: 'sync' }],
+      users: [{ name: 'syncd', system: true, home: '/var/lib/syncd', shell: '/usr/sbin/nologin', groups: [], feature: 'sync' }],
       dirs: [{ path: '/srv/drive', mode: '0750', owner: 'syncd', group: 'syncd', feature: 'drive' }],
       files: [file('/etc/syncpi/arm.conf', 'arch = arm64\n', { mode: '0640', group: 'syncd' })],
       checks: [

@@ -6,15 +6,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildBundle, bundleTar, writeBundleDir, SYSCTL_DROPIN } from '../../src/bundle/bundle.js';
+import { buildBundle, bundleTar, writeBundleDir } from '../../src/bundle/bundle.js';
 import { parseManifest } from '../../src/bundle/manifest.js';
 import { ApplyOutputParser, parseApplyOutput, parseVerifyOutput } from '../../src/bundle/protocol.js';
 import { bundleRunScript, settleReport } from '../../src/targets/apply.js';
 import { UserError } from '../../src/util/errors.js';
+import { planFromFile } from '../../src/plan/load.js';
+import type { Plan } from '../../src/plan/types.js';
 import { demoPlan, emptyPlan, file } from '../helpers/converger-plan.js';
+import { fixtureKey, fixtures, minimalYaml, tempDir, writeConfig } from '../helpers/fixtures.js';
 
 const HOSTILE_PATH = "/etc/syncpi/$(reboot) `id` 'q' \"dq\" ünïcødé ; & |.conf";
 
@@ -61,13 +64,57 @@ test('manifest: no empty field, no control character, records the shell expects'
   for (const k of ['install', 'purge', 'group', 'user', 'usergroup', 'dir', 'file', 'notify', 'enable', 'mask', 'sysctl', 'handler', 'check']) {
     assert.ok(kinds.has(k), `manifest has ${k} records`);
   }
-  // Derived items: authorized_keys as a 0600 file in a 0700 dir, sysctls as a drop-in + handler.
-  assert.ok(recs.some((r) => r[0] === 'file' && r[1] === '/home/pi/.ssh/authorized_keys' && r[2] === '600' && r[3] === 'pi'));
-  assert.ok(recs.some((r) => r[0] === 'dir' && r[1] === '/home/pi/.ssh' && r[2] === '700'));
-  assert.ok(recs.some((r) => r[0] === 'file' && r[1] === SYSCTL_DROPIN));
-  assert.ok(recs.some((r) => r[0] === 'handler' && r[2] === 'sysctl'));
   // Modes are in stat's %a form, so the shell compares strings.
   assert.ok(recs.some((r) => r[0] === 'file' && r[1] === '/etc/syncd/secret.key' && r[2] === '600'));
+});
+
+/**
+ * The bundle decides nothing: each file, directory and handler its manifest names for the target
+ * is one of the Plan's, with the same mode, owner, group and bytes, and it names all of them.
+ */
+async function assertOnlyEncodes(plan: Plan): Promise<void> {
+  const bundle = await buildBundle(plan);
+  const recs = parseManifest(bundle.manifest);
+  const entry = new Map(bundle.entries.map((e) => [e.path, e.content]));
+  const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
+  const mode = (m: string) => parseInt(m, 8).toString(8);
+  const byPath = <T extends { path: string }>(xs: T[]) => [...xs].sort((a, b) => (a.path < b.path ? -1 : 1));
+  const files = recs.filter((r) => r[0] === 'file').map((r) => {
+    assert.equal(sha(entry.get(r[6]!)!), r[7], `${r[1]}: the carried bytes are the recorded ones`);
+    return { path: r[1]!, mode: r[2]!, owner: r[3]!, group: r[4]!, secret: r[5] === '1', sha256: r[7]! };
+  });
+  assert.deepEqual(byPath(files), byPath(plan.files.map((f) => ({ path: f.path, mode: mode(f.mode), owner: f.owner, group: f.group, secret: f.secret === true, sha256: sha(f.content) }))));
+  const dirs = recs.filter((r) => r[0] === 'dir').map((r) => ({ path: r[1]!, mode: r[2]!, owner: r[3]!, group: r[4]! }));
+  assert.deepEqual(byPath(dirs), byPath(plan.dirs.map((d) => ({ path: d.path, mode: mode(d.mode), owner: d.owner, group: d.group }))));
+  assert.deepEqual(recs.filter((r) => r[0] === 'handler').map((r) => r[1]), plan.handlers.map((h) => h.name), 'the handlers, in the plan\'s order');
+  assert.deepEqual(
+    recs.filter((r) => r[0] === 'notify').map((r) => `${r[1]} ${r[2]}`).sort(),
+    plan.files.flatMap((f) => f.notify.map((n) => `${f.path} ${n}`)).sort(),
+  );
+}
+
+test('every file, directory and handler the bundle carries to the target is one the plan lists', async () => {
+  process.env.SYNCPI_TEST_PSK = 'correct horse battery';
+  process.env.SYNCPI_TEST_PANEL_PASSWORD = 'a long enough password';
+  const rsync = writeConfig(minimalYaml(`sync:\n  folders:\n    - { id: docs, path: docs, devices: [] }\naccess:\n  rsync:\n    - { name: cam, key: "${fixtureKey}", folder: docs, mode: write-only }\n`));
+  const full = join(tempDir(), 'full.yaml');
+  copyFileSync(join(fixtures, 'good', 'full.yaml'), full);
+  for (const path of [writeConfig(minimalYaml()), full, rsync]) {
+    const { plan } = planFromFile(path);
+    // Those the bundle used to add on its own.
+    for (const p of ['/home/pi/.ssh/authorized_keys', '/etc/sysctl.d/90-syncpi.conf']) assert.ok(plan.files.some((f) => f.path === p), `${path}: the plan lists ${p}`);
+    assert.ok(plan.dirs.some((d) => d.path === '/home/pi/.ssh' && d.mode === '0700'), `${path}: the plan lists ~/.ssh`);
+    assert.ok(plan.handlers.some((h) => h.action === 'sysctl'), `${path}: the plan lists the sysctl handler`);
+    await assertOnlyEncodes(plan);
+  }
+  assert.ok(planFromFile(rsync).plan.files.some((f) => f.path === '/var/lib/syncpi-rsync/.ssh/authorized_keys' && f.owner === 'syncpi-rsync' && f.feature === 'rsync'));
+  await assertOnlyEncodes(demoPlan());
+});
+
+test('a plan without sysctls or keys has no drop-in, no authorized_keys and no handler for them', async () => {
+  const plan = emptyPlan({ users: [{ name: 'svc', system: true, home: '/var/lib/svc', shell: '/usr/sbin/nologin', groups: [], feature: 'sync' }] });
+  const recs = parseManifest((await buildBundle(plan)).manifest);
+  assert.deepEqual(recs.filter((r) => ['file', 'dir', 'handler', 'sysctl'].includes(r[0]!)), []);
 });
 
 test('secret files are marked, stored 0600 in the bundle, and their content is not in the manifest', async () => {
@@ -125,10 +172,11 @@ rejects('a unit starting with "-"', (p) => (p.units.mask = ['--now.service']), /
 rejects('a sysctl value with a newline', (p) => (p.sysctls['kernel.x'] = '1\nkernel.y = 2'), /control characters/);
 rejects('a sysctl key with a slash', (p) => (p.sysctls['../x'] = '1'), /sysctl key/);
 rejects('a handler argv with a newline', (p) => p.handlers.push({ name: 'c', action: 'command', argv: ['/bin/true', 'a\nb'], liveOnly: false }), /control characters/);
-rejects('an authorized key with an embedded newline', (p) => (p.users[1]!.authorizedKeys = ['ssh-ed25519 AAAA a\nssh-rsa BBBB b']), /control characters/);
 rejects('a notify of a missing handler', (p) => (p.files[0]!.notify = ['nope']), /no handler/);
 rejects('a file managed twice', (p) => p.files.push({ ...p.files[0]! }), /managed twice/);
-rejects('a restart handler without unit', (p) => p.handlers.push({ name: 'r', action: 'restart', liveOnly: true }), /needs a unit/);
+// The type refuses it; a plan from elsewhere (JSON) meets the same refusal at run time.
+// @ts-expect-error a restart names its unit
+rejects('a restart handler without unit', (p) => p.handlers.push({ name: 'r', action: 'restart', liveOnly: true }), /systemd unit name/);
 
 test('protocol parser: changes, diffs with tabs, handlers, failure with output', () => {
   const out = [

@@ -66,6 +66,19 @@ test('plan prints a summary, --json the full plan without the panel password', (
   assert.match(plan.files.find((f: { path: string }) => f.path === '/etc/syncpi/syncthing/config.xml').content, /^<secret: \d+ bytes/);
 });
 
+test('plan lists every file the Pi gets: the login keys, their folder, the sysctl drop-in and its handler too', () => {
+  const p = writeConfig(minimalYaml());
+  const r = syncpi(['plan', p]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^  0600 pi:\s+\/home\/pi\/\.ssh\/authorized_keys\s+\[system\]$/m);
+  assert.match(r.stdout, /^  0700 pi:\s+\/home\/pi\/\.ssh  \[system\]$/m);
+  assert.match(r.stdout, /^  0644 root:root\s+\/etc\/sysctl\.d\/90-syncpi\.conf\s+\[system\] → syncpi-sysctl$/m);
+  assert.match(r.stdout, /^Handlers \(run once, when notified\): .*\bsyncpi-sysctl\b/m);
+  const plan = JSON.parse(syncpi(['plan', '--json', p]).stdout);
+  const keys = plan.files.find((f: { path: string }) => f.path === '/home/pi/.ssh/authorized_keys');
+  assert.equal(keys.content, `${fixtureKey}\n`);
+});
+
 test('init without a terminal refuses and names the flags', () => {
   const dir = tempDir();
   const r = syncpi(['init', '--out', join(dir, 'a.yaml')]);

@@ -5,9 +5,10 @@ import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync, chmodSy
 import { dirname, join } from 'node:path';
 import { planFromFile } from '../../src/plan/load.js';
 import { redactPlan } from '../../src/plan/summary.js';
+import { authorizedKeysItems } from '../../src/plan/derived-files.js';
 import { UserError } from '../../src/util/errors.js';
 import { ConfigError } from '../../src/config/load.js';
-import { fixtures, minimalYaml, tempDir, writeConfig } from '../helpers/fixtures.js';
+import { fixtures, minimalYaml, repoRoot, tempDir, writeConfig } from '../helpers/fixtures.js';
 
 process.env.SYNCPI_TEST_PSK = 'correct horse battery';
 process.env.SYNCPI_TEST_PANEL_PASSWORD = 'pa$$word "quoted" <xml>';
@@ -149,6 +150,27 @@ test('a user template folder overrides a built-in template, and strict mode reje
   assert.throws(() => planFromFile(p), (e: unknown) => e instanceof UserError && /custom\.service\.hbs: "greting" not defined/.test(e.message));
 });
 
+test('every plan input is looked up the same way: a package profile and the first-boot script come from the user folder too', () => {
+  const builtin = planFromFile(writeConfig(minimalYaml())).plan;
+  assert.ok(builtin.packages.purge.includes('xserver-common'), 'the built-in headless profile strips X');
+  assert.equal(file(builtin, '/usr/local/lib/syncpi/firstboot').content, readFileSync(join(repoRoot, 'templates', 'firstboot', 'firstboot.sh'), 'utf8'));
+  const p = writeConfig(minimalYaml('templates_dir: ./tpl\n'));
+  mkdirSync(join(dirname(p), 'tpl', 'packages'), { recursive: true });
+  mkdirSync(join(dirname(p), 'tpl', 'firstboot'), { recursive: true });
+  writeFileSync(join(dirname(p), 'tpl', 'packages', 'headless.txt'), '# ours\nmy-desktop*\n\ncups\n');
+  writeFileSync(join(dirname(p), 'tpl', 'firstboot', 'firstboot.sh'), '#!/bin/sh\necho ours\n');
+  const { plan } = planFromFile(p);
+  assert.deepEqual(plan.packages.purge, ['cups', 'my-desktop*']);
+  assert.equal(file(plan, '/usr/local/lib/syncpi/firstboot').content, '#!/bin/sh\necho ours\n');
+  assert.equal(file(plan, '/usr/local/lib/syncpi/firstboot').mode, '0755', 'the plan, not the input, decides the mode');
+});
+
+test('a key that would become two authorized_keys lines never reaches a plan', () => {
+  assert.throws(() => authorizedKeysItems({ name: 'pi', home: '/home/pi' }, ['ssh-ed25519 AAAA a\nssh-rsa BBBB b'], 'system'), /SSH key 0 of pi .*control character/);
+  assert.deepEqual(authorizedKeysItems({ name: 'svc', home: '/' }, [], 'sync'), { dirs: [], files: [] }, 'no keys: the file is left alone');
+  assert.equal(authorizedKeysItems({ name: 'svc', home: '/' }, ['k'], 'sync').files[0]!.path, '/.ssh/authorized_keys');
+});
+
 test('every problem in a file is reported at once', () => {
   const p = writeConfig('system:\n  hostname: Bad Name\n  user:\n    name: root\n    ssh_keys: [nope]\ndrive:\n  label: "bad label!"\n');
   assert.throws(() => planFromFile(p), (e: unknown) => e instanceof ConfigError && e.problems.length >= 4);
@@ -172,7 +194,7 @@ test('the default appliance compiles to the expected parts', () => {
   for (const u of ['syncthing.service', 'nftables.service', 'ssh.service', 'syncpi-drive-report.timer']) assert.ok(plan.units.enable.includes(u), u);
   for (const p of ['syncthing', 'nftables', 'openssh-server', 'unattended-upgrades']) assert.ok(plan.packages.install.includes(p), p);
   assert.ok(plan.packages.purge.includes('avahi-daemon'));
-  assert.equal(plan.users.find((u) => u.name === 'pi')?.authorizedKeys.length, 1);
+  assert.equal(file(plan, '/home/pi/.ssh/authorized_keys').content.split('\n').filter(Boolean).length, 1);
   assert.ok(plan.checks.some((c) => c.kind === 'http' && c.url.endsWith('/rest/system/status') && c.expectAuthenticated === 200));
 });
 
@@ -224,7 +246,7 @@ test('each boot service unit notifies the handler that restarts that unit, whate
   const restarted: string[] = [];
   for (const f of plan.files.filter((x) => x.feature === 'services')) {
     const unit = f.path.split('/').pop()!;
-    const restarts = f.notify.map((n) => byName.get(n)!).filter((h) => h.action === 'restart').map((h) => h.unit);
+    const restarts = f.notify.map((n) => byName.get(n)!).flatMap((h) => (h.action === 'restart' ? [h.unit] : []));
     // A timer's service is started by the timer, not restarted when it changes.
     if (restarts.length) assert.deepEqual(restarts, [unit], `${unit} restarts itself`);
     restarted.push(...restarts.map(String));

@@ -3,11 +3,14 @@
  * timeout), per-filesystem ownership options, and optional spin-down.
  */
 import { SYNCPI_LIB, type Feature } from '../context.js';
+import type { PlanHandler } from '../types.js';
 import { hasUnixOwners } from '../../config/drive-layout.js';
 import { USB_QUIRKS_PARAM, usbQuirksValue } from '../../hardware/usb-quirks.js';
 export { driveDeviceUnit, mountUnitName, unitNameForPath } from '../units.js';
 
 const FSTYPE: Record<string, string> = { ext4: 'ext4', btrfs: 'btrfs', xfs: 'xfs', exfat: 'exfat', vfat: 'vfat', ntfs: 'ntfs3' };
+
+const FSTAB_SYNC: PlanHandler = { name: 'fstab-sync', action: 'command', argv: [`${SYNCPI_LIB}/fstab-sync`], liveOnly: false };
 
 export const drive: Feature = {
   name: 'drive',
@@ -18,9 +21,7 @@ export const drive: Feature = {
         { path: `${SYNCPI_LIB}/fstab-sync`, mode: '0755', owner: 'root', group: 'root', content: ctx.render('drive/fstab-sync.sh.hbs'), notify: ['fstab-sync'] },
       ],
       dirs: [{ path: '/etc/syncpi/fstab.d', mode: '0755', owner: 'root', group: 'root' }],
-      handlers: [
-        { name: 'fstab-sync', action: 'command' as const, argv: [`${SYNCPI_LIB}/fstab-sync`], liveOnly: false },
-      ],
+      handlers: [FSTAB_SYNC],
     };
     if (!d) {
       return { ...base, files: [...base.files, { path: '/etc/syncpi/fstab.d/drive.fstab', mode: '0644', owner: 'root', group: 'root', content: ctx.render('drive/drive.fstab.hbs', { drive: null }), notify: ['fstab-sync'] }] };
@@ -49,7 +50,7 @@ export const drive: Feature = {
       { path: '/etc/syncpi/fstab.d/drive.fstab', mode: '0644', owner: 'root', group: 'root', content: fstab, notify: ['fstab-sync', 'daemon-reload'] },
     ];
     const enable: string[] = [];
-    const handlers: NonNullable<ReturnType<Feature['contribute']>['handlers']> = [...base.handlers];
+    const handlers: PlanHandler[] = [...base.handlers];
     if (d.spin_down > 0) {
       install.push('hd-idle');
       files.push({ path: '/etc/default/hd-idle', mode: '0644', owner: 'root', group: 'root', content: ctx.render('drive/hd-idle.hbs', { drive_device_link: link }), notify: ['restart-hd-idle'] });

@@ -3,14 +3,12 @@
  * everything any feature installs. Essential/required packages are refused on the target too,
  * where the package database is known; here we only know names and globs.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { imageDir } from '../../util/paths.js';
-import type { Feature } from '../context.js';
+import type { Feature, FeatureContext } from '../context.js';
 
-export function profilePackages(profile: string): string[] {
+/** A profile is a plan input (templates/packages/NAME.txt): one package or glob a line, # comments. */
+export function profilePackages(ctx: Pick<FeatureContext, 'read'>, profile: string): string[] {
   if (profile === 'none') return [];
-  return readFileSync(join(imageDir(), 'profiles', `${profile}.txt`), 'utf8')
+  return ctx.read(`packages/${profile}.txt`)
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'));
@@ -40,6 +38,6 @@ export const packages: Feature = {
   name: 'packages',
   contribute(ctx) {
     const p = ctx.config.packages;
-    return { install: p.install, purge: [...profilePackages(p.profile), ...p.remove] };
+    return { install: p.install, purge: [...profilePackages(ctx, p.profile), ...p.remove] };
   },
 };

@@ -7,6 +7,7 @@
  * those and nothing else on the drive, and Syncthing can read, change and delete what it uploads.
  */
 import { RSYNC_USER, SYNCPI_LIB, UPLOAD_GROUP, type Feature } from '../context.js';
+import { authorizedKeysPath } from '../derived-files.js';
 
 export const RSYNC_FOLDER = `${SYNCPI_LIB}/rsync-folder`;
 export const RSYNC_HOME = `/var/lib/${RSYNC_USER}`;
@@ -30,7 +31,7 @@ export const rsync: Feature = {
       users: [{ name: RSYNC_USER, system: true, home: RSYNC_HOME, shell: '/bin/sh', groups: [UPLOAD_GROUP], authorizedKeys: keys.map(rsyncKeyLine) }],
       files: [{ path: RSYNC_FOLDER, mode: '0755', owner: 'root', group: 'root', content: ctx.render('access/rsync-folder.sh.hbs'), notify: [] }],
       checks: [
-        { kind: 'file', path: `${RSYNC_HOME}/.ssh/authorized_keys`, mode: '0600', owner: RSYNC_USER, description: `${RSYNC_USER} has the ${keys.length} rsync key(s), each pinned to its folder` },
+        { kind: 'file', path: authorizedKeysPath(RSYNC_HOME), mode: '0600', owner: RSYNC_USER, description: `${RSYNC_USER} has the ${keys.length} rsync key(s), each pinned to its folder` },
         { kind: 'command', argv: ['test', '-x', '/usr/bin/rrsync'], expectExit: 0, liveOnly: false, description: 'rrsync is installed' },
       ],
       notes: keys.map((k) => `rsync key ${k.name}: ${k.mode} in folder ${k.folderId} (${k.path}), as ${RSYNC_USER}`),

@@ -1,7 +1,8 @@
 /** Hostname, time zone, locale, keyboard, the appliance user, Wi-Fi, first-boot host keys, smartd. */
 import { createHash } from 'node:crypto';
-import type { PlanCheck } from '../types.js';
+import type { PlanCheck, PlanHandler } from '../types.js';
 import type { Feature } from '../context.js';
+import { authorizedKeysPath } from '../derived-files.js';
 
 /**
  * The one first-boot SSH host key generator is syncpi's: it runs whenever a key is missing, not
@@ -49,6 +50,7 @@ export const system: Feature = {
     const { config } = ctx;
     const user = config.system.user;
     const wifi = config.system.wifi;
+    const home = `/home/${user.name}`;
     const files = [
       { path: '/etc/hostname', mode: '0644', owner: 'root', group: 'root', content: ctx.render('system/hostname.hbs'), notify: ['hostname'] },
       { path: '/etc/hosts', mode: '0644', owner: 'root', group: 'root', content: ctx.render('system/hosts.hbs'), notify: [] },
@@ -90,7 +92,7 @@ export const system: Feature = {
     }
     return {
       install,
-      users: [{ name: user.name, system: false, home: `/home/${user.name}`, shell: '/bin/bash', groups: user.sudo ? ['sudo', 'adm', 'systemd-journal'] : ['systemd-journal'], authorizedKeys: user.ssh_keys.map((k) => k.trim()) }],
+      users: [{ name: user.name, system: false, home, shell: '/bin/bash', groups: user.sudo ? ['sudo', 'adm', 'systemd-journal'] : ['systemd-journal'], authorizedKeys: user.ssh_keys.map((k) => k.trim()) }],
       files,
       enable: [HOST_KEY_UNIT, 'ssh.service', 'NetworkManager.service'],
       disable: BASE_HOST_KEY_UNITS,
@@ -99,11 +101,11 @@ export const system: Feature = {
         { name: 'timezone', action: 'command', argv: ['ln', '-sfn', `/usr/share/zoneinfo/${config.system.timezone}`, '/etc/localtime'], liveOnly: false },
         { name: 'locale-gen', action: 'command', argv: ['locale-gen'], liveOnly: false },
         { name: 'nm-reload', action: 'command', argv: ['nmcli', 'connection', 'reload'], liveOnly: true },
-        ...(config.packages.install.includes('smartmontools') ? [{ name: 'restart-smartd', action: 'restart' as const, unit: 'smartmontools.service', liveOnly: true }] : []),
+        ...(config.packages.install.includes('smartmontools') ? [{ name: 'restart-smartd', action: 'restart', unit: 'smartmontools.service', liveOnly: true } satisfies PlanHandler] : []),
       ],
       checks: [
         { kind: 'file', path: '/etc/hostname', description: `hostname is ${config.system.hostname}`, sha256: createHash('sha256').update(`${config.system.hostname}\n`).digest('hex') },
-        { kind: 'file', path: `/home/${user.name}/.ssh/authorized_keys`, mode: '0600', owner: user.name, description: `${user.name} has the configured SSH keys` },
+        { kind: 'file', path: authorizedKeysPath(home), mode: '0600', owner: user.name, description: `${user.name} has the configured SSH keys` },
         { kind: 'service-enabled', unit: 'ssh.service', description: 'SSH starts at boot' },
         ONE_HOST_KEY_GENERATOR,
       ],
