@@ -8,7 +8,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Plan, PlanCheck, PlanHandler } from '../plan/types.js';
 import { UserError } from '../util/errors.js';
@@ -267,10 +266,6 @@ function tarEntries(bundle: Bundle): TarEntry[] {
 /** The whole bundle as one tar archive, for a single upload. */
 export function bundleTar(bundle: Bundle): Buffer {
   return tarBytes(tarEntries(bundle));
-}
-
-export function bundleTarStream(bundle: Bundle): Readable {
-  return Readable.from([bundleTar(bundle)]);
 }
 
 /** Write the bundle into `dir` (created 0700: the bundle can hold secrets). */
