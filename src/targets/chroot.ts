@@ -6,13 +6,14 @@
  * In a root of another architecture, scripts run on this machine's shell and file tools
  * (native-tools.ts); programs given to exec() are always the target's own.
  */
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { withCleanup, type CleanupScope } from '../util/cleanup.js';
 import { Failure, UserError } from '../util/errors.js';
 import { mountNativeTools } from './native-tools.js';
 import { lineSplitter, type RunScriptOptions, type ScriptResult, type Target } from './target.js';
+import { lexists } from '../util/fs.js';
 
 export type Arch = 'amd64' | 'arm64' | 'armhf';
 
@@ -42,14 +43,6 @@ export interface ChrootTarget extends Target {
   exec(argv: string[], opts?: { input?: Buffer }): Promise<ScriptResult>;
 }
 
-const exists = (p: string): boolean => {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function isMountpoint(p: string): Promise<boolean> {
   const r = await execa('mountpoint', ['-q', p], { reject: false });
@@ -115,7 +108,7 @@ export async function ensureBinfmt(arch: Arch): Promise<string | undefined> {
 
 function saveAside(scope: CleanupScope, path: string, label: string): void {
   const saved = `${path}.syncpi-saved`;
-  const had = exists(path);
+  const had = lexists(path);
   if (had) {
     rmSync(saved, { force: true });
     renameSync(path, saved);
@@ -161,7 +154,7 @@ export async function withChroot<T>(rootfs: string, opts: ChrootOptions, fn: (t:
     if (interpreter) {
       // Without the F flag the kernel looks the interpreter up inside the chroot.
       const inside = join(rootfs, interpreter);
-      if (!exists(inside)) {
+      if (!lexists(inside)) {
         mkdirSync(dirname(inside), { recursive: true });
         copyFileSync(interpreter, inside);
         chmodSync(inside, 0o755);

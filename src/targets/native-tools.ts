@@ -25,6 +25,7 @@ import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { CleanupScope } from '../util/cleanup.js';
 import { Failure } from '../util/errors.js';
+import { lexists } from '../util/fs.js';
 
 /** Where the tools appear inside the chroot; first on the converger's PATH. */
 export const NATIVE_DIR = '/run/syncpi-native';
@@ -41,14 +42,6 @@ export const NATIVE_TOOLS = [
   'uniq', 'wc',
 ] as const;
 
-const exists = (p: string): boolean => {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** True when PATH's parent directory exists and resolves to a place inside ROOT. */
 function parentInside(root: string, path: string): boolean {
@@ -142,9 +135,9 @@ export async function mountNativeTools(rootfs: string, scope: CleanupScope): Pro
   const bin = join(rootfs, NATIVE_DIR);
   // Both paths must be free in the root: what is there belongs to the root's own programs. And
   // every mount point must really lie inside the root, not behind one of its links.
-  if (exists(libDir) || (interpDir !== kit.libDir && exists(interpInRoot))) return undefined;
+  if (lexists(libDir) || (interpDir !== kit.libDir && lexists(interpInRoot))) return undefined;
   if (![libDir, interpInRoot, bin].every((p) => parentInside(rootfs, p))) return undefined;
-  if (exists(bin) && !lstatSync(bin).isDirectory()) return undefined;
+  if (lexists(bin) && !lstatSync(bin).isDirectory()) return undefined;
 
   mkdirSync(libDir);
   await mountTmpfs(libDir, scope, true);
@@ -157,7 +150,7 @@ export async function mountNativeTools(rootfs: string, scope: CleanupScope): Pro
     scope.defer(`remove ${interpInRoot}`, () => unlinkSync(interpInRoot));
   }
 
-  const made = !exists(bin);
+  const made = !lexists(bin);
   mkdirSync(bin, { recursive: true });
   await mountTmpfs(bin, scope, made);
   for (const [name, file] of kit.tools) copyFileSync(file, join(bin, name));
