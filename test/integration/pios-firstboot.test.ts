@@ -231,7 +231,8 @@ describe('bookworm-based Raspberry Pi OS: raspberrypi-sys-mods firstboot and use
     assert.doesNotMatch(readRoot(root, 'etc/fstab') + cmdline, new RegExp(BASE_DISK_ID));
     assert.match(readRoot(root, 'var/lib/NetworkManager/NetworkManager.state'), /^WirelessEnabled=true$/m);
     assert.ok(readRoot(root, 'etc/NetworkManager/system-connections/syncpi-wifi-0.nmconnection').includes(`\npsk=${PLAN_PSK}\n`), "the config's Wi-Fi");
-    assertPlanFilesIntact(root, plan, []);
+    // the card's key joins the appliance's: the one plan file per-card settings extend
+    assertPlanFilesIntact(root, plan, ['/home/keeper/.ssh/authorized_keys']);
   });
 });
 
@@ -284,7 +285,7 @@ describe('trixie-based Raspberry Pi OS: cloud-init', () => {
     const ciLog = readRoot(root, 'var/log/cloud-init.log');
     assert.match(ciLog, /growpart disabled: mode=off/);
     assert.match(ciLog, /Skipping module named resizefs, resizing disabled/);
-    assertPlanFilesIntact(root, plan, ['/etc/hostname', '/etc/hosts']);
+    assertPlanFilesIntact(root, plan, ['/etc/hostname', '/etc/hosts', `/home/${FIRST_USER}/.ssh/authorized_keys`]);
   });
 });
 
