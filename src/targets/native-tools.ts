@@ -9,10 +9,10 @@
  * converger with — do that work natively inside the same chroot, against the same root: one
  * converger, the same steps and records, only faster.
  *
- * The target's own programs (apt-get, dpkg, systemctl, useradd, setpriv, locale-gen…) are not in
- * the list, so PATH still finds the target's, and the converger starts them with the target's own
- * PATH (`target` in provision/apply.sh) so their children — maintainer scripts above all — never
- * see a host program.
+ * The target's own programs (apt-get, dpkg, systemctl, useradd, locale-gen…) are not in the
+ * list, so PATH still finds the target's, and the converger starts those that start others with
+ * the target's own PATH (`target` in provision/facts.sh), so their children — maintainer scripts
+ * above all — never see a host program.
  *
  * Host programs need their dynamic loader and libraries at the paths they were linked for, which
  * a foreign root does not have: a tmpfs holds copies at exactly those paths (e.g.
@@ -32,13 +32,15 @@ export const NATIVE_DIR = '/run/syncpi-native';
 
 /**
  * The programs the converger (provision/*.sh and the bundle run script) takes from this machine:
- * the shell and file and text tools. Never a program whose result depends on the target's
- * packages or configuration (dpkg, apt, systemctl, the passwd tools, setpriv, getent).
+ * the shell, file and text tools, and the account lookups (getent, id, setpriv), which read only
+ * the root's own /etc/passwd and /etc/group (glibc's files lookup is part of libc itself). Never a
+ * program whose result depends on the target's packages or services (dpkg, apt, systemctl, the
+ * passwd tools that write accounts).
  */
 export const NATIVE_TOOLS = [
   'sh', 'awk', 'basename', 'cat', 'chgrp', 'chmod', 'chown', 'cmp', 'cp', 'cut', 'date', 'diff', 'dirname', 'env',
-  'expr', 'find', 'grep', 'head', 'id', 'ln', 'ls', 'mkdir', 'mktemp', 'mv', 'od', 'readlink', 'realpath',
-  'rm', 'rmdir', 'sed', 'sha256sum', 'sleep', 'sort', 'stat', 'sync', 'tail', 'tar', 'tee', 'touch', 'tr',
+  'expr', 'find', 'getent', 'grep', 'head', 'id', 'ln', 'ls', 'mkdir', 'mktemp', 'mv', 'od', 'readlink', 'realpath',
+  'rm', 'rmdir', 'sed', 'setpriv', 'sha256sum', 'sleep', 'sort', 'stat', 'sync', 'tail', 'tar', 'tee', 'touch', 'tr',
   'uniq', 'wc',
 ] as const;
 
