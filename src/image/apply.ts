@@ -12,8 +12,7 @@ import { applyToRootfs } from '../targets/rootfs.js';
 import type { Arch } from '../targets/chroot.js';
 import { adoptPiOsBase } from './pios.js';
 import { finishRoot } from './finish.js';
-import { keepLocales, seedLocales } from './locale-cache.js';
-import { ranHandlers } from '../bundle/protocol.js';
+import { openLocaleCache } from './locale-cache.js';
 
 /** The package part of a Plan alone: what the cached layer of a stock image holds. */
 export function packagesOnly(plan: Plan): Plan {
@@ -64,11 +63,9 @@ export async function customizeRoot(
     const adopted = await reporter.step('adapt the base\'s first-boot machinery', () => adoptPiOsBase(root, bootDir, plan), (d) => (d.length ? `${d.length} changes` : 'not Raspberry Pi OS: nothing to adapt'));
     for (const line of adopted) reporter.info(`Raspberry Pi OS base: ${line}`);
   }
-  const cacheLocales = o.localeCache ?? true;
-  const seeded = cacheLocales && (await seedLocales(root, plan));
-  if (seeded) reporter.info('locales: the compiled archive for this locale.gen is cached; locale-gen has nothing to do');
+  const locales = o.localeCache === false ? undefined : await openLocaleCache(root, plan);
+  if (locales?.seeded) reporter.info('locales: the compiled archive for this locale.gen is cached; locale-gen has nothing to do');
   const report = await applyToRootfs(root, plan, { arch: o.arch ?? plan.base.arch, reporter, scope, nativeTools: o.nativeTools });
-  const localeHandlers = new Set(plan.files.find((f) => f.path === '/etc/locale.gen')?.notify ?? []);
-  if (cacheLocales && !seeded && ranHandlers(report).some((h) => localeHandlers.has(h.name))) await keepLocales(root, plan);
+  await locales?.keep(report);
   await reporter.step('remove caches, logs, machine-id and SSH host keys', () => finishRoot(root));
 }

@@ -11,9 +11,10 @@
  * locale-gen as always.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Plan } from '../plan/types.js';
+import type { Plan, PlanFile } from '../plan/types.js';
+import { ranHandlers, type ApplyReport } from '../bundle/protocol.js';
 import { cacheDir } from './cache.js';
 import { installedPackages } from './finish.js';
 
@@ -22,37 +23,45 @@ const ARCHIVE = 'usr/lib/locale/locale-archive';
 /** The packages whose files localedef reads: the compiler itself and the locale sources. */
 const INPUTS = ['libc-bin', 'libc6', 'locales', 'locales-all'];
 
-async function keyFor(root: string, plan: Plan): Promise<string | undefined> {
-  const file = plan.files.find((f) => f.path === LOCALE_GEN);
-  if (!file || file.owner !== 'root' || file.group !== 'root') return undefined;
-  const versions = (await installedPackages(root)).filter((p) => INPUTS.includes(p.name)).map((p) => `${p.name}=${p.version}`);
-  if (!versions.some((v) => v.startsWith('locales'))) return undefined;
-  return createHash('sha256').update(`${plan.base.arch}\0${versions.join('\0')}\0${file.content}`).digest('hex').slice(0, 32);
+export interface LocaleCache {
+  /** The root got the cached archive: locale-gen has nothing to do in this apply. */
+  seeded: boolean;
+  /** After the apply: keep the archive locale-gen made, for the next build. */
+  keep(report: ApplyReport): Promise<void>;
 }
 
-/** Seed the root with a cached archive for the Plan's locale.gen; true when one was there. */
-export async function seedLocales(root: string, plan: Plan): Promise<boolean> {
-  const key = await keyFor(root, plan);
-  const cached = key && join(cacheDir('locales'), `${key}.archive`);
-  if (!cached || !existsSync(cached)) return false;
-  const file = plan.files.find((f) => f.path === LOCALE_GEN)!;
+function seed(root: string, file: PlanFile, cached: string): void {
   copyFileSync(cached, join(root, ARCHIVE));
   chmodSync(join(root, ARCHIVE), 0o644);
   const gen = join(root, LOCALE_GEN);
   writeFileSync(`${gen}.syncpi-seed`, file.content, { mode: Number.parseInt(file.mode, 8) });
   chownSync(`${gen}.syncpi-seed`, 0, 0);
   renameSync(`${gen}.syncpi-seed`, gen);
-  return true;
 }
 
-/** After an apply that compiled the Plan's locales, keep the archive for the next build. */
-export async function keepLocales(root: string, plan: Plan): Promise<void> {
-  const key = await keyFor(root, plan);
-  const archive = join(root, ARCHIVE);
-  if (!key || !existsSync(archive) || readFileSync(join(root, LOCALE_GEN), 'utf8') !== plan.files.find((f) => f.path === LOCALE_GEN)!.content) return;
-  const dest = join(cacheDir('locales'), `${key}.archive`);
-  const tmp = `${dest}.partial-${process.pid}`;
-  copyFileSync(archive, tmp);
-  if (statSync(tmp).size === 0) return;
-  renameSync(tmp, dest);
+/**
+ * The cache entry for the Plan's locale.gen in this root, seeded into the root when it exists;
+ * undefined when the Plan has no root-owned locale.gen or the root has no locales package.
+ */
+export async function openLocaleCache(root: string, plan: Plan): Promise<LocaleCache | undefined> {
+  const file = plan.files.find((f) => f.path === LOCALE_GEN);
+  if (!file || file.owner !== 'root' || file.group !== 'root') return undefined;
+  const versions = (await installedPackages(root)).filter((p) => INPUTS.includes(p.name)).map((p) => `${p.name}=${p.version}`);
+  if (!versions.some((v) => v.startsWith('locales'))) return undefined;
+  const key = createHash('sha256').update(`${plan.base.arch}\0${versions.join('\0')}\0${file.content}`).digest('hex').slice(0, 32);
+  const cached = join(cacheDir('locales'), `${key}.archive`);
+  const seeded = existsSync(cached);
+  if (seeded) seed(root, file, cached);
+  return {
+    seeded,
+    async keep(report) {
+      if (seeded || !ranHandlers(report).some((h) => file.notify.includes(h.name))) return;
+      const archive = join(root, ARCHIVE);
+      if (!existsSync(archive) || readFileSync(join(root, LOCALE_GEN), 'utf8') !== file.content) return;
+      const tmp = `${cached}.partial-${process.pid}`;
+      copyFileSync(archive, tmp);
+      if (statSync(tmp).size === 0) rmSync(tmp, { force: true });
+      else renameSync(tmp, cached);
+    },
+  };
 }

@@ -43,7 +43,6 @@ export interface ChrootTarget extends Target {
   exec(argv: string[], opts?: { input?: Buffer }): Promise<ScriptResult>;
 }
 
-
 async function isMountpoint(p: string): Promise<boolean> {
   const r = await execa('mountpoint', ['-q', p], { reject: false });
   return r.exitCode === 0;
