@@ -5,6 +5,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { UserError } from '../util/errors.js';
+import { formatBytes } from '../util/report.js';
 import { dataExtents, extentsToBlocks } from './extents.js';
 import { BMAP_BLOCK_SIZE, type Bmap, type BmapRange } from './format.js';
 
@@ -22,15 +23,9 @@ async function hashRange(fh: FileHandle, start: number, end: number, buf: Buffer
   return h.digest('hex');
 }
 
+/** Sizes in the XML's comments, as bmaptool words them: "N bytes" below a KiB. */
 function humanSize(n: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[i]}`;
+  return n < 1024 ? `${n} bytes` : formatBytes(n);
 }
 
 export function renderBmap(imageSize: number, ranges: BmapRange[], blockSize = BMAP_BLOCK_SIZE): string {
