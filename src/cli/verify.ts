@@ -78,6 +78,7 @@ export function printOutcomes(
   if (failed.length) throw new Failure(`${failed.length} check(s) failed: ${failed.map((f) => f.check.description).join('; ')}`);
 }
 
+/** Human lines: "PASS  description — detail". */
 function formatOutcomesSync(outcomes: Array<{ status: string; detail: string; check: { description: string } }>): string[] {
   return outcomes.map((o) => `${o.status.toUpperCase().padEnd(5)} ${o.check.description}${o.detail ? ` — ${o.detail}` : ''}`);
 }

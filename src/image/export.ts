@@ -3,7 +3,6 @@
  * temporary names in that same directory and renamed only when all of it is complete; the image
  * itself is renamed last, so a NAME.img is never there unless its sidecars are.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { rename, rm, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -110,8 +109,4 @@ export async function exportImage(opts: {
     apparentBytes: size,
     mappedBytes,
   };
-}
-
-export function sha256Text(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
 }

@@ -167,8 +167,3 @@ export async function verifyLive(t: SshTarget, plan: Plan, o: LiveCheckOptions):
   }
   return outcomes;
 }
-
-/** Human lines: "PASS  description — detail". */
-export function formatOutcomes(outcomes: Array<{ status: string; detail: string; check: { description: string } }>): string[] {
-  return outcomes.map((o) => `${o.status.toUpperCase().padEnd(5)} ${o.check.description}${o.detail ? ` — ${o.detail}` : ''}`);
-}
