@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Benchmark (not a test) of `syncpi build` on this machine:
-//   node bench/build.mjs [CONFIG] [--keep-cache] [--small]
-// Prints the cold build time of the default appliance (empty cache, Debian base with kernel),
-// the config-only rebuild time (same packages, another hostname) the previous way and today's,
-// each with its steps, and the image sizes:
+//   node bench/build.mjs [CONFIG] [--keep-cache] [--cold-twice]
+// Prints the cold build time of the default appliance (empty cache: the Debian base layer, then
+// the config's packages layer on it), the config-only rebuild time (same packages, another
+// hostname) the previous way and today's, one more package (a new packages layer on the cached
+// base) beside a whole cold build, which is what it cost before the base had a layer of its own,
+// each with its steps; with --cold-twice a second cold build, whose .debs come from the cache; and the image sizes:
 // apparent, mapped blocks (what a flash writes) and .xz. CONFIG defaults to image/appliance.yaml; a built-in
 // Plan is used only when image/appliance.yaml cannot be loaded. Needs root and the host tools of the build (see README).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +18,7 @@ register();
 const args = process.argv.slice(2);
 const configPath = args.find((a) => !a.startsWith('--'));
 const keepCache = args.includes('--keep-cache');
-const small = args.includes('--small');
+const coldTwice = args.includes('--cold-twice');
 
 const work = mkdtempSync(join(tmpdir(), 'syncpi-bench-'));
 if (!keepCache) process.env.XDG_CACHE_HOME = join(work, 'cache');
@@ -38,9 +40,10 @@ async function configPlan() {
   }
 }
 
-async function planFor(hostname) {
+async function planFor(hostname, morePackages = []) {
   const fromConfig = await configPlan();
   if (fromConfig) {
+    if (morePackages.length) return { ...fromConfig, packages: { ...fromConfig.packages, install: [...fromConfig.packages.install, ...morePackages] }, configHash: `${fromConfig.configHash}-more` };
     if (!hostname) return fromConfig;
     // a config-only change: another hostname, same packages
     const files = fromConfig.files.map((f) => (f.path === '/etc/hostname' ? { ...f, content: `${hostname}\n` } : f));
@@ -51,7 +54,7 @@ async function planFor(hostname) {
     format: 1, name: 'syncpi', hostname: h,
     base: { kind: 'debian', suite: 'trixie', arch: 'arm64' },
     configHash: `bench-${h}`,
-    packages: { install: [], purge: [], keep: [] },
+    packages: { install: morePackages, purge: [], keep: [] },
     users: [{ name: 'pi', system: false, home: '/home/pi', shell: '/bin/bash', groups: ['sudo'], authorizedKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBen bench'], feature: 'system' }],
     dirs: [], files: [{ path: '/etc/hostname', mode: '0644', owner: 'root', group: 'root', content: `${h}\n`, notify: [], feature: 'system' }],
     units: { enable: ['syncthing@pi.service'], disable: [], mask: [] }, sysctls: {}, handlers: [], checks: [], notes: [],
@@ -77,7 +80,7 @@ const quiet = {
 
 try {
   const t0 = Date.now();
-  const cold = await buildImage({ plan: await planFor(), outDir: join(work, 'out'), xz: true, reporter: quiet, boot: !small });
+  const cold = await buildImage({ plan: await planFor(), outDir: join(work, 'out'), xz: true, reporter: quiet });
   const coldMs = Date.now() - t0;
   const coldSteps = quiet.steps.splice(0);
   quiet.infos.splice(0);
@@ -85,7 +88,7 @@ try {
   // then today's twice: the first fills the locale cache unless an earlier build did.
   const rebuild = async (label, hostname, extra) => {
     const t = Date.now();
-    const r = await buildImage({ plan: await planFor(hostname), outDir: join(work, `out-${hostname}`), reporter: quiet, boot: !small, ...extra });
+    const r = await buildImage({ plan: await planFor(hostname), outDir: join(work, `out-${hostname}`), reporter: quiet, ...extra });
     const cachedLocales = quiet.infos.splice(0).some((m) => m.startsWith('locales: '));
     return { label: `${label}${extra.emulatedConverger ? '' : cachedLocales ? ', locales from the cache' : ', locale-gen ran'}`, ms: Date.now() - t, reused: r.layer.reused, steps: quiet.steps.splice(0) };
   };
@@ -94,10 +97,22 @@ try {
     await rebuild('native converger tools', 'syncpi-3', {}),
     await rebuild('native converger tools', 'syncpi-4', {}),
   ];
+  // one more package: jq is in neither the recipe nor the default appliance
+  const tMore = Date.now();
+  const more = await buildImage({ plan: await planFor(undefined, ['jq']), outDir: join(work, 'out-more'), reporter: quiet });
+  const moreMs = Date.now() - tMore;
+  const moreSteps = quiet.steps.splice(0);
+  quiet.infos.splice(0);
+  let again;
+  if (coldTwice) {
+    const t = Date.now();
+    const r = await buildImage({ plan: await planFor('syncpi-cold'), outDir: join(work, 'out-cold'), reporter: quiet, noCache: true });
+    again = { ms: Date.now() - t, fetches: r.layer.bootstrap?.fetches, steps: quiet.steps.splice(0) };
+  }
   const b = cold.layer.bootstrap ?? {};
   const lines = [
-    `cold build${cold.layer.reused ? ' (layer was cached!)' : ''}: ${formatDuration(coldMs)}`,
-    b.mmdebstrapMs !== undefined ? `  bootstrap (mmdebstrap incl. initramfs): ${formatDuration(b.mmdebstrapMs)}` : '',
+    `cold build${cold.layer.base?.reused ? ' (base layer was cached!)' : ''}: ${formatDuration(coldMs)}`,
+    b.mmdebstrapMs !== undefined ? `  bootstrap of the base layer (mmdebstrap incl. initramfs): ${formatDuration(b.mmdebstrapMs)}, ${b.fetches} apt fetches` : '',
     b.initramfsMs !== undefined ? `  of which the one initramfs build: ${formatDuration(b.initramfsMs)}` : '',
     b.imageMs !== undefined ? `  image layout (mkfs, mcopy): ${formatDuration(b.imageMs)}` : '',
     ...(b.slowest ?? []).map((x) => `  package setup ${x.name}: ${formatDuration(x.ms)}`),
@@ -106,6 +121,14 @@ try {
       `config-only rebuild, ${r.label} (layer ${r.reused ? 'reused' : 'NOT reused'}): ${formatDuration(r.ms)} (${(r.ms / rebuilds[0].ms).toFixed(2)}× the previous way)`,
       ...r.steps.map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
     ]),
+    `one more package (jq), base layer ${more.layer.base?.reused ? 'reused' : 'NOT reused'}: ${formatDuration(moreMs)} (${(moreMs / coldMs).toFixed(2)}× a cold build, what it cost before)`,
+    ...moreSteps.map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
+    ...(again
+      ? [
+          `second cold build (.debs from the cache): ${formatDuration(again.ms)} (${(again.ms / coldMs).toFixed(2)}× the first), ${again.fetches} apt fetches against ${b.fetches}`,
+          ...again.steps.map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
+        ]
+      : []),
     `image apparent size: ${formatBytes(cold.apparentBytes)} (${cold.apparentBytes} bytes)`,
     `image mapped blocks: ${formatBytes(cold.mappedBytes)} (${cold.mappedBytes} bytes)`,
     `image .xz: ${formatBytes(cold.xzBytes ?? 0)} (${cold.xzBytes} bytes)`,

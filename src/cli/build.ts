@@ -55,7 +55,7 @@ export function register(program: Command): void {
           `checksum: ${r.sha256}`,
           `manifest: ${r.manifest}`,
           ...(r.xz ? [`xz:       ${r.xz} (${formatBytes(r.xzBytes ?? 0)})`] : []),
-          `base layer ${r.layer.reused ? 'reused from cache' : 'built'}; total ${formatDuration(r.totalMs)}`,
+          `${r.layer.base ? `base layer ${r.layer.base.reused ? 'reused from cache' : 'built'}, ` : ''}packages layer ${r.layer.reused ? 'reused from cache' : 'built'}; total ${formatDuration(r.totalMs)}`,
           `flash it with: syncpi flash ${r.img}`,
         ].join('\n'),
       );

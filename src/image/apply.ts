@@ -14,7 +14,7 @@ import { adoptPiOsBase } from './pios.js';
 import { finishRoot } from './finish.js';
 import { openLocaleCache } from './locale-cache.js';
 
-/** The package part of a Plan alone: what the cached layer of a stock image holds. */
+/** The package part of a Plan alone: what a packages layer holds. */
 export function packagesOnly(plan: Plan): Plan {
   return { ...plan, users: [], dirs: [], files: [], units: { enable: [], disable: [], mask: [] }, sysctls: {}, handlers: [], checks: [] };
 }
@@ -31,19 +31,20 @@ function installedSizes(root: string): Map<string, number> {
 }
 
 /**
- * Install and purge packages in a stock image: the layer step, run once per layer key. It goes
+ * Install and purge a config's packages on its base: the packages layer, built once per layer key. It goes
  * through the same converger as everything else, so its protections hold here too: Essential and
  * required packages, and whatever the Plan installs or keeps, are never removed.
  * Returns the bytes the purge freed.
  */
-export async function applyPackages(root: string, plan: Plan, reporter: Reporter, scope: CleanupScope): Promise<{ freed: number; purged: string[] }> {
+export async function applyPackages(root: string, plan: Plan, reporter: Reporter, scope: CleanupScope): Promise<{ freed: number; purged: string[]; installed: string[] }> {
   // Measured as apt does ("… will be freed"): the purged packages' Installed-Size. The
   // filesystem's own count would net out the package lists apt-get update downloads.
   const sizes = installedSizes(root);
   const report = await applyToRootfs(root, packagesOnly(plan), { arch: plan.base.arch, reporter, scope });
-  const purged = report.changes.filter((c) => c.kind === 'package' && c.action === 'purged').map((c) => c.target);
+  const of = (action: string) => report.changes.filter((c) => c.kind === 'package' && c.action === action).map((c) => c.target);
+  const purged = of('purged');
   const freed = purged.reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0);
-  return { freed, purged };
+  return { freed, purged, installed: of('installed') };
 }
 
 /**

@@ -5,15 +5,17 @@
  * a targeted module list (see image/debian/).
  */
 import { execa } from 'execa';
-import { mkdir, rename, rm, readdir } from 'node:fs/promises';
+import { mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Reporter } from '../util/report.js';
 import { Failure } from '../util/errors.js';
 import { recipeDir, basePackages } from './recipe.js';
 import { bootstrapLineReader, progressDetail, slowestSetups } from './bootstrap-progress.js';
 import { createImageFromTrees } from './layout.js';
+import { mmdebstrapCacheArgs } from './deb-cache.js';
+import { dropAptState } from './finish.js';
 import { missingTool, tool } from '../util/tool.js';
-import { ensureBinfmt } from '../targets/chroot.js';
+import { ensureBinfmt, withChroot, type Arch } from '../targets/chroot.js';
 import type { CleanupScope } from '../util/cleanup.js';
 
 /** Remove a tree without crossing into anything still mounted inside it (/proc, /dev of a chroot). */
@@ -25,11 +27,8 @@ export interface BootstrapOptions {
   suite: string;
   arch: 'arm64' | 'armhf';
   mirror: string;
-  /** Extra packages from the Plan, installed in the same pass. */
-  install: string[];
-  purge: string[];
-  /** false: no kernel, firmware or initramfs (a small root for tests that never boot). */
-  boot: boolean;
+  /** Where the .debs are kept between builds (deb-cache.ts). */
+  debs: string;
   workDir: string;
   reporter: Reporter;
   scope: CleanupScope;
@@ -41,6 +40,8 @@ export interface BootstrapTimes {
   imageMs: number;
   /** The packages whose configuration took longest (under emulation: their maintainer scripts). */
   slowest?: Array<{ name: string; ms: number }>;
+  /** What apt fetched (index files and .debs): a second cold build finds its .debs in the cache. */
+  fetches?: number;
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -59,8 +60,8 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
   await mkdir(opts.workDir, { recursive: true });
   await ensureBinfmt(opts.arch);
 
-  const include = [...new Set([...basePackages(opts.arch, opts.boot, recipe), ...opts.install])].filter((p) => !opts.purge.includes(p));
-  const components = opts.boot ? 'main,non-free-firmware' : 'main';
+  const include = basePackages(opts.arch, recipe);
+  const components = 'main,non-free-firmware';
   const args = [
     '--mode=root',
     // apt's and dpkg's own lines are what progress is counted from
@@ -79,6 +80,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
     // emulation and asks nothing in a non-interactive build; configure still sets defaults
     '--aptopt=#clear DPkg::Pre-Install-Pkgs;',
     `--include=${include.join(',')}`,
+    ...mmdebstrapCacheArgs(opts.debs),
     `--essential-hook=${join(recipe, 'hooks/essential.sh')}`,
     `--customize-hook=${join(recipe, 'hooks/customize.sh')}`,
     opts.suite,
@@ -93,7 +95,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
       all: true,
       stdin: 'ignore',
       reject: false,
-      env: { SYNCPI_RECIPE: recipe, SYNCPI_BOOT: opts.boot ? '1' : '0', SYNCPI_PURGE: opts.purge.join(' ') },
+      env: { SYNCPI_RECIPE: recipe },
     });
     // on Ctrl-C mmdebstrap must unmount its chroot's /proc and /dev before the tree is removed
     opts.scope.defer('bootstrap:mmdebstrap', async () => {
@@ -115,6 +117,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
     }
     reader.end(Date.now());
     times.slowest = slowestSetups(p);
+    times.fetches = p.downloaded;
     const r = await proc;
     if (r.failed) {
       if ((r as { code?: string }).code === 'ENOENT') throw missingTool('mmdebstrap');
@@ -129,12 +132,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
     // the boot partition's content comes from the firmware hooks' /boot/firmware
     await rename(join(root, 'boot/firmware'), boot);
     await mkdir(join(root, 'boot/firmware'));
-    // apt's package cache and lists are rebuilt on the Pi; they would only bloat the layer
-    for (const d of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
-      for (const e of await readdir(join(root, d)).catch(() => [] as string[])) {
-        if (e.endsWith('.deb') || (d.endsWith('lists') && e !== 'partial' && e !== 'lock')) await rm(join(root, d, e), { force: true });
-      }
-    }
+    await dropAptState(root);
     const content = await duBytes(root);
     // room for the Plan's files and for mke2fs metadata; the final image is shrunk to fit anyway
     const rootBytes = Math.ceil(content * 1.25) + 256 * 1024 * 1024;
@@ -144,4 +142,16 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
   await removeTree(root);
   await removeTree(boot);
   return times;
+}
+
+/**
+ * The recipe's choice of who owns the wired network, made again once a packages layer is in:
+ * the config may have brought NetworkManager.
+ */
+export async function settleNetwork(root: string, arch: Arch, scope: CleanupScope): Promise<void> {
+  const script = await readFile(join(recipeDir(), 'network.sh'));
+  await withChroot(root, { arch, scope }, async (t) => {
+    const r = await t.exec(['/bin/sh', '-s'], { input: script });
+    if (r.exitCode !== 0) throw new Failure(`the recipe's network.sh failed in ${root} (exit ${r.exitCode ?? r.signal})`, r.stderr.split('\n').slice(-10));
+  });
 }

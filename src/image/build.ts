@@ -1,8 +1,10 @@
 /**
  * `syncpi build`: Plan → bootable SD image.
  *
- *   layer (cached by base + package set): Debian bootstrap, or a stock image with the packages
- *   installed in a chroot
+ *   base (cached): the Debian bootstrap of the recipe's packages with kernel and firmware, or a
+ *   stock image checked by SHA-256
+ *   packages layer (cached by base + the config's package lists): the base with the config's
+ *   packages installed and purged by the converger in a chroot, from a cache of .debs
  *   top (every build): copy the layer → grow → loop + mount → disk id and PARTUUID references →
  *   a Raspberry Pi OS base's first boot adapted (pios.ts) → apply the Plan → strip per-machine
  *   state → unmount → shrink + discard free blocks → export
@@ -17,14 +19,15 @@ import { withCleanup, type CleanupScope } from '../util/cleanup.js';
 import { UserError } from '../util/errors.js';
 import { hostMirror } from './mirror.js';
 import { acquireBase } from './base.js';
-import { bootstrapImage, type BootstrapTimes } from './bootstrap.js';
-import { cacheDir, layerKey, layerPaths, readLayer, storeLayer, type LayerMeta } from './cache.js';
+import { bootstrapImage, settleNetwork, type BootstrapTimes } from './bootstrap.js';
+import { baseLayerKey, cacheDir, layerPaths, packagesLayerKey, readLayer, storeLayer, type LayerMeta } from './cache.js';
+import { bindDebCache, debCacheDir, pruneDebCache } from './deb-cache.js';
 import { recipeVersion } from './recipe.js';
 import { attachImage, mountDev, tempMountpoint } from './loop.js';
 import { growFs, growImageFile, shrinkFs, truncateToRoot } from './resize.js';
 import { bootMountPoint, fixPartitionRefs, setDiskId } from './layout.js';
 import { applyPackages, customizeRoot } from './apply.js';
-import { installedPackages } from './finish.js';
+import { dropAptState, installedPackages } from './finish.js';
 import { exportImage, partialName, SECRET_FILE_MODE, type ExportResult } from './export.js';
 import { tool } from '../util/tool.js';
 import { stageBoot, type StagedBoot } from './bootpart.js';
@@ -37,9 +40,7 @@ export interface BuildOptions {
   outDir: string;
   xz?: boolean;
   reporter: Reporter;
-  /** false: the small variant without kernel, firmware and initramfs (Debian base only). */
-  boot?: boolean;
-  /** Ignore (and replace) a cached layer. */
+  /** Ignore (and replace) the cached layers. */
   noCache?: boolean;
   /** Free space left in the root file system of the exported image. */
   headroomBytes?: number;
@@ -49,7 +50,8 @@ export interface BuildOptions {
 
 export interface BuildResult extends ExportResult {
   name: string;
-  layer: { key: string; reused: boolean; ms: number; bootstrap?: BootstrapTimes };
+  /** The packages layer, and the Debian base layer under it. */
+  layer: { key: string; reused: boolean; ms: number; base?: { key: string; reused: boolean }; bootstrap?: BootstrapTimes };
   diskId: string;
   totalMs: number;
   packages: Array<{ name: string; version: string }>;
@@ -100,54 +102,107 @@ async function mountImage(scope: CleanupScope, dev: { partition(n: number): stri
   return { root, boot };
 }
 
-async function buildLayer(opts: BuildOptions, base: ResolvedBase, key: string, boot: boolean): Promise<LayerMeta> {
+interface BaseLayer {
+  img: string;
+  /** What a packages layer on it is keyed by: the base layer's key, or the image's SHA-256. */
+  parent: string;
+  debs: string;
+  /** A Debian base layer's own key and record. */
+  layer?: { key: string; reused: boolean; meta: LayerMeta };
+}
+
+interface LayerKeys {
+  /** The Debian base layer's key; none for a stock image, which is its own base. */
+  base?: string;
+  /** What the packages layer is keyed on: the base layer's key, or the stock image's SHA-256. */
+  parent: string;
+  packages: string;
+}
+
+function layerKeys(plan: Plan, base: ResolvedBase): LayerKeys {
+  const b = plan.base;
+  const baseKey = b.kind === 'debian' ? baseLayerKey({ suite: b.suite, arch: b.arch, mirror: base.mirror!, recipeVersion: recipeVersion() }) : undefined;
+  const parent = baseKey ?? base.sha256!;
+  return { ...(baseKey ? { base: baseKey } : {}), parent, packages: packagesLayerKey({ parent, packages: plan.packages }) };
+}
+
+/** The cached layers a build of this plan would use (a stock base is fetched and checked for its digest). */
+export async function planLayerKeys(plan: Plan, reporter: Reporter): Promise<LayerKeys> {
+  return layerKeys(plan, await resolveBase(plan, reporter));
+}
+
+/** The base every packages layer of this suite and architecture starts from: bootstrapped once. */
+async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: string): Promise<BaseLayer> {
+  const { plan, reporter } = opts;
+  if (plan.base.kind !== 'debian') throw new Error('debianBaseLayer: not a Debian base');
+  const { suite, arch } = plan.base;
+  const paths = layerPaths(key);
+  const debs = debCacheDir(`debian ${base.mirror} ${suite} ${arch}`);
+  const cached = opts.noCache ? undefined : await readLayer(key);
+  if (cached) {
+    reporter.info(`reusing cached base layer ${key} (Debian ${suite} ${arch}, built ${cached.created})`);
+    return { img: paths.img, parent: key, debs, layer: { key, reused: true, meta: cached } };
+  }
+  const t0 = Date.now();
+  const tmp = `${paths.img}.partial-${process.pid}`;
+  const meta = await withCleanup(async (scope) => {
+    scope.defer('layer:tmp', () => rm(tmp, { force: true }));
+    const workDir = join(cacheDir('work'), `${key}-${process.pid}`);
+    const bootstrap = await bootstrapImage({ suite, arch, mirror: base.mirror!, debs, workDir, reporter, scope }, tmp, '00000000');
+    await pruneDebCache(debs);
+    const m: LayerMeta = { key, created: new Date().toISOString(), base: base.describe, buildMs: Date.now() - t0, bootstrap };
+    await storeLayer(tmp, m);
+    return m;
+  });
+  return { img: paths.img, parent: key, debs, layer: { key, reused: false, meta } };
+}
+
+/** The config's package lists applied to a copy of the base: the layer a config-only rebuild starts from. */
+async function buildPackagesLayer(opts: BuildOptions, base: ResolvedBase, parent: BaseLayer, key: string): Promise<LayerMeta> {
   const { plan, reporter } = opts;
   const t0 = Date.now();
   const paths = layerPaths(key);
   const tmp = `${paths.img}.partial-${process.pid}`;
   return withCleanup(async (scope) => {
     scope.defer('layer:tmp', () => rm(tmp, { force: true }));
-    let bootstrap: BootstrapTimes | undefined;
+    await reporter.step('copy base', () => copySparse(parent.img, tmp));
     let stripped: LayerMeta['stripped'];
-    if (plan.base.kind === 'debian') {
-      const workDir = join(cacheDir('work'), `${key}-${process.pid}`);
-      bootstrap = await bootstrapImage(
-        {
-          suite: plan.base.suite,
-          arch: plan.base.arch,
-          mirror: base.mirror!,
-          install: plan.packages.install,
-          purge: plan.packages.purge,
-          boot,
-          workDir,
-          reporter,
-          scope,
-        },
-        tmp,
-        '00000000',
-      );
-    } else {
-      await reporter.step('copy base image', () => copySparse(base.img!, tmp));
-      if (plan.packages.install.length || plan.packages.purge.length) {
-        // package work needs room the stock image's root was cut to avoid
-        await growImageFile(tmp, 2048 * MiB);
-        await withCleanup(async (inner) => {
-          const dev = await attachImage(inner, tmp);
-          await growFs(dev.partition(2));
-          const { root, boot } = await mountImage(inner, dev);
-          const result = await reporter.step(
-            `install ${plan.packages.install.length} and purge ${plan.packages.purge.length} package patterns`,
-            () => applyPackages(root, plan, reporter, inner),
-            (r) => `${r.purged.length} packages purged, ${formatBytes(r.freed)} freed`,
-          );
-          stripped = { purged: result.purged, freedBytes: result.freed };
-          if (result.purged.length) reporter.info(`stripping freed ${formatBytes(result.freed)}: ${result.purged.join(' ')}`);
-          // a kernel or firmware upgrade writes the boot partition
-          await boot.writeBack();
-        });
-      }
+    let installed: string[] | undefined;
+    const debian = plan.base.kind === 'debian';
+    if (debian || plan.packages.install.length || plan.packages.purge.length) {
+      // package work needs room a stock image's root was cut to avoid
+      await growImageFile(tmp, 2048 * MiB);
+      await withCleanup(async (inner) => {
+        const dev = await attachImage(inner, tmp);
+        await growFs(dev.partition(2));
+        const { root, boot } = await mountImage(inner, dev);
+        await bindDebCache(inner, root, parent.debs);
+        const result = await reporter.step(
+          `install ${plan.packages.install.length} and purge ${plan.packages.purge.length} package patterns`,
+          () => applyPackages(root, plan, reporter, inner),
+          (r) => `${r.installed.length} installed, ${r.purged.length} purged, ${formatBytes(r.freed)} freed`,
+        );
+        // before anything empties the root's archive directory: it is the cache while bound
+        await inner.release('debs:bind');
+        installed = result.installed;
+        stripped = { purged: result.purged, freedBytes: result.freed };
+        if (result.purged.length) reporter.info(`stripping freed ${formatBytes(result.freed)}: ${result.purged.join(' ')}`);
+        if (debian) await settleNetwork(root, plan.base.arch, inner);
+        await dropAptState(root);
+        // a kernel or firmware upgrade writes the boot partition
+        await boot.writeBack();
+      });
+      await pruneDebCache(parent.debs);
     }
-    const meta: LayerMeta = { key, created: new Date().toISOString(), base: base.describe, packages: [], buildMs: Date.now() - t0, ...(bootstrap ? { bootstrap: { ...bootstrap } } : {}), ...(stripped ? { stripped } : {}) };
+    const meta: LayerMeta = {
+      key,
+      created: new Date().toISOString(),
+      base: base.describe,
+      parent: parent.parent,
+      buildMs: Date.now() - t0,
+      ...(installed ? { installed } : {}),
+      ...(stripped ? { stripped } : {}),
+    };
     await storeLayer(tmp, meta);
     return meta;
   });
@@ -176,24 +231,17 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const outDir = resolve(opts.outDir);
   if (existsSync(outDir) && !statSync(outDir).isDirectory()) throw new UserError(`--out ${opts.outDir} exists and is not a directory`);
   mkdirSync(outDir, { recursive: true });
-  const boot = opts.boot ?? true;
-  if (!boot && plan.base.kind !== 'debian') throw new UserError('the small variant without kernel exists only for the Debian base');
-
   const base = await resolveBase(plan, reporter);
-  const key = layerKey({
-    base: plan.base,
-    ...(base.mirror ? { mirror: base.mirror } : {}),
-    ...(base.sha256 ? { baseSha256: base.sha256 } : {}),
-    packages: plan.packages,
-    recipeVersion: recipeVersion(),
-    boot,
-  });
-  let layer = opts.noCache ? undefined : await readLayer(key);
-  const reused = layer !== undefined;
   const tLayer = Date.now();
-  if (layer) reporter.info(`reusing cached base layer ${key} (built ${layer.created}; base + ${plan.packages.install.length} packages)`);
-  else layer = await buildLayer(opts, base, key, boot);
+  const keys = layerKeys(plan, base);
+  const parent: BaseLayer = keys.base ? await debianBaseLayer(opts, base, keys.base) : { img: base.img!, parent: keys.parent, debs: debCacheDir(`image ${keys.parent}`) };
+  const key = keys.packages;
+  let layer = opts.noCache || parent.layer?.reused === false ? undefined : await readLayer(key);
+  const reused = layer !== undefined;
+  if (layer) reporter.info(`reusing cached packages layer ${key} (built ${layer.created}; the base + ${plan.packages.install.length} packages, ${plan.packages.purge.length} purge patterns)`);
+  else layer = await buildPackagesLayer(opts, base, parent, key);
   const layerMs = Date.now() - tLayer;
+  const baseLayer = parent.layer ? { key: parent.layer.key, reused: parent.layer.reused } : undefined;
 
   const diskId = diskIdFor(plan);
   let packages: Array<{ name: string; version: string }> = [];
@@ -240,7 +288,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
         configHash: plan.configHash,
         built: new Date().toISOString(),
         base: base.describe,
-        layer: { key, reused },
+        layer: { key, reused, ...(baseLayer ? { base: baseLayer } : {}) },
         diskId,
         rootPartuuid: `${diskId}-02`,
         models: { ...(plan.models.length ? { targets: plan.models } : {}), boots: models.boots, excluded: models.excluded },
@@ -256,7 +304,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   return {
     ...result,
     name,
-    layer: { key, reused, ms: layerMs, ...(layer.bootstrap ? { bootstrap: layer.bootstrap } : {}) },
+    layer: { key, reused, ms: layerMs, ...(baseLayer ? { base: baseLayer } : {}), ...(parent.layer?.meta.bootstrap ? { bootstrap: parent.layer.meta.bootstrap } : {}) },
     diskId,
     totalMs: Date.now() - t0,
     packages,

@@ -1,6 +1,6 @@
 /**
- * The build cache: downloaded base images (by SHA-256) and finished layers (base + packages,
- * by content hash). Entries are written under a temporary name and renamed into place, so an
+ * The build cache: downloaded base images (by SHA-256), finished layers (the Debian base, and a
+ * config's packages on a base, by content hash) and the .debs they were installed from. Entries are written under a temporary name and renamed into place, so an
  * interrupted build never leaves an entry that looks complete.
  */
 import type { BootstrapTimes } from './bootstrap.js';
@@ -9,57 +9,55 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { PlanBase, PlanPackages } from '../plan/types.js';
+import type { PlanPackages } from '../plan/types.js';
 
 export function cacheRoot(): string {
   const base = process.env.XDG_CACHE_HOME && process.env.XDG_CACHE_HOME.startsWith('/') ? process.env.XDG_CACHE_HOME : join(homedir(), '.cache');
   return join(base, 'syncpi');
 }
 
-export function cacheDir(kind: 'downloads' | 'bases' | 'layers' | 'work' | 'locales'): string {
+export function cacheDir(kind: 'downloads' | 'bases' | 'layers' | 'work' | 'locales' | 'debs'): string {
   const d = join(cacheRoot(), kind);
   mkdirSync(d, { recursive: true });
   return d;
 }
 
-/** Bump when the layer's on-disk shape changes in a way the recipe hash does not capture. */
-export const LAYER_FORMAT = 1;
+/** Bump when a layer's on-disk shape changes in a way its key does not capture. */
+export const LAYER_FORMAT = 2;
 
-export interface LayerKeyInput {
-  base: PlanBase;
-  /** Resolved mirror for a Debian base (part of the key: another mirror may carry other versions). */
-  mirror?: string;
-  /** SHA-256 of the base image file for an image base. */
-  baseSha256?: string;
-  packages: Pick<PlanPackages, 'install' | 'purge'>;
-  recipeVersion: string;
-  /** false for the small variant without kernel and firmware. */
-  boot: boolean;
+function hashKey(canon: unknown): string {
+  return createHash('sha256').update(JSON.stringify(canon)).digest('hex').slice(0, 32);
 }
 
-export function layerKey(k: LayerKeyInput): string {
-  const canon = {
-    format: LAYER_FORMAT,
-    base:
-      k.base.kind === 'debian'
-        ? { kind: 'debian', suite: k.base.suite, arch: k.base.arch, mirror: k.mirror ?? '' }
-        : { kind: 'image', sha256: k.baseSha256 ?? '', arch: k.base.arch },
-    install: [...new Set(k.packages.install)].sort(),
-    purge: [...new Set(k.packages.purge)].sort(),
-    recipe: k.base.kind === 'debian' ? k.recipeVersion : '',
-    boot: k.boot,
-  };
-  return createHash('sha256').update(JSON.stringify(canon)).digest('hex').slice(0, 32);
+/**
+ * The Debian base layer: the recipe's packages with kernel and firmware, the same for every
+ * config of that suite and architecture. The mirror is part of it: another mirror may carry
+ * other versions.
+ */
+export function baseLayerKey(k: { suite: string; arch: string; mirror: string; recipeVersion: string }): string {
+  return hashKey({ format: LAYER_FORMAT, kind: 'debian', suite: k.suite, arch: k.arch, mirror: k.mirror, recipe: k.recipeVersion });
+}
+
+/**
+ * The packages layer: a config's own package lists applied on top of its parent, the Debian base
+ * layer (by its key) or a stock image (by its SHA-256). A new package rebuilds only this layer.
+ */
+export function packagesLayerKey(k: { parent: string; packages: Pick<PlanPackages, 'install' | 'purge' | 'keep'> }): string {
+  const set = (l: string[]) => [...new Set(l)].sort();
+  // keep is part of it: a kept package is spared by the purge
+  return hashKey({ format: LAYER_FORMAT, parent: k.parent, install: set(k.packages.install), purge: set(k.packages.purge), keep: set(k.packages.keep) });
 }
 
 export interface LayerMeta {
   key: string;
   created: string;
   base: Record<string, unknown>;
-  packages: Array<{ name: string; version: string }>;
+  /** A packages layer's parent: the base layer's key, or the stock image's SHA-256. */
+  parent?: string;
   buildMs: number;
   bootstrap?: BootstrapTimes;
-  /** What stripping removed from a stock base, and the space it freed. */
+  /** What the packages step installed and removed, and the space the removal freed. */
+  installed?: string[];
   stripped?: { purged: string[]; freedBytes: number };
 }
 

@@ -27,10 +27,15 @@ async function truncateLogs(dir: string): Promise<void> {
   }
 }
 
-export async function finishRoot(root: string): Promise<void> {
+/** apt's package cache and lists: the Pi fetches its own; in a layer or image they are only bulk. */
+export async function dropAptState(root: string): Promise<void> {
   await emptyDir(join(root, 'var/cache/apt'), (n) => n === 'archives');
   await emptyDir(join(root, 'var/cache/apt/archives'), (n) => n === 'partial' || n === 'lock');
   await emptyDir(join(root, 'var/lib/apt/lists'), (n) => n === 'partial' || n === 'lock');
+}
+
+export async function finishRoot(root: string): Promise<void> {
+  await dropAptState(root);
   await truncateLogs(join(root, 'var/log'));
   await emptyDir(join(root, 'tmp'));
   await emptyDir(join(root, 'var/tmp'));

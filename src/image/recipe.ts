@@ -49,8 +49,6 @@ export const KERNEL_PACKAGE: Record<'arm64' | 'armhf', string> = {
   armhf: 'linux-image-armmp-lpae',
 };
 
-export function basePackages(arch: 'arm64' | 'armhf', boot: boolean, dir = recipeDir()): string[] {
-  const pkgs = readList(join(dir, 'packages'));
-  if (boot) pkgs.push(...readList(join(dir, 'packages-boot')), KERNEL_PACKAGE[arch]);
-  return pkgs;
+export function basePackages(arch: 'arm64' | 'armhf', dir = recipeDir()): string[] {
+  return [...readList(join(dir, 'packages')), KERNEL_PACKAGE[arch]];
 }

@@ -102,10 +102,17 @@ export function mountsMatching(re: RegExp): string[] {
  * Units enabled in ROOT (linked from some *.wants directory) whose ExecStart runs ssh-keygen,
  * read from the unit files themselves so a generator is found whatever its name.
  */
-export function enabledHostKeyGenerators(root: string): string[] {
+/** Units enabled in a root: the names linked from /etc/systemd/system/*.wants. */
+export function enabledUnits(root: string): Set<string> {
   const etc = join(root, 'etc/systemd/system');
   const linked = new Set<string>();
   for (const d of readdirSync(etc).filter((n) => n.endsWith('.wants'))) for (const u of readdirSync(join(etc, d))) linked.add(u);
+  return linked;
+}
+
+export function enabledHostKeyGenerators(root: string): string[] {
+  const etc = join(root, 'etc/systemd/system');
+  const linked = enabledUnits(root);
   const unitFile = (u: string): string | undefined => [join(etc, u), join(root, 'usr/lib/systemd/system', u)].find((p) => existsSync(p));
   return [...linked]
     .filter((u) => {

@@ -1,7 +1,9 @@
 /**
- * The image pipeline end to end on the small Debian variant (no kernel: nothing here boots):
- * layout, the Plan's files, packages, PARTUUID consistency, the layer cache, bmap fidelity,
- * the stock-image path and interruption. One cache is shared by the tests of this file.
+ * The image pipeline end to end on the Debian base (the booting of such images is in
+ * image-test, raspi3b-boot and e2e-sync): layout, the Plan's files, packages, PARTUUID
+ * consistency, the two layers and the .deb cache, bmap fidelity, the stock-image path and
+ * interruption. The base layer is the machine's one cache, shared with the booted-image tests;
+ * this file's own packages layer is rebuilt every run.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,9 +12,9 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { buildImage, type BuildResult } from '../../src/image/build.js';
+import { buildImage, planLayerKeys, type BuildResult } from '../../src/image/build.js';
 import { installedPackages } from '../../src/image/finish.js';
-import { layerPaths } from '../../src/image/cache.js';
+import { cacheDir, cacheRoot, layerPaths, readLayer } from '../../src/image/cache.js';
 import { attachImage, mountDev, tempMountpoint } from '../../src/image/loop.js';
 import { withCleanup } from '../../src/util/cleanup.js';
 import { withChroot } from '../../src/targets/chroot.js';
@@ -20,16 +22,18 @@ import { NATIVE_DIR } from '../../src/targets/native-tools.js';
 import { applyToRootfs } from '../../src/targets/rootfs.js';
 import { UserError } from '../../src/util/errors.js';
 import { MODEL_IDS } from '../../src/hardware/models.js';
-import { RecordingReporter, enabledHostKeyGenerators, inspectImage, loopsUnder, mountsMatching, requireTools, testPlan } from './build-support.js';
+import { RecordingReporter, enabledHostKeyGenerators, enabledUnits, inspectImage, loopsUnder, mountsMatching, requireTools, testPlan } from './build-support.js';
 
-// Kept between runs on one machine: the layer key covers the recipe, so a stale entry is never used.
-const CACHE = join(tmpdir(), 'syncpi-build-test-cache');
-process.env.XDG_CACHE_HOME = CACHE;
 const work = mkdtempSync(join(tmpdir(), 'syncpi-build-test-'));
 let first: BuildResult;
 let firstCmdline = '';
 
-before(() => requireTools());
+before(async () => {
+  requireTools();
+  // the cold path of this file's own packages layer runs every time; the base under it is shared
+  const keys = await planLayerKeys(testPlan(), new RecordingReporter());
+  for (const p of Object.values(layerPaths(keys.packages))) rmSync(p, { force: true });
+});
 after(() => rmSync(work, { recursive: true, force: true }));
 
 const sha256 = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
@@ -61,10 +65,17 @@ function assertPartuuidsConsistent(root: string, boot: string, diskId: string): 
   assert.doesNotMatch(fstab + cmdline, new RegExp(`PARTUUID=(?!${diskId})[0-9a-f]{8}-`), 'no other disk id referenced');
 }
 
-test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, clean exports', { timeout: 30 * 60_000 }, async () => {
+test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, clean exports', { timeout: 90 * 60_000 }, async () => {
   const reporter = new RecordingReporter();
   const out = join(work, 'out');
-  first = await buildImage({ plan: testPlan(), outDir: out, reporter, boot: false, xz: true });
+  first = await buildImage({ plan: testPlan(), outDir: out, reporter, xz: true });
+  assert.equal(first.layer.reused, false, 'this file\'s packages layer is built');
+  const layer = await readLayer(first.layer.key);
+  assert.equal(layer?.parent, first.layer.base?.key, 'on the Debian base layer');
+  assert.deepEqual(layer?.installed, ['jq'], 'the packages layer installed what the base lacks');
+  // the .debs it was installed from stay for the next build, in the cache, not in the image
+  const cached = readdirSync(cacheDir('debs')).flatMap((d) => readdirSync(join(cacheDir('debs'), d)));
+  assert.ok(cached.some((f) => /^jq_.*_arm64\.deb$/.test(f)) && cached.some((f) => /^libc6_.*_arm64\.deb$/.test(f)), 'jq of the packages layer and libc6 of the base in the .deb cache');
   const names = readdirSync(out).sort();
   assert.deepEqual(names, ['appliance.bmap', 'appliance.img', 'appliance.img.xz', 'appliance.manifest.json', 'appliance.sha256']);
   // the image holds the appliance's secrets: owner only, whatever the umask
@@ -108,6 +119,7 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
     // (this hand-made Plan has none, so trixie's sshd-keygen.service is the one)
     const generators = enabledHostKeyGenerators(root);
     assert.equal(generators.length, 1, `one SSH host key generator enabled, found: ${generators.join(' ')}`);
+    assert.ok(enabledUnits(root).has('systemd-networkd.service'), 'without NetworkManager, networkd owns the wired network');
     assert.deepEqual(readdirSync(join(root, 'var/lib/apt/lists')).filter((f) => f !== 'partial' && f !== 'lock'), []);
     assert.deepEqual(readdirSync(join(root, 'var/cache/apt/archives')).filter((f) => f.endsWith('.deb')), []);
   });
@@ -115,13 +127,14 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
   const manifest = JSON.parse(readFileSync(first.manifest, 'utf8'));
   const pkgs = new Map<string, string>(manifest.packages.map((p: { name: string; version: string }) => [p.name, p.version]));
   for (const p of ['jq', 'syncthing', 'openssh-server', 'nftables', 'sudo', 'systemd']) assert.ok(pkgs.get(p), `${p} installed`);
-  assert.equal(pkgs.has('linux-image-arm64'), false, 'small variant has no kernel');
+  assert.ok(pkgs.get('linux-image-arm64') && pkgs.get('raspi-firmware'), 'kernel and firmware from the base layer');
   assert.equal(manifest.configHash, 'test-pi-test');
   assert.equal(manifest.base.kind, 'debian');
   assert.equal(manifest.image.sha256, first.imageSha256);
-  // no kernel, device tree or firmware on the small variant's card: it boots no Pi, and says why for each
-  assert.deepEqual(manifest.models.boots, []);
-  assert.deepEqual(manifest.models.excluded.map((e: { model: string }) => e.model).sort(), [...MODEL_IDS].sort());
+  // the base's boot partition decides the models (src/hardware/models.ts): every model is either
+  // booted or excluded with its reason
+  assert.ok(manifest.models.boots.includes('pi3b') && manifest.models.boots.includes('pi4b'), manifest.models.boots.join(' '));
+  assert.deepEqual([...manifest.models.boots, ...manifest.models.excluded.map((e: { model: string }) => e.model)].sort(), [...MODEL_IDS].sort());
   assert.ok(manifest.models.excluded.every((e: { reason: string }) => /no device tree|ARMv[67]|RP1/.test(e.reason)), JSON.stringify(manifest.models.excluded));
   assert.equal(manifest.models.targets, undefined, 'the plan names no models');
   assert.equal(readFileSync(first.sha256, 'utf8').split('\n')[0], `${sha256(first.img)}  appliance.img`);
@@ -133,11 +146,11 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
   assert.deepEqual(loopsUnder(work), []);
 });
 
-test('config-only rebuild reuses the base layer and says so (its time is a benchmark figure: bench/build.mjs)', { timeout: 10 * 60_000 }, async () => {
+test('config-only rebuild reuses the packages layer and says so (its time is a benchmark figure: bench/build.mjs)', { timeout: 10 * 60_000 }, async () => {
   assert.ok(first, 'needs the cold build');
   const reporter = new RecordingReporter();
   const out = join(work, 'out2');
-  const r = await buildImage({ plan: testPlan({ hostname: 'pi-second', kernelParams: { 'usb-storage.quirks': '174c:55aa:u' } }), outDir: out, reporter, boot: false });
+  const r = await buildImage({ plan: testPlan({ hostname: 'pi-second', kernelParams: { 'usb-storage.quirks': '174c:55aa:u' } }), outDir: out, reporter });
   assert.equal(r.layer.reused, true);
   // the converger's kernel-cmdline step wrote the parameter on the card's cmdline.txt, one line, nothing else changed
   await inspectImage(r.img, (_root, boot) => {
@@ -147,13 +160,42 @@ test('config-only rebuild reuses the base layer and says so (its time is a bench
     assert.equal(line.replace(' usb-storage.quirks=174c:55aa:u', ''), firstCmdline.replaceAll(first.diskId, r.diskId));
   });
   assert.equal(r.layer.key, first.layer.key);
-  assert.ok(reporter.infos.some((m) => /reusing cached base layer/.test(m)), 'the build says it reused the layer');
+  assert.ok(reporter.infos.some((m) => m.startsWith(`reusing cached packages layer ${first.layer.key} `)), 'the build says it reused the layer');
   assert.notEqual(r.diskId, first.diskId, 'another config, another disk id');
   await inspectImage(r.img, (root, boot) => {
     assertPartuuidsConsistent(root, boot, r.diskId);
     assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'pi-second\n');
     assert.equal(readFileSync(join(root, 'etc/syncpi/panel.conf'), 'utf8'), 'host=pi-second\n');
   });
+});
+
+test('one more package builds the packages layer again on the cached base, never the base; NetworkManager, once in, owns the network alone', { timeout: 40 * 60_000 }, async () => {
+  assert.ok(first?.layer.base, 'needs the cold build');
+  const baseImg = layerPaths(first.layer.base.key).img;
+  const baseWritten = statSync(baseImg).mtimeMs;
+  const plan = testPlan({ hostname: 'pi-more', packages: { install: ['jq', 'network-manager'], purge: [], keep: [] } });
+  const keys = await planLayerKeys(plan, new RecordingReporter());
+  for (const p of Object.values(layerPaths(keys.packages))) rmSync(p, { force: true });
+  const reporter = new RecordingReporter();
+  const r = await buildImage({ plan, outDir: join(work, 'more'), reporter });
+  try {
+    assert.deepEqual(r.layer.base, { key: first.layer.base.key, reused: true });
+    assert.equal(r.layer.reused, false);
+    assert.notEqual(r.layer.key, first.layer.key);
+    assert.equal(reporter.steps.some((s) => s.name.startsWith('bootstrap')), false, 'no bootstrap');
+    assert.equal(statSync(baseImg).mtimeMs, baseWritten, 'the base layer is only read');
+    const layer = await readLayer(r.layer.key);
+    assert.ok(layer?.installed?.includes('network-manager') && layer.installed.includes('jq'), layer?.installed?.join(' '));
+    await inspectImage(r.img, async (root) => {
+      const units = enabledUnits(root);
+      assert.ok(units.has('NetworkManager.service'), 'NetworkManager enabled');
+      assert.equal(units.has('systemd-networkd.service'), false, 'networkd no longer enabled beside it');
+      assert.ok((await installedPackages(root)).some((p) => p.name === 'network-manager'));
+    });
+    process.stderr.write(`one more package (network-manager): packages layer ${Math.round(r.layer.ms / 1000)} s, build ${Math.round(r.totalMs / 1000)} s\n`);
+  } finally {
+    for (const p of Object.values(layerPaths(r.layer.key))) rmSync(p, { force: true });
+  }
 });
 
 /** Every entry of a mounted root: type, mode, owners, and content hash or link target (no times). */
@@ -227,7 +269,7 @@ test('bmaptool copy with our .bmap reproduces the image byte for byte', { timeou
 test('a plan naming a model the image cannot boot fails before the apply, naming the model and why', { timeout: 10 * 60_000 }, async () => {
   assert.ok(first, 'needs the cold build (its layer)');
   const out = join(work, 'models');
-  const r = buildImage({ plan: testPlan({ hostname: 'pi-models', models: ['pi4b'] }), outDir: out, reporter: new RecordingReporter(), boot: false });
+  const r = buildImage({ plan: testPlan({ hostname: 'pi-models', models: ['pi4b'] }), outDir: out, reporter: new RecordingReporter() });
   await assert.rejects(r, (e: unknown) => e instanceof UserError && /^hardware\.models: this image does not boot pi4b \(no device tree .*bcm2711-rpi-4-b\.dtb\)/.test(e.message));
   assert.equal(existsSync(join(out, 'appliance.img')), false);
   assert.deepEqual(loopsUnder(work), []);
@@ -235,7 +277,7 @@ test('a plan naming a model the image cannot boot fails before the apply, naming
 
 test('stock image path: an RPi OS–shaped .img.xz is verified, cached, and built on', { timeout: 15 * 60_000 }, async () => {
   assert.ok(first, 'needs the cold build');
-  // a Raspberry Pi OS–shaped image made from Debian packages: the small variant's own output
+  // a Raspberry Pi OS–shaped image made from Debian packages: the cold build's own output
   const stock = join(work, 'raspios-lite-shaped.img.xz');
   execFileSync('cp', [first.xz!, stock]);
   const digest = sha256(stock);
@@ -268,7 +310,7 @@ test('stock image path: an RPi OS–shaped .img.xz is verified, cached, and buil
   assert.ok(manifest.stripped.purged.every((n: string) => n === 'jq' || n.startsWith('lib')), manifest.stripped.purged.join(' '));
   assert.ok(manifest.stripped.freedBytes > 0, 'and the space it freed');
   assert.ok(reporter.infos.some((m) => /^stripping freed \d.*: jq\b/.test(m)), 'the build reports it');
-  assert.deepEqual(loopsUnder(CACHE), []);
+  assert.deepEqual(loopsUnder(cacheRoot()), []);
 });
 
 test('an interrupted build leaves no loop device, mount or finished-looking file', { timeout: 10 * 60_000 }, async () => {
@@ -276,9 +318,8 @@ test('an interrupted build leaves no loop device, mount or finished-looking file
   const out = join(work, 'killed');
   const planFile = join(work, 'kill-plan.json');
   writeFileSync(planFile, JSON.stringify(testPlan({ hostname: 'pi-killed' })));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'build-child.ts'), planFile, out, '--small'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'build-child.ts'), planFile, out], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, XDG_CACHE_HOME: CACHE },
   });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

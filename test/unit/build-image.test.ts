@@ -5,7 +5,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostMirror, parseDeb822, parseOneLine } from '../../src/image/mirror.js';
-import { layerKey } from '../../src/image/cache.js';
+import { baseLayerKey, packagesLayerKey } from '../../src/image/cache.js';
 import { fixPartitionRefs } from '../../src/image/layout.js';
 import { diskIdFor } from '../../src/image/build.js';
 import { recipeVersion } from '../../src/image/recipe.js';
@@ -52,15 +52,18 @@ test('one-line sources.list with options; no sources at all is a user error', ()
   }
 });
 
-test('layer key: package order does not matter; package set, base and recipe do', () => {
-  const base = { kind: 'debian' as const, suite: 'trixie', arch: 'arm64' as const };
-  const k = (install: string[], over: Partial<Parameters<typeof layerKey>[0]> = {}) =>
-    layerKey({ base, mirror: 'http://m.invalid/debian', packages: { install, purge: [] }, recipeVersion: 'r1', boot: true, ...over });
+test('layer keys: the base by suite, arch, mirror and recipe; a packages layer by its parent and lists, in any order', () => {
+  const b = (over: Partial<Parameters<typeof baseLayerKey>[0]> = {}) => baseLayerKey({ suite: 'trixie', arch: 'arm64', mirror: 'http://m.invalid/debian', recipeVersion: 'r1', ...over });
+  assert.equal(b(), b());
+  for (const over of [{ suite: 'forky' }, { arch: 'armhf' }, { mirror: 'http://n.invalid/debian' }, { recipeVersion: 'r2' }]) assert.notEqual(b(), b(over), JSON.stringify(over));
+  const k = (install: string[], over: { parent?: string; purge?: string[]; keep?: string[] } = {}) =>
+    packagesLayerKey({ parent: over.parent ?? b(), packages: { install, purge: over.purge ?? [], keep: over.keep ?? [] } });
   assert.equal(k(['a', 'b']), k(['b', 'a', 'a']));
   assert.notEqual(k(['a']), k(['a', 'b']));
-  assert.notEqual(k(['a']), k(['a'], { recipeVersion: 'r2' }));
-  assert.notEqual(k(['a']), k(['a'], { boot: false }));
-  assert.notEqual(k(['a']), k(['a'], { base: { ...base, arch: 'armhf' } }));
+  assert.notEqual(k(['a']), k(['a'], { parent: b({ recipeVersion: 'r2' }) }), 'a new base is a new packages layer');
+  assert.notEqual(k(['a']), k(['a'], { purge: ['x*'] }));
+  assert.notEqual(k(['a'], { purge: ['x*'] }), k(['a'], { purge: ['x*'], keep: ['xa'] }), 'a kept package changes what the purge leaves');
+  assert.notEqual(k([]), b(), 'the two kinds never share a key');
   assert.match(recipeVersion(), /^[0-9a-f]{16}$/);
 });
 

@@ -4,9 +4,7 @@
 set -eu
 root=$1
 mkdir -p "$root/boot/firmware" "$root/etc/initramfs-tools/conf.d"
-if [ "${SYNCPI_BOOT:-1}" = 1 ]; then
-  chroot "$root" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs
-  install -m 0755 "$SYNCPI_RECIPE/hooks/update-initramfs.deferred" "$root/usr/sbin/update-initramfs"
-  install -m 0644 "$SYNCPI_RECIPE/initramfs.conf" "$root/etc/initramfs-tools/conf.d/syncpi.conf"
-  grep -v '^#' "$SYNCPI_RECIPE/initramfs-modules" | grep . > "$root/etc/initramfs-tools/modules"
-fi
+chroot "$root" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs
+install -m 0755 "$SYNCPI_RECIPE/hooks/update-initramfs.deferred" "$root/usr/sbin/update-initramfs"
+install -m 0644 "$SYNCPI_RECIPE/initramfs.conf" "$root/etc/initramfs-tools/conf.d/syncpi.conf"
+grep -v '^#' "$SYNCPI_RECIPE/initramfs-modules" | grep . > "$root/etc/initramfs-tools/modules"
