@@ -20,7 +20,7 @@ import { UserError } from '../util/errors.js';
 import { hostMirror } from './mirror.js';
 import { acquireBase } from './base.js';
 import { bootstrapImage, settleNetwork, type BootstrapTimes } from './bootstrap.js';
-import { baseLayerKey, cacheDir, layerPaths, packagesLayerKey, readLayer, storeLayer, type LayerMeta } from './cache.js';
+import { baseLayerKey, cacheDir, LAYER_FORMAT, layerPaths, nearestPackagesLayer, packageLists, packagesLayerKey, readLayer, storeLayer, type LayerMeta } from './cache.js';
 import { bindDebCache, debCacheDir, pruneDebCache } from './deb-cache.js';
 import { recipeVersion } from './recipe.js';
 import { attachImage, mountDev, tempMountpoint } from './loop.js';
@@ -150,24 +150,30 @@ async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: stri
     const workDir = join(cacheDir('work'), `${key}-${process.pid}`);
     const bootstrap = await bootstrapImage({ suite, arch, mirror: base.mirror!, debs, workDir, reporter, scope }, tmp, '00000000');
     await pruneDebCache(debs);
-    const m: LayerMeta = { key, created: new Date().toISOString(), base: base.describe, buildMs: Date.now() - t0, bootstrap };
+    const m: LayerMeta = { key, format: LAYER_FORMAT, created: new Date().toISOString(), base: base.describe, buildMs: Date.now() - t0, bootstrap };
     await storeLayer(tmp, m);
     return m;
   });
   return { img: paths.img, parent: key, debs, layer: { key, reused: false, meta } };
 }
 
-/** The config's package lists applied to a copy of the base: the layer a config-only rebuild starts from. */
+/**
+ * The config's package lists applied to a copy of the base, or of the cached packages layer that
+ * already holds most of them: the layer a config-only rebuild starts from. Shrunk afterwards, so
+ * a layer built on another stays the size of its content.
+ */
 async function buildPackagesLayer(opts: BuildOptions, base: ResolvedBase, parent: BaseLayer, key: string): Promise<LayerMeta> {
   const { plan, reporter } = opts;
   const t0 = Date.now();
   const paths = layerPaths(key);
   const tmp = `${paths.img}.partial-${process.pid}`;
+  const on = opts.noCache ? undefined : await nearestPackagesLayer(parent.parent, plan.packages);
+  if (on) reporter.info(`building on cached packages layer ${on.key}: ${on.lists!.install.length} of the ${packageLists(plan.packages).install.length} packages to install are in it`);
   return withCleanup(async (scope) => {
     scope.defer('layer:tmp', () => rm(tmp, { force: true }));
-    await reporter.step('copy base', () => copySparse(parent.img, tmp));
-    let stripped: LayerMeta['stripped'];
-    let installed: string[] | undefined;
+    await reporter.step(on ? 'copy packages layer' : 'copy base', () => copySparse(on ? layerPaths(on.key).img : parent.img, tmp));
+    let stripped: LayerMeta['stripped'] = on?.stripped;
+    let installed: string[] | undefined = on?.installed;
     const debian = plan.base.kind === 'debian';
     if (debian || plan.packages.install.length || plan.packages.purge.length) {
       // package work needs room a stock image's root was cut to avoid
@@ -184,21 +190,28 @@ async function buildPackagesLayer(opts: BuildOptions, base: ResolvedBase, parent
         );
         // before anything empties the root's archive directory: it is the cache while bound
         await inner.release('debs:bind');
-        installed = result.installed;
-        stripped = { purged: result.purged, freedBytes: result.freed };
+        installed = [...(installed ?? []), ...result.installed];
+        stripped = { purged: [...(stripped?.purged ?? []), ...result.purged], freedBytes: (stripped?.freedBytes ?? 0) + result.freed };
         if (result.purged.length) reporter.info(`stripping freed ${formatBytes(result.freed)}: ${result.purged.join(' ')}`);
         if (debian) await settleNetwork(root, plan.base.arch, inner);
         await dropAptState(root);
         // a kernel or firmware upgrade writes the boot partition
         await boot.writeBack();
+        await inner.release('mount:root');
+        const fsBytes = await shrinkFs(dev.partition(2), 256 * MiB);
+        await inner.release('loop');
+        await truncateToRoot(tmp, fsBytes);
       });
       await pruneDebCache(parent.debs);
     }
     const meta: LayerMeta = {
       key,
+      format: LAYER_FORMAT,
       created: new Date().toISOString(),
       base: base.describe,
       parent: parent.parent,
+      lists: packageLists(plan.packages),
+      ...(on ? { builtOn: on.key } : {}),
       buildMs: Date.now() - t0,
       ...(installed ? { installed } : {}),
       ...(stripped ? { stripped } : {}),

@@ -6,7 +6,7 @@
 import type { BootstrapTimes } from './bootstrap.js';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { PlanPackages } from '../plan/types.js';
@@ -42,20 +42,31 @@ export function baseLayerKey(k: { suite: string; arch: string; mirror: string; r
  * The packages layer: a config's own package lists applied on top of its parent, the Debian base
  * layer (by its key) or a stock image (by its SHA-256). A new package rebuilds only this layer.
  */
-export function packagesLayerKey(k: { parent: string; packages: Pick<PlanPackages, 'install' | 'purge' | 'keep'> }): string {
+export type PackageLists = Pick<PlanPackages, 'install' | 'purge' | 'keep'>;
+
+/** The lists as a packages layer records them: each sorted, without repeats. */
+export function packageLists(p: PackageLists): PackageLists {
   const set = (l: string[]) => [...new Set(l)].sort();
+  return { install: set(p.install), purge: set(p.purge), keep: set(p.keep) };
+}
+
+export function packagesLayerKey(k: { parent: string; packages: PackageLists }): string {
   // keep is part of it: a kept package is spared by the purge
-  return hashKey({ format: LAYER_FORMAT, parent: k.parent, install: set(k.packages.install), purge: set(k.packages.purge), keep: set(k.packages.keep) });
+  return hashKey({ format: LAYER_FORMAT, parent: k.parent, ...packageLists(k.packages) });
 }
 
 export interface LayerMeta {
   key: string;
+  format?: number;
   created: string;
   base: Record<string, unknown>;
   /** A packages layer's parent: the base layer's key, or the stock image's SHA-256. */
   parent?: string;
   buildMs: number;
   bootstrap?: BootstrapTimes;
+  /** A packages layer's lists (packageLists), and the cached packages layer it was built on, if any. */
+  lists?: PackageLists;
+  builtOn?: string;
   /** What the packages step installed and removed, and the space the removal freed. */
   installed?: string[];
   stripped?: { purged: string[]; freedBytes: number };
@@ -83,4 +94,23 @@ export async function storeLayer(tmpImg: string, meta: LayerMeta): Promise<void>
   await rename(tmpImg, p.img);
   await writeFile(`${p.meta}.tmp`, JSON.stringify(meta, null, 2) + '\n');
   await rename(`${p.meta}.tmp`, p.meta);
+}
+
+/**
+ * The cached packages layer on the same parent that a new one can be built on: the same purge
+ * and keep lists, an install list contained in the new one, the most of it. Installing the rest
+ * on it gives the packages the whole list would, and costs only the new ones.
+ */
+export async function nearestPackagesLayer(parent: string, lists: PackageLists): Promise<LayerMeta | undefined> {
+  const want = packageLists(lists);
+  const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  let best: LayerMeta | undefined;
+  for (const f of (await readdir(cacheDir('layers'))).filter((n) => n.endsWith('.json')).sort()) {
+    const meta = await readLayer(f.slice(0, -'.json'.length));
+    const l = meta?.lists;
+    if (!meta || !l || meta.parent !== parent || meta.format !== LAYER_FORMAT) continue;
+    if (!same(l.purge, want.purge) || !same(l.keep, want.keep) || !l.install.every((p) => want.install.includes(p))) continue;
+    if (!best || l.install.length > best.lists!.install.length) best = meta;
+  }
+  return best;
 }

@@ -169,7 +169,7 @@ test('config-only rebuild reuses the packages layer and says so (its time is a b
   });
 });
 
-test('one more package builds the packages layer again on the cached base, never the base; NetworkManager, once in, owns the network alone', { timeout: 40 * 60_000 }, async () => {
+test('one more package: a packages layer built on the cached one, never the base; NetworkManager, once in, owns the network alone', { timeout: 40 * 60_000 }, async () => {
   assert.ok(first?.layer.base, 'needs the cold build');
   const baseImg = layerPaths(first.layer.base.key).img;
   const baseWritten = statSync(baseImg).mtimeMs;
@@ -185,6 +185,8 @@ test('one more package builds the packages layer again on the cached base, never
     assert.equal(reporter.steps.some((s) => s.name.startsWith('bootstrap')), false, 'no bootstrap');
     assert.equal(statSync(baseImg).mtimeMs, baseWritten, 'the base layer is only read');
     const layer = await readLayer(r.layer.key);
+    assert.equal(layer?.builtOn, first.layer.key, 'built on the cached packages layer that has jq already');
+    assert.ok(reporter.infos.some((m) => m.startsWith(`building on cached packages layer ${first.layer.key}: 1 of the 2 packages`)), reporter.infos.join('\n'));
     assert.ok(layer?.installed?.includes('network-manager') && layer.installed.includes('jq'), layer?.installed?.join(' '));
     await inspectImage(r.img, async (root) => {
       const units = enabledUnits(root);

@@ -5,7 +5,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostMirror, parseDeb822, parseOneLine } from '../../src/image/mirror.js';
-import { baseLayerKey, packagesLayerKey } from '../../src/image/cache.js';
+import { baseLayerKey, LAYER_FORMAT, layerPaths, nearestPackagesLayer, packageLists, packagesLayerKey, type LayerMeta, type PackageLists } from '../../src/image/cache.js';
 import { fixPartitionRefs } from '../../src/image/layout.js';
 import { diskIdFor } from '../../src/image/build.js';
 import { recipeVersion } from '../../src/image/recipe.js';
@@ -65,6 +65,41 @@ test('layer keys: the base by suite, arch, mirror and recipe; a packages layer b
   assert.notEqual(k(['a'], { purge: ['x*'] }), k(['a'], { purge: ['x*'], keep: ['xa'] }), 'a kept package changes what the purge leaves');
   assert.notEqual(k([]), b(), 'the two kinds never share a key');
   assert.match(recipeVersion(), /^[0-9a-f]{16}$/);
+});
+
+test('a new packages layer is built on the cached one of its parent with the most of its install list, the same purge and keep', async () => {
+  const cache = mkdtempSync(join(tmpdir(), 'syncpi-layers-'));
+  const saved = process.env.XDG_CACHE_HOME;
+  process.env.XDG_CACHE_HOME = cache;
+  try {
+    const store = (key: string, parent: string, lists: PackageLists | undefined, format: number | undefined = LAYER_FORMAT) => {
+      const p = layerPaths(key);
+      writeFileSync(p.img, '');
+      const meta: LayerMeta = { key, created: '', base: {}, parent, buildMs: 0, ...(format ? { format } : {}), ...(lists ? { lists: packageLists(lists) } : {}) };
+      writeFileSync(p.meta, JSON.stringify(meta));
+    };
+    const l = (install: string[], purge: string[] = ['x*'], keep: string[] = []) => ({ install, purge, keep });
+    store('small', 'base1', l(['rsync']));
+    store('most', 'base1', l(['syncthing', 'rsync']));
+    store('superset', 'base1', l(['rsync', 'syncthing', 'jq', 'tree']));
+    store('other-purge', 'base1', l(['rsync', 'syncthing', 'jq'], ['y*']));
+    store('other-keep', 'base1', l(['rsync', 'syncthing', 'jq'], ['x*'], ['xa']));
+    store('other-parent', 'base2', l(['rsync', 'syncthing', 'jq']));
+    store('old-format', 'base1', l(['rsync', 'syncthing', 'jq']), 1);
+    store('no-lists', 'base1', undefined);
+    const want = l(['jq', 'syncthing', 'rsync', 'rsync']);
+    assert.equal((await nearestPackagesLayer('base1', want))?.key, 'most');
+    assert.equal((await nearestPackagesLayer('base1', l(['rsync'])))?.key, 'small');
+    assert.equal(await nearestPackagesLayer('base1', l(['tree'])), undefined, 'nothing it could build on');
+    assert.equal(await nearestPackagesLayer('base3', want), undefined);
+    // a layer whose image is gone is no layer
+    rmSync(layerPaths('most').img);
+    assert.equal((await nearestPackagesLayer('base1', want))?.key, 'small');
+  } finally {
+    if (saved === undefined) delete process.env.XDG_CACHE_HOME;
+    else process.env.XDG_CACHE_HOME = saved;
+    rmSync(cache, { recursive: true, force: true });
+  }
 });
 
 test('disk id: stable per config, different across configs', () => {
