@@ -97,7 +97,9 @@ class HumanReporter implements Reporter {
   async step<T>(name: string, fn: (p: (u: ProgressUpdate) => void) => Promise<T>, detail?: (r: T) => string): Promise<T> {
     const t0 = Date.now();
     let drawn = false;
-    let lastLog = 0;
+    // a log gets a line per 10 s, the first after 10 s too: a rate and ETA from the first
+    // instant of a step mean nothing, and a quick step needs no progress line at all
+    let lastLog = t0;
     if (!this.tty) process.stderr.write(`… ${name}\n`);
     const progress = (u: ProgressUpdate): void => {
       const now = Date.now();
