@@ -107,8 +107,8 @@ interface BaseLayer {
   /** What a packages layer on it is keyed by: the base layer's key, or the image's SHA-256. */
   parent: string;
   debs: string;
-  /** A Debian base layer's own key and record. */
-  layer?: { key: string; reused: boolean; meta: LayerMeta };
+  /** A Debian base layer's own record (its key is `parent`). */
+  layer?: { reused: boolean; meta: LayerMeta };
 }
 
 interface LayerKeys {
@@ -137,11 +137,11 @@ async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: stri
   if (plan.base.kind !== 'debian') throw new Error('debianBaseLayer: not a Debian base');
   const { suite, arch } = plan.base;
   const paths = layerPaths(key);
-  const debs = debCacheDir(`debian ${base.mirror} ${suite} ${arch}`);
+  const debs = debCacheDir({ kind: 'debian', mirror: base.mirror!, suite, arch });
   const cached = opts.noCache ? undefined : await readLayer(key);
   if (cached) {
     reporter.info(`reusing cached base layer ${key} (Debian ${suite} ${arch}, built ${cached.created})`);
-    return { img: paths.img, parent: key, debs, layer: { key, reused: true, meta: cached } };
+    return { img: paths.img, parent: key, debs, layer: { reused: true, meta: cached } };
   }
   const t0 = Date.now();
   const tmp = `${paths.img}.partial-${process.pid}`;
@@ -154,7 +154,7 @@ async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: stri
     await storeLayer(tmp, m);
     return m;
   });
-  return { img: paths.img, parent: key, debs, layer: { key, reused: false, meta } };
+  return { img: paths.img, parent: key, debs, layer: { reused: false, meta } };
 }
 
 /**
@@ -247,14 +247,14 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const base = await resolveBase(plan, reporter);
   const tLayer = Date.now();
   const keys = layerKeys(plan, base);
-  const parent: BaseLayer = keys.base ? await debianBaseLayer(opts, base, keys.base) : { img: base.img!, parent: keys.parent, debs: debCacheDir(`image ${keys.parent}`) };
+  const parent: BaseLayer = keys.base ? await debianBaseLayer(opts, base, keys.base) : { img: base.img!, parent: keys.parent, debs: debCacheDir({ kind: 'image', sha256: keys.parent }) };
   const key = keys.packages;
   let layer = opts.noCache || parent.layer?.reused === false ? undefined : await readLayer(key);
   const reused = layer !== undefined;
   if (layer) reporter.info(`reusing cached packages layer ${key} (built ${layer.created}; the base + ${plan.packages.install.length} packages, ${plan.packages.purge.length} purge patterns)`);
   else layer = await buildPackagesLayer(opts, base, parent, key);
   const layerMs = Date.now() - tLayer;
-  const baseLayer = parent.layer ? { key: parent.layer.key, reused: parent.layer.reused } : undefined;
+  const baseLayer = parent.layer ? { key: parent.parent, reused: parent.layer.reused } : undefined;
 
   const diskId = diskIdFor(plan);
   let packages: Array<{ name: string; version: string }> = [];

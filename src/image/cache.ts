@@ -1,7 +1,8 @@
 /**
  * The build cache: downloaded base images (by SHA-256), finished layers (the Debian base, and a
- * config's packages on a base, by content hash) and the .debs they were installed from. Entries are written under a temporary name and renamed into place, so an
- * interrupted build never leaves an entry that looks complete.
+ * config's packages on a base, by content hash) and the .debs they were installed from. Entries
+ * are written under a temporary name and renamed into place, so an interrupted build never leaves
+ * an entry that looks complete.
  */
 import type { BootstrapTimes } from './bootstrap.js';
 import { createHash } from 'node:crypto';
@@ -38,10 +39,6 @@ export function baseLayerKey(k: { suite: string; arch: string; mirror: string; r
   return hashKey({ format: LAYER_FORMAT, kind: 'debian', suite: k.suite, arch: k.arch, mirror: k.mirror, recipe: k.recipeVersion });
 }
 
-/**
- * The packages layer: a config's own package lists applied on top of its parent, the Debian base
- * layer (by its key) or a stock image (by its SHA-256). A new package rebuilds only this layer.
- */
 export type PackageLists = Pick<PlanPackages, 'install' | 'purge' | 'keep'>;
 
 /** The lists as a packages layer records them: each sorted, without repeats. */
@@ -50,6 +47,10 @@ export function packageLists(p: PackageLists): PackageLists {
   return { install: set(p.install), purge: set(p.purge), keep: set(p.keep) };
 }
 
+/**
+ * The packages layer: a config's own package lists applied on top of its parent, the Debian base
+ * layer (by its key) or a stock image (by its SHA-256). A new package rebuilds only this layer.
+ */
 export function packagesLayerKey(k: { parent: string; packages: PackageLists }): string {
   // keep is part of it: a kept package is spared by the purge
   return hashKey({ format: LAYER_FORMAT, parent: k.parent, ...packageLists(k.packages) });

@@ -15,9 +15,13 @@ import type { CleanupScope } from '../util/cleanup.js';
 
 const ARCHIVES = 'var/cache/apt/archives';
 
-/** The cache directory of one package source (its identity: mirror, suite and arch, or an image's SHA-256). */
-export function debCacheDir(source: string): string {
-  const d = join(cacheDir('debs'), createHash('sha256').update(source).digest('hex').slice(0, 16));
+/** Where a layer's packages come from: a Debian mirror's suite and arch, or a stock image's own sources. */
+export type DebSource = { kind: 'debian'; mirror: string; suite: string; arch: string } | { kind: 'image'; sha256: string };
+
+/** The cache directory of one package source. */
+export function debCacheDir(source: DebSource): string {
+  const id = source.kind === 'debian' ? `debian ${source.mirror} ${source.suite} ${source.arch}` : `image ${source.sha256}`;
+  const d = join(cacheDir('debs'), createHash('sha256').update(id).digest('hex').slice(0, 16));
   mkdirSync(d, { recursive: true });
   return d;
 }

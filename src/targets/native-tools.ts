@@ -44,7 +44,6 @@ export const NATIVE_TOOLS = [
   'uniq', 'wc',
 ] as const;
 
-
 /** True when PATH's parent directory exists and resolves to a place inside ROOT. */
 function parentInside(root: string, path: string): boolean {
   try {

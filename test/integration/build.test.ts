@@ -29,11 +29,16 @@ const work = mkdtempSync(join(tmpdir(), 'syncpi-build-test-'));
 let first: BuildResult;
 let firstCmdline = '';
 
+/** Remove a cached layer of this file's own: its image and its record. */
+const dropLayer = (key: string) => {
+  for (const p of Object.values(layerPaths(key))) rmSync(p, { force: true });
+};
+
 before(async () => {
   requireTools();
   // the cold path of this file's own packages layer runs every time; the base under it is shared
   const keys = await planLayerKeys(testPlan(), new RecordingReporter());
-  for (const p of Object.values(layerPaths(keys.packages))) rmSync(p, { force: true });
+  dropLayer(keys.packages);
 });
 after(() => rmSync(work, { recursive: true, force: true }));
 
@@ -176,7 +181,7 @@ test('one more package: a packages layer built on the cached one, never the base
   const baseWritten = statSync(baseImg).mtimeMs;
   const plan = testPlan({ hostname: 'pi-more', packages: { install: ['jq', 'network-manager'], purge: [], keep: [] } });
   const keys = await planLayerKeys(plan, new RecordingReporter());
-  for (const p of Object.values(layerPaths(keys.packages))) rmSync(p, { force: true });
+  dropLayer(keys.packages);
   const reporter = new RecordingReporter();
   const r = await buildImage({ plan, outDir: join(work, 'more'), reporter });
   try {
@@ -197,7 +202,7 @@ test('one more package: a packages layer built on the cached one, never the base
     });
     process.stderr.write(`one more package (network-manager): packages layer ${Math.round(r.layer.ms / 1000)} s, build ${Math.round(r.totalMs / 1000)} s\n`);
   } finally {
-    for (const p of Object.values(layerPaths(r.layer.key))) rmSync(p, { force: true });
+    dropLayer(r.layer.key);
   }
 });
 
@@ -304,8 +309,8 @@ test('stock image path: an RPi OS–shaped .img.xz is verified, cached, and buil
   let layerKey: string | undefined;
   t.after(() => {
     rmSync(join(cacheDir('bases'), `${digest}.img`), { force: true });
-    rmSync(debCacheDir(`image ${digest}`), { recursive: true, force: true });
-    if (layerKey) for (const p of Object.values(layerPaths(layerKey))) rmSync(p, { force: true });
+    rmSync(debCacheDir({ kind: 'image', sha256: digest }), { recursive: true, force: true });
+    if (layerKey) dropLayer(layerKey);
   });
   const r = await buildImage({ plan, outDir: join(work, 'stock'), reporter });
   layerKey = r.layer.key;
