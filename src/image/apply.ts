@@ -6,8 +6,8 @@
 import type { Plan } from '../plan/types.js';
 import type { Reporter } from '../util/report.js';
 import type { CleanupScope } from '../util/cleanup.js';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { applyToRootfs } from '../targets/rootfs.js';
 import type { Arch } from '../targets/chroot.js';
 import { adoptPiOsBase } from './pios.js';
@@ -31,6 +31,13 @@ function installedSizes(root: string): Map<string, number> {
 }
 
 /**
+ * dpkg options for a build only, never for the appliance: a tree that becomes a layer or nothing
+ * needs no sync of every file dpkg writes. The recipe's bootstrap writes and removes the same file
+ * (image/debian/hooks/extract.sh, customize.sh).
+ */
+export const BUILD_DPKG_CFG = 'etc/dpkg/dpkg.cfg.d/syncpi-build';
+
+/**
  * Install and purge a config's packages on its base: the packages layer, built once per layer key. It goes
  * through the same converger as everything else, so its protections hold here too: Essential and
  * required packages, and whatever the Plan installs or keeps, are never removed.
@@ -40,7 +47,12 @@ export async function applyPackages(root: string, plan: Plan, reporter: Reporter
   // Measured as apt does ("… will be freed"): the purged packages' Installed-Size. The
   // filesystem's own count would net out the package lists apt-get update downloads.
   const sizes = installedSizes(root);
+  const cfg = join(root, BUILD_DPKG_CFG);
+  mkdirSync(dirname(cfg), { recursive: true });
+  writeFileSync(cfg, 'force-unsafe-io\n');
+  scope.defer('dpkg:build-cfg', () => rmSync(cfg, { force: true }));
   const report = await applyToRootfs(root, packagesOnly(plan), { arch: plan.base.arch, reporter, scope });
+  await scope.release('dpkg:build-cfg');
   const of = (action: string) => report.changes.filter((c) => c.kind === 'package' && c.action === action).map((c) => c.target);
   const purged = of('purged');
   const freed = purged.reduce((sum, name) => sum + (sizes.get(name) ?? 0), 0);

@@ -1,21 +1,34 @@
 /**
  * The embedded default base: a Raspberry Pi image made from Debian packages with mmdebstrap,
- * laid out like Raspberry Pi OS. The expensive part under emulation is the initramfs, so the
- * recipe defers update-initramfs during package installation and builds it once at the end with
- * a targeted module list (see image/debian/).
+ * laid out like Raspberry Pi OS.
+ *
+ * Under emulation every program the package setup starts costs a qemu-user start and runs
+ * translated, so the build keeps that to the target's own programs:
+ * - update-initramfs is deferred while packages are installed and runs once at the end, with a
+ *   targeted module list (see image/debian/);
+ * - once the essential set is unpacked, this machine's dpkg-deb and file tools are offered in the
+ *   root (BOOTSTRAP_TOOLSET): dpkg decompresses each .deb natively, and the maintainer scripts'
+ *   sed, grep, ln… run natively, while the scripts themselves, dpkg, perl and every program of
+ *   the packages stay the target's (ca-certificates' setup: 85 s emulated, 25 s so);
+ * - dpkg does not sync each file it writes (the tree becomes an image afterwards, or nothing);
+ * - mmdebstrap runs on the system PATH: a user's shims (pyenv's python3 for mmtarfilter) cost
+ *   seconds per package.
  */
-import { execa } from 'execa';
-import { mkdir, readFile, rename } from 'node:fs/promises';
+import { execa, type ResultPromise } from 'execa';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Reporter } from '../util/report.js';
 import { Failure } from '../util/errors.js';
 import { recipeDir, basePackages } from './recipe.js';
 import { bootstrapLineReader, progressDetail, slowestSetups } from './bootstrap-progress.js';
 import { createImageFromTrees } from './layout.js';
+import { unmountBelow } from './loop.js';
 import { mmdebstrapCacheArgs } from './deb-cache.js';
 import { dropAptState } from './finish.js';
 import { missingTool, tool } from '../util/tool.js';
 import { ensureBinfmt, withChroot, type Arch } from '../targets/chroot.js';
+import { BOOTSTRAP_TOOLSET, mountNativeTools } from '../targets/native-tools.js';
 import type { CleanupScope } from '../util/cleanup.js';
 
 /** Remove a tree without crossing into anything still mounted inside it (/proc, /dev of a chroot). */
@@ -42,7 +55,11 @@ export interface BootstrapTimes {
   slowest?: Array<{ name: string; ms: number }>;
   /** What apt fetched (index files and .debs): a second cold build finds its .debs in the cache. */
   fetches?: number;
+  /** Whether dpkg and the maintainer scripts had this machine's tools (BOOTSTRAP_TOOLSET). */
+  nativeTools?: boolean;
 }
+
+const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
 async function duBytes(dir: string): Promise<number> {
   const out = await tool('du', ['-s', '--block-size=1', '-x', dir]);
@@ -56,12 +73,21 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
   const boot = join(opts.workDir, 'boot');
   await removeTree(root);
   await removeTree(boot);
-  opts.scope.defer('bootstrap:workdir', () => removeTree(opts.workDir));
+  opts.scope.defer('bootstrap:workdir', async () => {
+    await unmountBelow(opts.workDir);
+    await removeTree(opts.workDir);
+  });
   await mkdir(opts.workDir, { recursive: true });
   await ensureBinfmt(opts.arch);
 
   const include = basePackages(opts.arch, recipe);
   const components = 'main,non-free-firmware';
+  // the extract hook asks here for the native tools and waits for the answer (offerNativeTools)
+  const ask = join(opts.workDir, 'ask');
+  await tool('mkfifo', ['-m', '0600', ask]);
+  // mmdebstrap gives its chroot its own PATH; apt gives dpkg DPkg::Path. The tools' directory
+  // exists only inside the root, and only once they are offered.
+  const chrootPath = `${BOOTSTRAP_TOOLSET.dir}:${SYSTEM_PATH}`;
   const args = [
     '--mode=root',
     // apt's and dpkg's own lines are what progress is counted from
@@ -79,8 +105,10 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
     // debconf's pre-install scan of every .deb (apt-extracttemplates) costs minutes under
     // emulation and asks nothing in a non-interactive build; configure still sets defaults
     '--aptopt=#clear DPkg::Pre-Install-Pkgs;',
+    `--aptopt=DPkg::Path "${chrootPath}"`,
     `--include=${include.join(',')}`,
     ...mmdebstrapCacheArgs(opts.debs),
+    `--extract-hook=${join(recipe, 'hooks/extract.sh')}`,
     `--essential-hook=${join(recipe, 'hooks/essential.sh')}`,
     `--customize-hook=${join(recipe, 'hooks/customize.sh')}`,
     opts.suite,
@@ -91,19 +119,17 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
   const times: BootstrapTimes = { mmdebstrapMs: 0, imageMs: 0 };
   const t0 = Date.now();
   await opts.reporter.step(`bootstrap Debian ${opts.suite} ${opts.arch} (${include.length} packages)`, async (progress) => {
+    // released once mmdebstrap is gone: the native tools must not reach the image
+    opts.scope.defer('bootstrap:native', () => undefined);
     const proc = execa('mmdebstrap', args, {
       all: true,
       stdin: 'ignore',
       reject: false,
-      env: { SYNCPI_RECIPE: recipe },
+      // a process group of its own: mmdebstrap forks workers that outlive a signal to it alone
+      detached: true,
+      env: { SYNCPI_RECIPE: recipe, SYNCPI_ASK: ask, PATH: chrootPath },
     });
-    // on Ctrl-C mmdebstrap must unmount its chroot's /proc and /dev before the tree is removed
-    opts.scope.defer('bootstrap:mmdebstrap', async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        await Promise.resolve(proc).catch(() => undefined);
-      }
-    });
+    opts.scope.defer('bootstrap:mmdebstrap', () => stopGroup(proc));
     const tail: string[] = [];
     const reader = bootstrapLineReader();
     const p = reader.progress;
@@ -114,16 +140,19 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
       if (reader.line(l, Date.now())) progress({ done: p.configured, ...(p.total ? { total: p.total } : {}), unit: 'items', detail: progressDetail(p) });
       const m = /^syncpi: initramfs built in (\d+) s/.exec(l);
       if (m) times.initramfsMs = Number(m[1]) * 1000;
+      if (l.startsWith('syncpi: native tools wanted')) times.nativeTools = await offerNativeTools(root, ask, opts.scope);
     }
     reader.end(Date.now());
     times.slowest = slowestSetups(p);
     times.fetches = p.downloaded;
     const r = await proc;
+    await opts.scope.release('bootstrap:native');
     if (r.failed) {
       if ((r as { code?: string }).code === 'ENOENT') throw missingTool('mmdebstrap');
       throw new Failure(`mmdebstrap failed (exit ${r.exitCode ?? r.signal})`, tail.slice(-20));
     }
   });
+  if (!times.nativeTools) opts.reporter.info('the package setup ran on the target\'s own tools alone (emulated): this machine\'s could not be offered in the root');
   times.mmdebstrapMs = Date.now() - t0;
   if (times.slowest?.length) opts.reporter.info(`slowest package setups: ${times.slowest.map((x) => `${x.name} ${Math.round(x.ms / 1000)} s`).join(', ')}`);
 
@@ -142,6 +171,47 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
   await removeTree(root);
   await removeTree(boot);
   return times;
+}
+
+/** Stop a process group started with `detached`: TERM, then KILL after 10 s. */
+async function stopGroup(proc: ResultPromise): Promise<void> {
+  if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(-proc.pid!, s);
+    } catch {
+      /* the group is gone */
+    }
+  };
+  signal('SIGTERM');
+  const done = Promise.resolve(proc).then(() => true, () => true);
+  if (!(await Promise.race([done, sleep(10_000).then(() => false)]))) signal('SIGKILL');
+  await done;
+  // its workers may outlive the leader for a moment
+  for (let i = 0; i < 50; i++) {
+    try {
+      process.kill(-proc.pid, 0);
+    } catch {
+      return;
+    }
+    await sleep(100);
+  }
+  signal('SIGKILL');
+}
+
+/**
+ * Mount BOOTSTRAP_TOOLSET in the root mmdebstrap is building and answer its extract hook, which
+ * waits for the answer before dpkg configures anything. An answer is always written, so the hook
+ * never waits for a build that could not offer them.
+ */
+async function offerNativeTools(root: string, ask: string, scope: CleanupScope): Promise<boolean> {
+  let offered = false;
+  try {
+    offered = (await mountNativeTools(root, scope, BOOTSTRAP_TOOLSET)) !== undefined;
+  } finally {
+    await writeFile(ask, offered ? 'offered\n' : 'declined\n');
+  }
+  return offered;
 }
 
 /**

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { cacheDir } from './cache.js';
 import { mountDev } from './loop.js';
+import { shq } from '../util/shell.js';
 import type { CleanupScope } from '../util/cleanup.js';
 
 const ARCHIVES = 'var/cache/apt/archives';
@@ -26,17 +27,23 @@ export function debCacheDir(source: DebSource): string {
   return d;
 }
 
+/** Shell: link (or, across file systems, copy) each .deb of $1 into $2 that $2 lacks. */
+const LINK_DEBS = 'for f in "$1"/*.deb; do [ -e "$f" ] || continue; d="$2/${f##*/}"; [ -e "$d" ] || ln "$f" "$d" 2>/dev/null || cp -p "$f" "$d" || exit 1; done';
+
 /**
- * mmdebstrap arguments that seed its chroot's archive directory from the cache and copy what the
- * bootstrap used back. mmdebstrap installs from apt's own download list, so extra files in the
+ * mmdebstrap arguments that seed its chroot's archive directory from the cache and bring what the
+ * bootstrap fetched back. mmdebstrap installs from apt's own download list, so extra files in the
  * directory are never installed; essential/unlink is skipped so the essential set is kept too.
+ * Hard links, not mmdebstrap's sync-in/sync-out, which stream every byte through its hook
+ * protocol: 190 MiB took 52 s in and 36 s out. apt never writes a .deb in place, so a link is as
+ * safe as a copy.
  */
 export function mmdebstrapCacheArgs(dir: string): string[] {
+  const link = (from: string, to: string) => `set -- ${from} ${to} && ${LINK_DEBS}`;
   return [
     '--skip=essential/unlink',
-    `--setup-hook=mkdir -p "$1/${ARCHIVES}"`,
-    `--setup-hook=sync-in ${dir} /${ARCHIVES}`,
-    `--customize-hook=sync-out /${ARCHIVES} ${dir}`,
+    `--setup-hook=mkdir -p "$1/${ARCHIVES}" && ${link(shq(dir), `"$1/${ARCHIVES}"`)}`,
+    `--customize-hook=${link(`"$1/${ARCHIVES}"`, shq(dir))}`,
   ];
 }
 

@@ -3,7 +3,7 @@
  * acquired, so success, failure and Ctrl-C all release them in reverse order.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readlink, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -67,6 +67,25 @@ async function umountWithRetry(target: string): Promise<void> {
       await sleep(300);
     }
   }
+}
+
+/** Mount points at or below `dir`, deepest first, from /proc/self/mountinfo (octal escapes undone). */
+export function mountsBelow(mountinfo: string, dir: string): string[] {
+  const points = mountinfo
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Unmount whatever is still mounted at or below `dir`: what a tool that was killed mid-way
+ * (mmdebstrap's /proc, /dev and /sys of its chroot) could not take down itself.
+ */
+export async function unmountBelow(dir: string): Promise<void> {
+  for (const p of mountsBelow(await readFile('/proc/self/mountinfo', 'utf8'), dir)) await umountWithRetry(p);
 }
 
 export async function mountDev(scope: CleanupScope, dev: string, target: string, label: string, options?: string): Promise<void> {

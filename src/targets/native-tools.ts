@@ -12,22 +12,27 @@
  * The target's own programs (apt-get, dpkg, systemctl, useradd, locale-gen…) are not in the
  * list, so PATH still finds the target's, and the converger starts those that start others with
  * the target's own PATH (`target` in provision/facts.sh), so their children — maintainer scripts
- * above all — never see a host program.
+ * above all — never see a host program. The one exception is the Debian bootstrap
+ * (BOOTSTRAP_TOOLSET), whose maintainer scripts run once, on a tree that is compared with the
+ * fully emulated one (bench/build.mjs --compare-emulated).
  *
- * Host programs need their dynamic loader and libraries at the paths they were linked for, which
- * a foreign root does not have: a tmpfs holds copies at exactly those paths (e.g.
- * /usr/lib/x86_64-linux-gnu and a /lib64 link) while the chroot is open, and the tools are on a
- * second tmpfs at /run/syncpi-native. Nothing of either can land in the image. A root that already
- * has those paths (multiarch libraries of this machine's architecture) keeps the emulated tools.
+ * Host programs need their libraries at the paths their loader searches, which a foreign root
+ * does not have: a tmpfs holds copies at exactly those paths (e.g. /usr/lib/x86_64-linux-gnu)
+ * while the chroot is open. The tools are copies on a second tmpfs (NATIVE_DIR), with the loader
+ * beside them and each copy's ELF interpreter field pointing there, so nothing appears at the
+ * loader's own path (/lib64), which a root may hold for itself: Debian's base-files refuses to
+ * install beside a /lib64 it did not make. Nothing of either can land in the image. A root that
+ * already has the library directory (multiarch libraries of this machine's architecture) keeps the
+ * emulated tools.
  */
-import { copyFileSync, lstatSync, mkdirSync, realpathSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
+import { closeSync, copyFileSync, lstatSync, mkdirSync, openSync, readSync, realpathSync, rmdirSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import type { CleanupScope } from '../util/cleanup.js';
 import { Failure } from '../util/errors.js';
 import { lexists } from '../util/fs.js';
 
-/** Where the tools appear inside the chroot; first on the converger's PATH. */
+/** Where the converger's tools appear inside the chroot; first on its PATH. */
 export const NATIVE_DIR = '/run/syncpi-native';
 
 /**
@@ -43,6 +48,26 @@ export const NATIVE_TOOLS = [
   'rm', 'rmdir', 'sed', 'setpriv', 'sha256sum', 'sleep', 'sort', 'stat', 'sync', 'tail', 'tar', 'tee', 'touch', 'tr',
   'uniq', 'wc',
 ] as const;
+
+/** A set of this machine's programs offered in a root, and the directory they appear in there. */
+export interface NativeToolset {
+  tools: readonly string[];
+  dir: string;
+}
+
+export const CONVERGER_TOOLSET: NativeToolset = { tools: NATIVE_TOOLS, dir: NATIVE_DIR };
+
+/**
+ * The bootstrap's (src/image/bootstrap.ts): the same tools for the maintainer scripts' sed, grep
+ * and friends, plus dpkg's own back ends, which dpkg starts by name: dpkg-deb decompresses every
+ * .deb (its output is the package's own tar stream, byte for byte, whoever decompresses it) and
+ * dpkg-split reads its header. Not in /run, which mmdebstrap empties before the build can take
+ * the tools out again.
+ */
+export const BOOTSTRAP_TOOLSET: NativeToolset = { tools: [...NATIVE_TOOLS, 'dpkg-deb', 'dpkg-split'], dir: '/usr/lib/syncpi-native' };
+
+/** The loader's name beside the tools: short, as the new path must fit where the old one was. */
+const LOADER = 'ld';
 
 /** True when PATH's parent directory exists and resolves to a place inside ROOT. */
 function parentInside(root: string, path: string): boolean {
@@ -62,6 +87,8 @@ export interface NativeKit {
   interpreter: { path: string; file: string };
   /** The directory that holds every library, and each library by the name it is loaded by. */
   libDir: string;
+  /** The tools that need the loader (the others are static). */
+  dynamic: Set<string>;
   libs: Array<{ name: string; file: string }>;
 }
 
@@ -80,15 +107,19 @@ export function parseLdd(out: string): { interpreter?: string; libs: string[] } 
   return { interpreter, libs };
 }
 
-let kitCache: Promise<NativeKit | undefined> | undefined;
+const kitCache = new Map<string, Promise<NativeKit | undefined>>();
 
 /** This machine's tools and what they load, or undefined when they are not one tidy set. */
-export function nativeKit(): Promise<NativeKit | undefined> {
-  kitCache ??= (async () => {
+export function nativeKit(names: readonly string[] = NATIVE_TOOLS): Promise<NativeKit | undefined> {
+  const id = names.join(' ');
+  const cached = kitCache.get(id);
+  if (cached) return cached;
+  const resolved = (async () => {
     const tools = new Map<string, string>();
     const interpreters = new Set<string>();
     const libs = new Map<string, string>();
-    for (const name of NATIVE_TOOLS) {
+    const dynamic = new Set<string>();
+    for (const name of names) {
       const which = await execa('sh', ['-c', 'command -v "$1"', 'sh', name], { reject: false, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, extendEnv: false });
       const found = which.stdout.trim();
       if (which.exitCode !== 0 || !found.startsWith('/')) return undefined;
@@ -97,15 +128,19 @@ export function nativeKit(): Promise<NativeKit | undefined> {
       const ldd = await execa('ldd', [file], { reject: false });
       if (ldd.exitCode !== 0) continue; // a static program needs nothing
       const deps = parseLdd(ldd.stdout);
-      if (deps.interpreter) interpreters.add(deps.interpreter);
+      if (deps.interpreter) {
+        interpreters.add(deps.interpreter);
+        dynamic.add(name);
+      }
       for (const l of deps.libs) libs.set(basename(l), realpathSync(l));
     }
     const libDirs = new Set([...libs.values()].map((l) => dirname(l)));
     if (interpreters.size !== 1 || libDirs.size !== 1) return undefined;
     const interp = [...interpreters][0]!;
-    return { tools, interpreter: { path: interp, file: realpathSync(interp) }, libDir: [...libDirs][0]!, libs: [...libs].map(([name, file]) => ({ name, file })) };
+    return { tools, dynamic, interpreter: { path: interp, file: realpathSync(interp) }, libDir: [...libDirs][0]!, libs: [...libs].map(([name, file]) => ({ name, file })) };
   })();
-  return kitCache;
+  kitCache.set(id, resolved);
+  return resolved;
 }
 
 async function mountTmpfs(dir: string, scope: CleanupScope, created: boolean): Promise<void> {
@@ -124,37 +159,68 @@ async function readOnly(dir: string): Promise<void> {
 }
 
 /**
+ * Point a 64-bit little-endian ELF program at another loader by rewriting its PT_INTERP in place.
+ * False when the file is not such a program or the path does not fit in the field.
+ */
+export function setInterpreter(file: string, loader: string): boolean {
+  const fd = openSync(file, 'r+');
+  try {
+    const head = Buffer.alloc(64);
+    readSync(fd, head, 0, 64, 0);
+    // ELF magic, ELFCLASS64, ELFDATA2LSB
+    if (head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2 || head[5] !== 1) return false;
+    const phoff = Number(head.readBigUInt64LE(0x20));
+    const phentsize = head.readUInt16LE(0x36);
+    const phnum = head.readUInt16LE(0x38);
+    const ph = Buffer.alloc(phentsize);
+    for (let i = 0; i < phnum; i++) {
+      readSync(fd, ph, 0, phentsize, phoff + i * phentsize);
+      if (ph.readUInt32LE(0) !== 3) continue; // PT_INTERP
+      const offset = Number(ph.readBigUInt64LE(8));
+      const size = Number(ph.readBigUInt64LE(32));
+      const path = Buffer.from(loader);
+      if (path.length + 1 > size) return false;
+      const field = Buffer.alloc(size); // NUL-padded: the kernel reads up to the first NUL
+      path.copy(field);
+      writeSync(fd, field, 0, size, offset);
+      return true;
+    }
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Offer this machine's tools inside `rootfs` for the life of `scope`. Returns the directory to put
  * first on PATH, or undefined when the root must keep its own (emulated) tools.
  */
-export async function mountNativeTools(rootfs: string, scope: CleanupScope): Promise<string | undefined> {
-  const kit = await nativeKit();
+export async function mountNativeTools(rootfs: string, scope: CleanupScope, toolset: NativeToolset = CONVERGER_TOOLSET): Promise<string | undefined> {
+  const kit = await nativeKit(toolset.tools);
   if (!kit) return undefined;
   const libDir = join(rootfs, kit.libDir);
-  const interpDir = dirname(kit.interpreter.path);
-  const interpInRoot = join(rootfs, interpDir);
-  const bin = join(rootfs, NATIVE_DIR);
-  // Both paths must be free in the root: what is there belongs to the root's own programs. And
-  // every mount point must really lie inside the root, not behind one of its links.
-  if (lexists(libDir) || (interpDir !== kit.libDir && lexists(interpInRoot))) return undefined;
-  if (![libDir, interpInRoot, bin].every((p) => parentInside(rootfs, p))) return undefined;
+  const bin = join(rootfs, toolset.dir);
+  // The library path must be free in the root: what is there belongs to the root's own programs.
+  // And every mount point must really lie inside the root, not behind one of its links.
+  if (lexists(libDir)) return undefined;
+  if (![libDir, bin].every((p) => parentInside(rootfs, p))) return undefined;
   if (lexists(bin) && !lstatSync(bin).isDirectory()) return undefined;
 
   mkdirSync(libDir);
   await mountTmpfs(libDir, scope, true);
   for (const lib of kit.libs) copyFileSync(lib.file, join(libDir, lib.name));
-  copyFileSync(kit.interpreter.file, join(libDir, basename(kit.interpreter.path)));
   await readOnly(libDir);
-  if (interpDir !== kit.libDir) {
-    // an absolute link: it resolves inside the chroot, and is gone before anything else sees it
-    symlinkSync(kit.libDir, interpInRoot);
-    scope.defer(`remove ${interpInRoot}`, () => unlinkSync(interpInRoot));
-  }
 
   const made = !lexists(bin);
   mkdirSync(bin, { recursive: true });
   await mountTmpfs(bin, scope, made);
-  for (const [name, file] of kit.tools) copyFileSync(file, join(bin, name));
+  copyFileSync(kit.interpreter.file, join(bin, LOADER));
+  const loader = `${toolset.dir}/${LOADER}`;
+  for (const [name, file] of kit.tools) {
+    const copy = join(bin, name);
+    copyFileSync(file, copy);
+    if (kit.dynamic.has(name) && !setInterpreter(copy, loader)) throw new Failure(`cannot point ${file}'s copy at ${loader}: not a 64-bit ELF program with room for that path`);
+  }
   await readOnly(bin);
-  return NATIVE_DIR;
+  return toolset.dir;
 }

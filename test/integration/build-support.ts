@@ -4,7 +4,8 @@
  * test can interrupt it.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Plan } from '../../src/plan/types.js';
@@ -146,4 +147,24 @@ export class RecordingReporter implements Reporter {
     this.warnings.push(message);
   }
   result(): void {}
+}
+
+/** Every entry of a mounted root: type, mode, owners, and content hash or link target (no times). */
+export function treeOf(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(join(root, rel)).sort()) {
+      const r = `${rel}/${name}`;
+      const st = lstatSync(join(root, r));
+      const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+      if (st.isSymbolicLink()) out.set(r, `link ${meta} ${readlinkSync(join(root, r))}`);
+      else if (st.isDirectory()) {
+        out.set(r, `dir ${meta}`);
+        walk(r);
+      } else if (st.isFile()) out.set(r, `file ${meta} ${createHash('sha256').update(readFileSync(join(root, r))).digest('hex')}`);
+      else out.set(r, `other ${meta} ${st.rdev}`);
+    }
+  };
+  walk('');
+  return out;
 }

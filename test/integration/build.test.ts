@@ -8,9 +8,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { buildImage, planLayerKeys, type BuildResult } from '../../src/image/build.js';
 import { installedPackages } from '../../src/image/finish.js';
@@ -19,11 +19,13 @@ import { debCacheDir } from '../../src/image/deb-cache.js';
 import { attachImage, mountDev, tempMountpoint } from '../../src/image/loop.js';
 import { withCleanup } from '../../src/util/cleanup.js';
 import { withChroot } from '../../src/targets/chroot.js';
-import { NATIVE_DIR } from '../../src/targets/native-tools.js';
+import { BOOTSTRAP_TOOLSET, NATIVE_DIR } from '../../src/targets/native-tools.js';
+import { BUILD_DPKG_CFG } from '../../src/image/apply.js';
+import { lexists } from '../../src/util/fs.js';
 import { applyToRootfs } from '../../src/targets/rootfs.js';
 import { UserError } from '../../src/util/errors.js';
 import { MODEL_IDS } from '../../src/hardware/models.js';
-import { RecordingReporter, enabledHostKeyGenerators, enabledUnits, inspectImage, loopsUnder, mountsMatching, requireTools, testPlan } from './build-support.js';
+import { RecordingReporter, enabledHostKeyGenerators, enabledUnits, inspectImage, loopsUnder, mountsMatching, requireTools, testPlan, treeOf } from './build-support.js';
 
 const work = mkdtempSync(join(tmpdir(), 'syncpi-build-test-'));
 let first: BuildResult;
@@ -128,6 +130,12 @@ test('cold build: RPi OS layout, plan applied, packages, consistent PARTUUIDs, c
     assert.ok(enabledUnits(root).has('systemd-networkd.service'), 'without NetworkManager, networkd owns the wired network');
     assert.deepEqual(readdirSync(join(root, 'var/lib/apt/lists')).filter((f) => f !== 'partial' && f !== 'lock'), []);
     assert.deepEqual(readdirSync(join(root, 'var/cache/apt/archives')).filter((f) => f.endsWith('.deb')), []);
+    // what the bootstrap and the packages layer use while they build stays out of the appliance:
+    // dpkg without syncs, apt's build options, this machine's tools and libraries
+    for (const p of [BUILD_DPKG_CFG, 'etc/apt/apt.conf.d/99mmdebstrap', BOOTSTRAP_TOOLSET.dir, NATIVE_DIR, 'usr/lib/x86_64-linux-gnu', 'lib64', 'usr/lib64']) {
+      assert.ok(!lexists(join(root, p)), `${p} is not in the image`);
+    }
+    assert.doesNotMatch(readFileSync(join(root, 'etc/dpkg/dpkg.cfg.d/99mmdebstrap'), 'utf8'), /unsafe/, 'dpkg on the Pi syncs what it writes');
   });
 
   const manifest = JSON.parse(readFileSync(first.manifest, 'utf8'));
@@ -205,26 +213,6 @@ test('one more package: a packages layer built on the cached one, never the base
     dropLayer(r.layer.key);
   }
 });
-
-/** Every entry of a mounted root: type, mode, owners, and content hash or link target (no times). */
-function treeOf(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (rel: string): void => {
-    for (const name of readdirSync(join(root, rel)).sort()) {
-      const r = `${rel}/${name}`;
-      const st = lstatSync(join(root, r));
-      const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
-      if (st.isSymbolicLink()) out.set(r, `link ${meta} ${readlinkSync(join(root, r))}`);
-      else if (st.isDirectory()) {
-        out.set(r, `dir ${meta}`);
-        walk(r);
-      } else if (st.isFile()) out.set(r, `file ${meta} ${sha256(join(root, r))}`);
-      else out.set(r, `other ${meta} ${st.rdev}`);
-    }
-  };
-  walk('');
-  return out;
-}
 
 test('the converger runs on this machine\'s own tools in the arm64 root, and leaves exactly what the emulated run leaves', { timeout: 20 * 60_000 }, async () => {
   assert.ok(first, 'needs the cold build');
@@ -334,30 +322,28 @@ test('stock image path: an RPi OS–shaped .img.xz is verified, cached, and buil
   assert.deepEqual(loopsUnder(cacheRoot()), []);
 });
 
-test('an interrupted build leaves no loop device, mount or finished-looking file', { timeout: 10 * 60_000 }, async () => {
-  assert.ok(first, 'needs the cold build (its layer makes this build reach the loop stage fast)');
-  const out = join(work, 'killed');
-  const planFile = join(work, 'kill-plan.json');
-  writeFileSync(planFile, JSON.stringify(testPlan({ hostname: 'pi-killed' })));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'build-child.ts'), planFile, out], {
+/**
+ * Run a build in its own process and Ctrl-C it once `ready` matches its JSON events; returns its
+ * exit code, stderr and events, and what `probe` saw at that moment.
+ */
+async function interruptBuild<T>(name: string, opts: { noCache?: boolean; ready: RegExp; within: number; probe: (pid: number) => T }): Promise<{ code: number | null; stderr: string; events: string; seen: T; pid: number }> {
+  const out = join(work, name);
+  const planFile = join(work, `${name}-plan.json`);
+  writeFileSync(planFile, JSON.stringify(testPlan({ hostname: `pi-${name}` })));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'build-child.ts'), planFile, out, ...(opts.noCache ? ['--no-cache'] : [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exit = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-  // interrupt once the image is attached and mounted, while the plan is being applied
-  let seen: string[] = [];
-  let losetupList = '';
   let buf = '';
-  await new Promise<void>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`build never reached "apply plan": ${stderr}`)), 5 * 60_000);
+  const seen = await new Promise<T>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`build never reached ${opts.ready}: ${stderr}`)), opts.within);
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
-      if (/"step-start","step":"apply plan/.test(buf)) {
-        seen = loopsUnder(out);
-        losetupList = execFileSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' }).trim().replace(/\n/g, '; ');
+      if (opts.ready.test(buf)) {
         clearTimeout(timer);
-        res();
+        res(opts.probe(child.pid!));
       }
     });
     child.on('exit', () => {
@@ -366,12 +352,63 @@ test('an interrupted build leaves no loop device, mount or finished-looking file
     });
   });
   child.kill('SIGINT');
-  const code = await exit;
-  assert.ok(seen.length > 0, `the build had a loop device attached when interrupted (losetup: ${losetupList}; events: ${buf.slice(-600)})`);
-  assert.equal(code, 130, `exit code after SIGINT (stderr: ${stderr})`);
+  return { code: await exit, stderr, events: buf, seen, pid: child.pid! };
+}
+
+test('an interrupted build leaves no loop device, mount or finished-looking file', { timeout: 10 * 60_000 }, async () => {
+  assert.ok(first, 'needs the cold build (its layer makes this build reach the loop stage fast)');
+  const out = join(work, 'killed');
+  // interrupt once the image is attached and mounted, while the plan is being applied
+  const r = await interruptBuild('killed', {
+    ready: /"step-start","step":"apply plan/,
+    within: 5 * 60_000,
+    probe: () => ({ loops: loopsUnder(out), losetup: execFileSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' }).trim().replace(/\n/g, '; ') }),
+  });
+  assert.ok(r.seen.loops.length > 0, `the build had a loop device attached when interrupted (losetup: ${r.seen.losetup}; events: ${r.events.slice(-600)})`);
+  assert.equal(r.code, 130, `exit code after SIGINT (stderr: ${r.stderr})`);
   assert.deepEqual(loopsUnder(out), [], 'no loop device left');
   // other builds may run on this machine: look only at this build's devices
-  assert.deepEqual(mountsMatching(new RegExp(`^(${seen.join('|')})p?\\d*\\s`)), [], 'no mount of its loop devices left');
+  assert.deepEqual(mountsMatching(new RegExp(`^(${r.seen.loops.join('|')})p?\\d*\\s`)), [], 'no mount of its loop devices left');
   const left = existsSync(out) ? readdirSync(out) : [];
   assert.deepEqual(left.filter((f) => /\.(img|bmap|sha256|json|xz)$/.test(f) || f.includes('partial')), [], `files left: ${left.join(', ')}`);
+});
+
+/** Processes whose root or working directory lies under `dir`: what a chroot there still runs. */
+function processesUnder(dir: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    for (const link of ['root', 'cwd']) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/${link}`);
+        if (target === dir || target.startsWith(`${dir}/`)) found.push(`${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 120)}`);
+      } catch {
+        /* gone, or not ours to read */
+      }
+    }
+  }
+  return found;
+}
+
+test('a bootstrap interrupted while dpkg configures leaves no process, mount or work tree, and the cached base as it was', { timeout: 10 * 60_000 }, async () => {
+  assert.ok(first, 'needs the cold build (the base layer it used is what must stay)');
+  const base = layerPaths(first.layer.base!.key);
+  const before = { img: statSync(base.img).mtimeMs, meta: readFileSync(base.meta, 'utf8') };
+  // the bootstrap's tree is the work directory named by the base layer's key and the build's pid
+  const workOf = (pid: number) => join(cacheDir('work'), `${first.layer.base!.key}-${pid}`);
+  // --no-cache bootstraps anew; interrupted once dpkg has configured a few packages, that is
+  // with mmdebstrap's workers, its chroot mounts and the native tools all in place
+  const r = await interruptBuild('killed-bootstrap', {
+    noCache: true,
+    ready: /"step":"bootstrap Debian[^"]*","done":([5-9]|\d\d)/,
+    within: 5 * 60_000,
+    probe: (pid) => ({ mounts: mountsMatching(new RegExp(` ${workOf(pid)}/`)).length, processes: processesUnder(workOf(pid)).length }),
+  });
+  const tree = workOf(r.pid);
+  assert.ok(r.seen.mounts >= 5 && r.seen.processes >= 1, `the bootstrap was running in its chroot with the native tools when interrupted (${JSON.stringify(r.seen)})`);
+  assert.equal(r.code, 130, `exit code after SIGINT (stderr: ${r.stderr})`);
+  assert.deepEqual(processesUnder(tree), [], 'no process left in the bootstrap\'s tree');
+  assert.deepEqual(mountsMatching(new RegExp(` ${tree}/`)), [], 'no mount left under it');
+  assert.equal(existsSync(tree), false, 'the tree is gone');
+  assert.deepEqual({ img: statSync(base.img).mtimeMs, meta: readFileSync(base.meta, 'utf8') }, before, 'the cached base layer is untouched');
+  assert.ok(!readdirSync(dirname(base.img)).some((f) => f.includes('.partial-')), 'no partial layer left');
 });

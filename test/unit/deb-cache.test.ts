@@ -6,10 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, chownSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chownSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bindDebCache, parseDebName, pruneDebCache } from '../../src/image/deb-cache.js';
+import { bindDebCache, mmdebstrapCacheArgs, parseDebName, pruneDebCache } from '../../src/image/deb-cache.js';
 import { withCleanup } from '../../src/util/cleanup.js';
 
 test('deb file names: name, version (epoch unescaped) and arch', () => {
@@ -18,6 +19,50 @@ test('deb file names: name, version (epoch unescaped) and arch', () => {
   assert.deepEqual(parseDebName('tzdata_2025b-4_all.deb'), { name: 'tzdata', version: '2025b-4', arch: 'all' });
   for (const f of ['lock', 'partial', 'x.deb', 'a_b.deb', 'a_b_c_d.deb', 'a_1_arm64.deb.part']) assert.equal(parseDebName(f), undefined, f);
 });
+
+/** Run an mmdebstrap shell hook as mmdebstrap does: `sh -c HOOK exec ROOT`. */
+function runHook(arg: string, root: string): void {
+  const hook = arg.slice(arg.indexOf('=') + 1);
+  execFileSync('sh', ['-c', hook, 'exec', root], { stdio: 'pipe' });
+}
+
+for (const across of [false, true]) {
+  test(`the bootstrap's hooks ${across ? 'copy (across file systems)' : 'link'} the cache in and bring only new .debs back`, { skip: across && !statSync('/dev/shm', { throwIfNoEntry: false }) }, () => {
+    const work = mkdtempSync(join(tmpdir(), 'syncpi-debs-'));
+    const rootParent = across ? mkdtempSync('/dev/shm/syncpi-debs-') : work;
+    try {
+      // a cache path a shell would split or expand if it were not quoted
+      const cache = join(work, "my cache $(touch pwned) 'x'");
+      mkdirSync(cache);
+      writeFileSync(join(cache, 'a_1_arm64.deb'), 'cached a');
+      writeFileSync(join(cache, 'notes.txt'), 'not a package');
+      const root = join(rootParent, 'root');
+      mkdirSync(root);
+      const args = mmdebstrapCacheArgs(cache);
+      const setup = args.find((a) => a.startsWith('--setup-hook='))!;
+      const customize = args.find((a) => a.startsWith('--customize-hook='))!;
+      assert.ok(args.includes('--skip=essential/unlink'));
+
+      runHook(setup, root);
+      const archives = join(root, 'var/cache/apt/archives');
+      assert.deepEqual(readdirSync(archives), ['a_1_arm64.deb'], 'only packages go in');
+      assert.equal(statSync(join(archives, 'a_1_arm64.deb')).ino === statSync(join(cache, 'a_1_arm64.deb')).ino, !across);
+      assert.ok(!readdirSync(work).includes('pwned') && !readdirSync(process.cwd()).includes('pwned'), 'the path is data, not a command');
+
+      // the bootstrap fetched b, and its own a must not replace the cache's
+      writeFileSync(join(archives, 'b_2_arm64.deb'), 'fetched b');
+      rmSync(join(archives, 'a_1_arm64.deb'));
+      writeFileSync(join(archives, 'a_1_arm64.deb'), 'other a');
+      runHook(customize, root);
+      assert.deepEqual(readdirSync(cache).sort(), ['a_1_arm64.deb', 'b_2_arm64.deb', 'notes.txt']);
+      assert.equal(readFileSync(join(cache, 'b_2_arm64.deb'), 'utf8'), 'fetched b');
+      assert.equal(readFileSync(join(cache, 'a_1_arm64.deb'), 'utf8'), 'cached a');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+      if (across) rmSync(rootParent, { recursive: true, force: true });
+    }
+  });
+}
 
 test('the cache keeps each package at its highest version, per architecture, by dpkg --compare-versions', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'syncpi-debs-'));
