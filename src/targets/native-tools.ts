@@ -13,8 +13,8 @@
  * list, so PATH still finds the target's, and the converger starts those that start others with
  * the target's own PATH (`target` in provision/facts.sh), so their children — maintainer scripts
  * above all — never see a host program. The one exception is the Debian bootstrap
- * (BOOTSTRAP_TOOLSET), whose maintainer scripts run once, on a tree that is compared with the
- * fully emulated one (bench/build.mjs --compare-emulated).
+ * (BOOTSTRAP_TOOLSET), whose maintainer scripts run once, on a tree that compares equal, entry
+ * for entry, with the fully emulated one (bench/compare-base.mjs).
  *
  * Host programs need their libraries at the paths their loader searches, which a foreign root
  * does not have: a tmpfs holds copies at exactly those paths (e.g. /usr/lib/x86_64-linux-gnu)
