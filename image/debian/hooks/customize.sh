@@ -9,11 +9,6 @@ f=$SYNCPI_RECIPE/files
 # the build's apt and dpkg options (no debconf pre-scan, the native tools' PATH, no syncs) must
 # not stay in the image
 rm -f "$root/etc/apt/apt.conf.d/99mmdebstrap" "$root/etc/dpkg/dpkg.cfg.d/syncpi-build"
-# essential.sh's placeholder host keys (empty files: a generated key is never empty)
-for t in rsa ecdsa ed25519; do
-  k="$root/etc/ssh/ssh_host_${t}_key"
-  if [ -f "$k" ] && [ ! -s "$k" ]; then rm -f "$k"; fi
-done
 
 install -m 0644 "$f/fstab" "$root/etc/fstab"
 echo raspberrypi > "$root/etc/hostname"
