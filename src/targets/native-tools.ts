@@ -66,8 +66,11 @@ export const CONVERGER_TOOLSET: NativeToolset = { tools: NATIVE_TOOLS, dir: NATI
  */
 export const BOOTSTRAP_TOOLSET: NativeToolset = { tools: [...NATIVE_TOOLS, 'dpkg-deb', 'dpkg-split'], dir: '/usr/lib/syncpi-native' };
 
-/** The loader's name beside the tools: short, as the new path must fit where the old one was. */
-const LOADER = 'ld';
+/**
+ * The loader's name beside the tools: short, as the new path must fit where the old one was, and
+ * no command's name, as the directory is first on PATH (`ld` would be the linker).
+ */
+const LOADER = '.ld';
 
 /** True when PATH's parent directory exists and resolves to a place inside ROOT. */
 function parentInside(root: string, path: string): boolean {
