@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // Benchmark (not a test) of `syncpi build` on this machine:
-//   node bench/build.mjs [CONFIG] [--keep-cache] [--cold-twice]
+//   node bench/build.mjs [CONFIG] [--keep-cache] [--cold-twice] [--cold-previous]
 // Prints the cold build time of the default appliance (empty cache: the Debian base layer, then
 // the config's packages layer on it), the config-only rebuild time (same packages, another
 // hostname) the previous way and today's, one more package (a new packages layer on the cached
 // base) beside a whole cold build, which is what it cost before the base had a layer of its own,
-// each with its steps; with --cold-twice a second cold build, whose .debs come from the cache; and the image sizes:
+// each with its steps; with --cold-twice a second cold build, whose .debs come from the cache; with
+// --cold-previous a cold build whose bootstrap sets packages up on emulated tools alone, as before
+// the native ones, beside today's, and its base layer compared with today's entry by entry
+// (bench/compare-base.mjs); and the image sizes:
 // apparent, mapped blocks (what a flash writes) and .xz. CONFIG defaults to image/appliance.yaml; a built-in
 // Plan is used only when image/appliance.yaml cannot be loaded. Needs root and the host tools of the build (see README).
 import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +23,7 @@ const args = process.argv.slice(2);
 const configPath = args.find((a) => !a.startsWith('--'));
 const keepCache = args.includes('--keep-cache');
 const coldTwice = args.includes('--cold-twice');
+const coldPrevious = args.includes('--cold-previous');
 
 const work = mkdtempSync(join(tmpdir(), 'syncpi-bench-'));
 if (!keepCache) process.env.XDG_CACHE_HOME = join(work, 'cache');
@@ -109,6 +114,18 @@ try {
     const r = await buildImage({ plan: await planFor('syncpi-cold'), outDir: join(work, 'out-cold'), reporter: quiet, noCache: true });
     again = { ms: Date.now() - t, fetches: r.layer.bootstrap?.fetches, steps: quiet.steps.splice(0) };
   }
+  let previous;
+  if (coldPrevious) {
+    // --no-cache replaces the base layer: keep today's aside to compare
+    const { layerPaths } = await import('../src/image/cache.ts');
+    const native = join(work, 'base-native.img');
+    execFileSync('cp', ['--sparse=always', layerPaths(cold.layer.base.key).img, native]);
+    const t = Date.now();
+    const r = await buildImage({ plan: await planFor('syncpi-previous'), outDir: join(work, 'out-previous'), reporter: quiet, noCache: true, emulatedBootstrap: true });
+    const compare = execFileSync(process.execPath, ['--import', 'tsx', join(dirname(fileURLToPath(import.meta.url)), 'compare-base.mjs'), native, layerPaths(r.layer.base.key).img], { encoding: 'utf8' });
+    previous = { ms: Date.now() - t, bootstrap: r.layer.bootstrap ?? {}, steps: quiet.steps.splice(0), compare: compare.trim().split('\n')[0] };
+    quiet.infos.splice(0);
+  }
   const b = cold.layer.bootstrap ?? {};
   // a cold build whose base was cached: its bootstrap, as recorded when the base was built, counted in
   const fullColdMs = coldMs + (cold.layer.base?.reused ? (b.mmdebstrapMs ?? 0) + (b.imageMs ?? 0) : 0);
@@ -130,6 +147,14 @@ try {
       ? [
           `second cold build (.debs from the cache): ${formatDuration(again.ms)} (${(again.ms / coldMs).toFixed(2)}× the first), ${again.fetches} apt fetches against ${b.fetches}`,
           ...again.steps.map(([n, ms]) => `  step ${n}: ${formatDuration(ms)}`),
+        ]
+      : []),
+    ...(previous
+      ? [
+          `cold build, previous way (package setup on emulated tools alone): ${formatDuration(previous.ms)}; today's ${formatDuration(coldMs)}${cold.layer.base?.reused ? ' (its base was cached)' : ''}`,
+          `  bootstrap: previous ${formatDuration(previous.bootstrap.mmdebstrapMs ?? 0)}, today ${formatDuration(b.mmdebstrapMs ?? 0)} (${((b.mmdebstrapMs ?? 0) / (previous.bootstrap.mmdebstrapMs || 1)).toFixed(2)}×)`,
+          ...(previous.bootstrap.slowest ?? []).map((x) => `  previous package setup ${x.name}: ${formatDuration(x.ms)}`),
+          `  the two base layers: ${previous.compare}`,
         ]
       : []),
     `image apparent size: ${formatBytes(cold.apparentBytes)} (${cold.apparentBytes} bytes)`,

@@ -45,6 +45,8 @@ export interface BootstrapOptions {
   workDir: string;
   reporter: Reporter;
   scope: CleanupScope;
+  /** False: the package setup on the target's own tools alone, as before (benchmarks compare). */
+  nativeTools?: boolean;
 }
 
 export interface BootstrapTimes {
@@ -127,7 +129,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
       reject: false,
       // a process group of its own: mmdebstrap forks workers that outlive a signal to it alone
       detached: true,
-      env: { SYNCPI_RECIPE: recipe, SYNCPI_ASK: ask, PATH: chrootPath },
+      env: { SYNCPI_RECIPE: recipe, ...(opts.nativeTools === false ? {} : { SYNCPI_ASK: ask }), PATH: chrootPath },
     });
     opts.scope.defer('bootstrap:mmdebstrap', () => stopGroup(proc));
     const tail: string[] = [];
@@ -152,7 +154,7 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
       throw new Failure(`mmdebstrap failed (exit ${r.exitCode ?? r.signal})`, tail.slice(-20));
     }
   });
-  if (!times.nativeTools) opts.reporter.info('the package setup ran on the target\'s own tools alone (emulated): this machine\'s could not be offered in the root');
+  if (!times.nativeTools && opts.nativeTools !== false) opts.reporter.info('the package setup ran on the target\'s own tools alone (emulated): this machine\'s could not be offered in the root');
   times.mmdebstrapMs = Date.now() - t0;
   if (times.slowest?.length) opts.reporter.info(`slowest package setups: ${times.slowest.map((x) => `${x.name} ${Math.round(x.ms / 1000)} s`).join(', ')}`);
 
