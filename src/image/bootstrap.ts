@@ -175,30 +175,27 @@ export async function bootstrapImage(opts: BootstrapOptions, img: string, diskId
   return times;
 }
 
-/** Stop a process group started with `detached`: TERM, then KILL after 10 s. */
+/**
+ * Stop a process group started with `detached`: TERM, then KILL whatever is left after 10 s. The
+ * group, not the leader, is what counts: mmdebstrap's workers outlive it.
+ */
 async function stopGroup(proc: ResultPromise): Promise<void> {
-  if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-  const signal = (s: NodeJS.Signals) => {
+  const pid = proc.pid;
+  if (pid === undefined) return;
+  const send = (s: NodeJS.Signals | 0): boolean => {
     try {
-      process.kill(-proc.pid!, s);
+      process.kill(-pid, s);
+      return true;
     } catch {
-      /* the group is gone */
+      return false; // no process of the group is left
     }
   };
-  signal('SIGTERM');
-  const done = Promise.resolve(proc).then(() => true, () => true);
-  if (!(await Promise.race([done, sleep(10_000).then(() => false)]))) signal('SIGKILL');
-  await done;
-  // its workers may outlive the leader for a moment
-  for (let i = 0; i < 50; i++) {
-    try {
-      process.kill(-proc.pid, 0);
-    } catch {
-      return;
-    }
-    await sleep(100);
+  if (send(0)) {
+    send('SIGTERM');
+    for (let i = 0; i < 100 && send(0); i++) await sleep(100);
+    if (send(0)) send('SIGKILL');
   }
-  signal('SIGKILL');
+  await Promise.resolve(proc).catch(() => undefined);
 }
 
 /**
