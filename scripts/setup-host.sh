@@ -12,7 +12,7 @@ packages=(
   # image test and test hosts
   qemu-system-arm qemu-utils ipxe-qemu systemd-container iproute2 openssh-client openssh-server dpkg-dev
   # validators the tests run on generated files, and the peers they compare against
-  systemd nftables syncthing rsync ansible curl ca-certificates tmux zip strace network-manager python3
+  systemd nftables syncthing rsync ansible curl ca-certificates tmux zip strace network-manager python3 binutils
   # web access: its server, a certificate for it, and a browser that loads its listing
   rclone openssl chromium
 )
