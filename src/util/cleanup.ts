@@ -9,6 +9,21 @@ type Action = { label: string; run: () => Promise<void> | void };
 const scopes = new Set<Action[]>();
 let installed = false;
 
+/**
+ * A scope's actions are run by one runner at a time. On a signal the handler and the scope's own
+ * `finally` (its operation fails as its processes die) both drain the same scope: each must wait
+ * for the action the other is running, or the exit comes in the middle of it.
+ */
+const draining = new WeakMap<Action[], Promise<string[]>>();
+function drain(actions: Action[]): Promise<string[]> {
+  let run = draining.get(actions);
+  if (!run) {
+    run = runActions(actions);
+    draining.set(actions, run);
+  }
+  return run;
+}
+
 async function runActions(actions: Action[]): Promise<string[]> {
   const errors: string[] = [];
   while (actions.length > 0) {
@@ -29,7 +44,7 @@ function install(): void {
     process.stderr.write(`\ninterrupted (${sig}): cleaning up…\n`);
     const all = [...scopes];
     scopes.clear();
-    void Promise.all(all.map(runActions)).then((errs) => {
+    void Promise.all(all.map(drain)).then((errs) => {
       for (const e of errs.flat()) process.stderr.write(`cleanup: ${e}\n`);
       process.exit(code);
     });
@@ -74,7 +89,7 @@ export async function withCleanup<T>(fn: (scope: CleanupScope) => Promise<T>): P
     return await fn(scope);
   } finally {
     scopes.delete(actions);
-    const errs = await runActions(actions);
+    const errs = await drain(actions);
     for (const e of errs) process.stderr.write(`cleanup: ${e}\n`);
   }
 }
