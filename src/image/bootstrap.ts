@@ -28,7 +28,7 @@ import { mmdebstrapCacheArgs } from './deb-cache.js';
 import { dropAptState } from './finish.js';
 import { missingTool, tool } from '../util/tool.js';
 import { ensureBinfmt, withChroot, type Arch } from '../targets/chroot.js';
-import { BOOTSTRAP_TOOLSET, mountNativeTools } from '../targets/native-tools.js';
+import { BOOTSTRAP_TOOLSET, SYSTEM_PATH, mountNativeTools } from '../targets/native-tools.js';
 import type { CleanupScope } from '../util/cleanup.js';
 
 /** Remove a tree without crossing into anything still mounted inside it (/proc, /dev of a chroot). */
@@ -60,8 +60,6 @@ export interface BootstrapTimes {
   /** Whether dpkg and the maintainer scripts had this machine's tools (BOOTSTRAP_TOOLSET). */
   nativeTools?: boolean;
 }
-
-const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
 async function duBytes(dir: string): Promise<number> {
   const out = await tool('du', ['-s', '--block-size=1', '-x', dir]);

@@ -32,6 +32,9 @@ import type { CleanupScope } from '../util/cleanup.js';
 import { Failure } from '../util/errors.js';
 import { lexists } from '../util/fs.js';
 
+/** The system's own program directories: where this machine's tools are looked up, and the rest of a build chroot's PATH. */
+export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
 /** Where the converger's tools appear inside the chroot; first on its PATH. */
 export const NATIVE_DIR = '/run/syncpi-native';
 
@@ -86,8 +89,8 @@ function parentInside(root: string, path: string): boolean {
 export interface NativeKit {
   /** Host path of each tool, by name. */
   tools: Map<string, string>;
-  /** The dynamic loader as the tools reference it (PT_INTERP), and its real file. */
-  interpreter: { path: string; file: string };
+  /** The dynamic loader's own file, copied beside the tools (their PT_INTERP is rewritten to it). */
+  loader: string;
   /** The directory that holds every library, and each library by the name it is loaded by. */
   libDir: string;
   /** The tools that need the loader (the others are static). */
@@ -123,7 +126,7 @@ export function nativeKit(names: readonly string[] = NATIVE_TOOLS): Promise<Nati
     const libs = new Map<string, string>();
     const dynamic = new Set<string>();
     for (const name of names) {
-      const which = await execa('sh', ['-c', 'command -v "$1"', 'sh', name], { reject: false, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, extendEnv: false });
+      const which = await execa('sh', ['-c', 'command -v "$1"', 'sh', name], { reject: false, env: { PATH: SYSTEM_PATH }, extendEnv: false });
       const found = which.stdout.trim();
       if (which.exitCode !== 0 || !found.startsWith('/')) return undefined;
       const file = realpathSync(found);
@@ -140,7 +143,7 @@ export function nativeKit(names: readonly string[] = NATIVE_TOOLS): Promise<Nati
     const libDirs = new Set([...libs.values()].map((l) => dirname(l)));
     if (interpreters.size !== 1 || libDirs.size !== 1) return undefined;
     const interp = [...interpreters][0]!;
-    return { tools, dynamic, interpreter: { path: interp, file: realpathSync(interp) }, libDir: [...libDirs][0]!, libs: [...libs].map(([name, file]) => ({ name, file })) };
+    return { tools, dynamic, loader: realpathSync(interp), libDir: [...libDirs][0]!, libs: [...libs].map(([name, file]) => ({ name, file })) };
   })();
   kitCache.set(id, resolved);
   return resolved;
@@ -217,7 +220,7 @@ export async function mountNativeTools(rootfs: string, scope: CleanupScope, tool
   const made = !lexists(bin);
   mkdirSync(bin, { recursive: true });
   await mountTmpfs(bin, scope, made);
-  copyFileSync(kit.interpreter.file, join(bin, LOADER));
+  copyFileSync(kit.loader, join(bin, LOADER));
   const loader = `${toolset.dir}/${LOADER}`;
   for (const [name, file] of kit.tools) {
     const copy = join(bin, name);
