@@ -6,9 +6,9 @@
 // hostname) the previous way and today's, one more package (a new packages layer on the cached
 // base) beside a whole cold build, which is what it cost before the base had a layer of its own,
 // each with its steps; with --cold-twice a second cold build, whose .debs come from the cache; with
-// --cold-previous a cold build whose bootstrap sets packages up on emulated tools alone, as before
-// the native ones, beside today's, and its base layer compared with today's entry by entry
-// (bench/compare-base.mjs); and the image sizes:
+// --cold-previous a cold build with qemu's default CPU ("max") for the emulated programs, as before
+// they ran on the Pi 4's core, beside today's, and its base and packages layers compared with
+// today's entry by entry (bench/compare-base.mjs); and the image sizes:
 // apparent, mapped blocks (what a flash writes) and .xz. CONFIG defaults to image/appliance.yaml; a built-in
 // Plan is used only when image/appliance.yaml cannot be loaded. Needs root and the host tools of the build (see README).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -116,17 +116,35 @@ try {
   }
   let previous;
   if (coldPrevious) {
-    // --no-cache replaces the base layer: keep today's aside to compare
+    // --no-cache replaces both layers: keep today's aside to compare
     const { layerPaths } = await import('../src/image/cache.ts');
-    const native = join(work, 'base-native.img');
-    execFileSync('cp', ['--sparse=always', layerPaths(cold.layer.base.key).img, native]);
+    const today = { base: join(work, 'base-today.img'), packages: join(work, 'packages-today.img') };
+    execFileSync('cp', ['--sparse=always', layerPaths(cold.layer.base.key).img, today.base]);
+    execFileSync('cp', ['--sparse=always', layerPaths(cold.layer.key).img, today.packages]);
     const t = Date.now();
-    const r = await buildImage({ plan: await planFor('syncpi-previous'), outDir: join(work, 'out-previous'), reporter: quiet, noCache: true, emulatedBootstrap: true });
-    const compare = execFileSync(process.execPath, ['--import', 'tsx', join(dirname(fileURLToPath(import.meta.url)), 'compare-base.mjs'), native, layerPaths(r.layer.base.key).img], { encoding: 'utf8' });
-    previous = { ms: Date.now() - t, bootstrap: r.layer.bootstrap ?? {}, steps: quiet.steps.splice(0), compare: compare.trim().split('\n')[0] };
+    process.env.SYNCPI_EMULATED_CPU = 'max';
+    let r;
+    try {
+      r = await buildImage({ plan: await planFor('syncpi-previous'), outDir: join(work, 'out-previous'), reporter: quiet, noCache: true });
+    } finally {
+      delete process.env.SYNCPI_EMULATED_CPU;
+    }
+    const compare = (a, b) => execFileSync(process.execPath, ['--import', 'tsx', join(dirname(fileURLToPath(import.meta.url)), 'compare-base.mjs'), a, b], { encoding: 'utf8' }).trim().split('\n')[0];
+    previous = {
+      ms: Date.now() - t,
+      bootstrap: r.layer.bootstrap ?? {},
+      steps: quiet.steps.splice(0),
+      compare: { base: compare(today.base, layerPaths(r.layer.base.key).img), packages: compare(today.packages, layerPaths(r.layer.key).img) },
+    };
     quiet.infos.splice(0);
   }
   const b = cold.layer.bootstrap ?? {};
+  // the packages layer's own step ("install N and purge M package patterns"), both ways
+  const packagesSteps = (before, now) => {
+    const find = (steps) => steps.find(([n]) => n.startsWith('install '));
+    const [p, q] = [find(before), find(now)];
+    return p && q ? [`  packages layer: previous ${formatDuration(p[1])}, today ${formatDuration(q[1])} (${(q[1] / p[1]).toFixed(2)}×)`] : [];
+  };
   // a cold build whose base was cached: its bootstrap, as recorded when the base was built, counted in
   const fullColdMs = coldMs + (cold.layer.base?.reused ? (b.mmdebstrapMs ?? 0) + (b.imageMs ?? 0) : 0);
   const lines = [
@@ -151,10 +169,12 @@ try {
       : []),
     ...(previous
       ? [
-          `cold build, previous way (package setup on emulated tools alone): ${formatDuration(previous.ms)}; today's ${formatDuration(coldMs)}${cold.layer.base?.reused ? ' (its base was cached)' : ''}`,
+          `cold build, previous way (qemu's default CPU, "max"): ${formatDuration(previous.ms)}; today's ${formatDuration(coldMs)}${cold.layer.base?.reused ? ' (its base was cached)' : ''} (${(coldMs / previous.ms).toFixed(2)}×)`,
           `  bootstrap: previous ${formatDuration(previous.bootstrap.mmdebstrapMs ?? 0)}, today ${formatDuration(b.mmdebstrapMs ?? 0)} (${((b.mmdebstrapMs ?? 0) / (previous.bootstrap.mmdebstrapMs || 1)).toFixed(2)}×)`,
+          ...packagesSteps(previous.steps, coldSteps),
           ...(previous.bootstrap.slowest ?? []).map((x) => `  previous package setup ${x.name}: ${formatDuration(x.ms)}`),
-          `  the two base layers: ${previous.compare}`,
+          `  the two base layers: ${previous.compare.base}`,
+          `  the two packages layers: ${previous.compare.packages}`,
         ]
       : []),
     `image apparent size: ${formatBytes(cold.apparentBytes)} (${cold.apparentBytes} bytes)`,

@@ -46,8 +46,6 @@ export interface BuildOptions {
   headroomBytes?: number;
   /** The previous way, for benchmarks to compare against: emulated converger tools, no locale cache. */
   emulatedConverger?: boolean;
-  /** The previous way of the bootstrap, for benchmarks: its package setup on emulated tools alone. */
-  emulatedBootstrap?: boolean;
 }
 
 export interface BuildResult extends ExportResult {
@@ -150,7 +148,7 @@ async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: stri
   const meta = await withCleanup(async (scope) => {
     scope.defer('layer:tmp', () => rm(tmp, { force: true }));
     const workDir = join(cacheDir('work'), `${key}-${process.pid}`);
-    const bootstrap = await bootstrapImage({ suite, arch, mirror: base.mirror!, debs, workDir, reporter, scope, nativeTools: !opts.emulatedBootstrap }, tmp, '00000000');
+    const bootstrap = await bootstrapImage({ suite, arch, mirror: base.mirror!, debs, workDir, reporter, scope }, tmp, '00000000');
     await pruneDebCache(debs);
     const m: LayerMeta = { key, format: LAYER_FORMAT, created: new Date().toISOString(), base: base.describe, buildMs: Date.now() - t0, bootstrap };
     await storeLayer(tmp, m);

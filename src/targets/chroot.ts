@@ -21,6 +21,26 @@ const QEMU: Record<Arch, string> = { amd64: 'qemu-x86_64', arm64: 'qemu-aarch64'
 const BINFMT = '/proc/sys/fs/binfmt_misc';
 const CHROOT_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', HOME: '/root', TERM: 'dumb' };
 
+/**
+ * The core qemu emulates for arm64 programs, here and in the VMs (src/vm/qemu.ts): the Pi 4's.
+ * qemu's default, "max", has pointer authentication, which Debian's arm64 programs use in every
+ * function call and which TCG computes with the architected cipher: byte-compiling 60 modules
+ * of Python's standard library took 19.6 s on "max", 3.6 s on cortex-a72. The Pis' ARMv8.0 cores
+ * execute those instructions as no-ops, as this one does.
+ */
+export const ARM64_CPU = 'cortex-a72';
+
+/**
+ * What every program started in a root of `arch` gets in its environment: qemu-user reads the
+ * CPU from it on each start (binfmt passes no options), and maintainer scripts pass it on.
+ * SYNCPI_EMULATED_CPU names another qemu CPU model: "max" is the previous way benchmarks compare
+ * against (bench/build.mjs).
+ */
+export function emulationEnv(arch: Arch): Record<string, string> {
+  if (arch !== 'arm64' || hostArch() === 'arm64') return {};
+  return { QEMU_CPU: process.env.SYNCPI_EMULATED_CPU || ARM64_CPU };
+}
+
 export function hostArch(): Arch | undefined {
   switch (process.arch) {
     case 'x64':
@@ -118,10 +138,10 @@ function saveAside(scope: CleanupScope, path: string, label: string): void {
   });
 }
 
-async function runIn(rootfs: string, argv: string[], opts: RunScriptOptions & { env?: Record<string, string> } = {}): Promise<ScriptResult> {
+async function runIn(rootfs: string, argv: string[], opts: RunScriptOptions & { env: Record<string, string> }): Promise<ScriptResult> {
   const sub = execa('chroot', [rootfs, ...argv], {
     input: opts.stdin ?? Buffer.alloc(0),
-    env: opts.env ?? CHROOT_ENV,
+    env: opts.env,
     extendEnv: false,
     reject: false,
     encoding: 'utf8',
@@ -185,7 +205,8 @@ export async function withChroot<T>(rootfs: string, opts: ChrootOptions, fn: (t:
     saveAside(scope, policy, `restore ${policy}`);
     writeFileSync(policy, '#!/bin/sh\n# Installed by syncpi while it works in this root filesystem: start no services.\nexit 101\n', { mode: 0o755 });
 
-    const probe = await runIn(rootfs, ['/bin/true']);
+    const env = { ...CHROOT_ENV, ...emulationEnv(opts.arch) };
+    const probe = await runIn(rootfs, ['/bin/true'], { env });
     if (probe.exitCode !== 0) {
       throw new UserError(`cannot run programs in ${rootfs} (${opts.arch}): ${probe.stderr.trim() || `exit ${probe.exitCode}`}; ${INSTALL_HINT}`);
     }
@@ -193,7 +214,7 @@ export async function withChroot<T>(rootfs: string, opts: ChrootOptions, fn: (t:
     // Scripts (the converger) run on this machine's shell and file tools where the root is of
     // another architecture; exec() always runs the target's own programs.
     const native = opts.nativeTools === false ? undefined : await mountNativeTools(rootfs, scope);
-    const scriptEnv = native ? { ...CHROOT_ENV, PATH: `${native}:${CHROOT_ENV.PATH}`, SYNCPI_NATIVE: native } : CHROOT_ENV;
+    const scriptEnv = native ? { ...env, PATH: `${native}:${env.PATH}`, SYNCPI_NATIVE: native } : env;
     const shell = native ? `${native}/sh` : '/bin/sh';
     const target: ChrootTarget = {
       name: `rootfs ${rootfs} (${opts.arch})`,
@@ -202,7 +223,7 @@ export async function withChroot<T>(rootfs: string, opts: ChrootOptions, fn: (t:
       arch: opts.arch,
       nativeTools: native !== undefined,
       runScript: (script, o) => runIn(rootfs, [shell, '-c', script], { ...o, env: scriptEnv }),
-      exec: (argv, o) => runIn(rootfs, argv, { stdin: o?.input }),
+      exec: (argv, o) => runIn(rootfs, argv, { stdin: o?.input, env }),
     };
     return fn(target);
   };

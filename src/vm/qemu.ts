@@ -20,6 +20,7 @@ import { Failure, UserError } from '../util/errors.js';
 import { missingTool, tool } from '../util/tool.js';
 import { adaptCmdline, extractBootFiles, type BootFiles } from './boot-files.js';
 import { plainConsole } from './console.js';
+import { ARM64_CPU } from '../targets/chroot.js';
 
 export interface Forward {
   name: string;
@@ -208,8 +209,7 @@ export function raspi3bArgs(i: Raspi3bArgsInput): string[] {
 export function qemuArgs(i: QemuArgsInput): string[] {
   return [
     '-M', 'virt',
-    // cortex-a72 (the Pi 4's core): "max" adds pointer authentication, which TCG emulates slowly
-    '-cpu', 'cortex-a72',
+    '-cpu', ARM64_CPU,
     '-accel', 'tcg,thread=multi',
     '-m', String(i.memoryMiB),
     '-smp', String(i.cpus),

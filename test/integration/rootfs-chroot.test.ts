@@ -67,6 +67,29 @@ describe('arm64 rootfs through qemu-user', () => {
     assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')));
     process.stderr.write(`# arm64 chroot apply: ${ms} ms\n`);
   });
+
+  test('programs run on the Pi 4\'s core, without the pointer authentication qemu\'s default emulates slowly', async () => {
+    // qemu-user answers /proc/self/auxv with the emulated CPU's: AT_HWCAP (16) holds its features
+    const hwcap = (out: string): bigint => {
+      const words = out.split(/\s+/).filter(Boolean);
+      for (let i = 0; i + 1 < words.length; i += 2) if (BigInt(`0x${words[i]}`) === 16n) return BigInt(`0x${words[i + 1]}`);
+      throw new Error(`no AT_HWCAP in ${out}`);
+    };
+    const od = ['/usr/bin/od', '-An', '-tx8', '-v', '/proc/self/auxv'];
+    const seen = await withChroot(root, { arch: 'arm64' }, async (t) => ({
+      exec: hwcap((await t.exec(od)).stdout),
+      // a script's (the converger's, on this machine's shell) own start of a target program
+      script: hwcap((await t.runScript(`exec ${od.join(' ')}`)).stdout),
+    }));
+    const PACA = 1n << 30n;
+    const PACG = 1n << 31n;
+    const ASIMD = 1n << 1n;
+    const CRC32 = 1n << 7n;
+    for (const [how, caps] of Object.entries(seen)) {
+      assert.equal(caps & (PACA | PACG), 0n, `${how}: no pointer authentication (HWCAP 0x${caps.toString(16)})`);
+      assert.equal(caps & (ASIMD | CRC32), ASIMD | CRC32, `${how}: an ARMv8.0 core with CRC32, as the Pi's (HWCAP 0x${caps.toString(16)})`);
+    }
+  });
 });
 
 describe('chroot cleanup on Ctrl-C', () => {
