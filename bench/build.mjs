@@ -139,6 +139,7 @@ try {
     quiet.infos.splice(0);
   }
   const b = cold.layer.bootstrap ?? {};
+  const xzMs = coldSteps.find(([n]) => n.startsWith('compress'))?.[1];
   // the packages layer's own step ("install N and purge M package patterns"), both ways
   const packagesSteps = (before, now) => {
     const find = (steps) => steps.find(([n]) => n.startsWith('install '));
@@ -148,7 +149,7 @@ try {
   // a cold build whose base was cached: its bootstrap, as recorded when the base was built, counted in
   const fullColdMs = coldMs + (cold.layer.base?.reused ? (b.mmdebstrapMs ?? 0) + (b.imageMs ?? 0) : 0);
   const lines = [
-    `cold build${cold.layer.base?.reused ? ' (base layer was cached!)' : ''}: ${formatDuration(coldMs)}`,
+    `cold build${cold.layer.base?.reused ? ' (base layer was cached!)' : ''}: ${formatDuration(coldMs)}${xzMs ? `; ${formatDuration(coldMs - xzMs)} without the .xz, as \`syncpi build\` makes it by default` : ''}`,
     b.mmdebstrapMs !== undefined ? `  bootstrap of the base layer (mmdebstrap incl. initramfs): ${formatDuration(b.mmdebstrapMs)}, ${b.fetches} apt fetches` : '',
     b.initramfsMs !== undefined ? `  of which the one initramfs build: ${formatDuration(b.initramfsMs)}` : '',
     b.imageMs !== undefined ? `  image layout (mkfs, mcopy): ${formatDuration(b.imageMs)}` : '',

@@ -22,6 +22,7 @@ import { acquireBase } from './base.js';
 import { bootstrapImage, settleNetwork, type BootstrapTimes } from './bootstrap.js';
 import { baseLayerKey, cacheDir, LAYER_FORMAT, layerPaths, nearestPackagesLayer, packageLists, packagesLayerKey, readLayer, storeLayer, type LayerMeta } from './cache.js';
 import { bindDebCache, debCacheDir, pruneDebCache } from './deb-cache.js';
+import { pruneLayers, touchLayer } from './layer-prune.js';
 import { recipeVersion } from './recipe.js';
 import { attachImage, mountDev, tempMountpoint } from './loop.js';
 import { growFs, growImageFile, shrinkFs, truncateToRoot } from './resize.js';
@@ -140,6 +141,7 @@ async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: stri
   const debs = debCacheDir({ kind: 'debian', mirror: base.mirror!, suite, arch });
   const cached = opts.noCache ? undefined : await readLayer(key);
   if (cached) {
+    await touchLayer(key);
     reporter.info(`reusing cached base layer ${key} (Debian ${suite} ${arch}, built ${cached.created})`);
     return { img: paths.img, parent: key, debs, layer: { reused: true, meta: cached } };
   }
@@ -168,7 +170,10 @@ async function buildPackagesLayer(opts: BuildOptions, base: ResolvedBase, parent
   const paths = layerPaths(key);
   const tmp = `${paths.img}.partial-${process.pid}`;
   const on = opts.noCache ? undefined : await nearestPackagesLayer(parent.parent, plan.packages);
-  if (on) reporter.info(`building on cached packages layer ${on.key}: ${on.lists!.install.length} of the ${packageLists(plan.packages).install.length} packages to install are in it`);
+  if (on) {
+    await touchLayer(on.key);
+    reporter.info(`building on cached packages layer ${on.key}: ${on.lists!.install.length} of the ${packageLists(plan.packages).install.length} packages to install are in it`);
+  }
   return withCleanup(async (scope) => {
     scope.defer('layer:tmp', () => rm(tmp, { force: true }));
     await reporter.step(on ? 'copy packages layer' : 'copy base', () => copySparse(on ? layerPaths(on.key).img : parent.img, tmp));
@@ -251,8 +256,10 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const key = keys.packages;
   let layer = opts.noCache || parent.layer?.reused === false ? undefined : await readLayer(key);
   const reused = layer !== undefined;
-  if (layer) reporter.info(`reusing cached packages layer ${key} (built ${layer.created}; the base + ${plan.packages.install.length} packages, ${plan.packages.purge.length} purge patterns)`);
-  else layer = await buildPackagesLayer(opts, base, parent, key);
+  if (layer) {
+    await touchLayer(key);
+    reporter.info(`reusing cached packages layer ${key} (built ${layer.created}; the base + ${plan.packages.install.length} packages, ${plan.packages.purge.length} purge patterns)`);
+  } else layer = await buildPackagesLayer(opts, base, parent, key);
   const layerMs = Date.now() - tLayer;
   const baseLayer = parent.layer ? { key: parent.parent, reused: parent.layer.reused } : undefined;
 
@@ -313,6 +320,13 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     done = true;
     return exported;
   });
+
+  const pruned = await pruneLayers([key, parent.parent]);
+  if (pruned.removed.length) {
+    const bytes = pruned.removed.reduce((sum, r) => sum + r.bytes, 0);
+    reporter.info(`layer cache: removed ${pruned.removed.length} layers no build used lately (${formatBytes(bytes)}): ${pruned.removed.map((r) => `${r.key} (${r.why})`).join(', ')}`);
+  }
+  if (pruned.leftovers.length) reporter.info(`layer cache: removed what killed builds left: ${pruned.leftovers.join(', ')}`);
 
   return {
     ...result,

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { hostMirror } from '../../src/image/mirror.js';
+import { emulationEnv } from '../../src/targets/chroot.js';
 
 export const CACHE_DIR = '/var/cache/syncpi-test';
 
@@ -49,7 +50,7 @@ export async function cachedRootfsTar(spec: RootfsSpec): Promise<string> {
       args.push('--skip=cleanup/apt/cache', `--customize-hook=chroot "$1" apt-get install --download-only -y -q ${fetch.join(' ')}`);
     }
     args.push(spec.suite, partial, `deb ${mirror} ${spec.suite} main`);
-    await execa('mmdebstrap', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    await execa('mmdebstrap', args, { stdio: ['ignore', 'pipe', 'pipe'], env: emulationEnv(spec.arch) });
     renameSync(partial, out);
   } finally {
     rmSync(partial, { force: true });
