@@ -139,9 +139,10 @@ async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: stri
   const { suite, arch } = plan.base;
   const paths = layerPaths(key);
   const debs = debCacheDir({ kind: 'debian', mirror: base.mirror!, suite, arch });
+  // touched before it is read: a prune running meanwhile sees it taken up
+  if (!opts.noCache) await touchLayer(key);
   const cached = opts.noCache ? undefined : await readLayer(key);
   if (cached) {
-    await touchLayer(key);
     reporter.info(`reusing cached base layer ${key} (Debian ${suite} ${arch}, built ${cached.created})`);
     return { img: paths.img, parent: key, debs, layer: { reused: true, meta: cached } };
   }
@@ -241,6 +242,20 @@ async function checkModels(plan: Plan, bootDir: string): Promise<ModelMatrix> {
   return matrix;
 }
 
+/** The layer cache pruned after a build (layer-prune.ts); the image is made, so a failure here only warns. */
+async function pruneCache(key: string, parent: string, reporter: Reporter): Promise<void> {
+  try {
+    const pruned = await pruneLayers([key, parent]);
+    if (pruned.removed.length) {
+      const bytes = pruned.removed.reduce((sum, r) => sum + r.bytes, 0);
+      reporter.info(`layer cache: removed ${pruned.removed.length} layers no build used lately (${formatBytes(bytes)}): ${pruned.removed.map((r) => `${r.key} (${r.why})`).join(', ')}`);
+    }
+    if (pruned.leftovers.length) reporter.info(`layer cache: removed what killed builds left: ${pruned.leftovers.join(', ')}`);
+  } catch (e) {
+    reporter.warn(`layer cache: could not prune ${cacheDir('layers')}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const t0 = Date.now();
   const { plan, reporter } = opts;
@@ -254,10 +269,11 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const keys = layerKeys(plan, base);
   const parent: BaseLayer = keys.base ? await debianBaseLayer(opts, base, keys.base) : { img: base.img!, parent: keys.parent, debs: debCacheDir({ kind: 'image', sha256: keys.parent }) };
   const key = keys.packages;
-  let layer = opts.noCache || parent.layer?.reused === false ? undefined : await readLayer(key);
+  const lookup = !opts.noCache && parent.layer?.reused !== false;
+  if (lookup) await touchLayer(key);
+  let layer = lookup ? await readLayer(key) : undefined;
   const reused = layer !== undefined;
   if (layer) {
-    await touchLayer(key);
     reporter.info(`reusing cached packages layer ${key} (built ${layer.created}; the base + ${plan.packages.install.length} packages, ${plan.packages.purge.length} purge patterns)`);
   } else layer = await buildPackagesLayer(opts, base, parent, key);
   const layerMs = Date.now() - tLayer;
@@ -321,12 +337,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     return exported;
   });
 
-  const pruned = await pruneLayers([key, parent.parent]);
-  if (pruned.removed.length) {
-    const bytes = pruned.removed.reduce((sum, r) => sum + r.bytes, 0);
-    reporter.info(`layer cache: removed ${pruned.removed.length} layers no build used lately (${formatBytes(bytes)}): ${pruned.removed.map((r) => `${r.key} (${r.why})`).join(', ')}`);
-  }
-  if (pruned.leftovers.length) reporter.info(`layer cache: removed what killed builds left: ${pruned.leftovers.join(', ')}`);
+  await pruneCache(key, parent.parent, reporter);
 
   return {
     ...result,

@@ -3,7 +3,7 @@
  * acquired, so success, failure and Ctrl-C all release them in reverse order.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, readlink, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, realpath, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,6 +35,8 @@ export async function attachImage(scope: CleanupScope, img: string, label = 'loo
   return { device, partition };
 }
 
+const within = (path: string, dir: string): boolean => path === dir || path.startsWith(`${dir}/`);
+
 /**
  * Processes whose root directory is inside `dir`: what was started in a chroot of this image
  * and is still running (an interrupted package script, say). Only these are ever killed.
@@ -44,9 +46,28 @@ async function processesRootedIn(dir: string): Promise<number[]> {
   for (const e of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
     const root = await readlink(`/proc/${e}/root`).catch(() => '');
-    if (root === dir || root.startsWith(`${dir}/`)) pids.push(Number(e));
+    if (within(root, dir)) pids.push(Number(e));
   }
   return pids;
+}
+
+/**
+ * Whether any other process works in `dir`: its root or working directory is inside, or its
+ * command line names it (mmdebstrap, which outlives a build killed outright, runs from outside
+ * the tree it builds).
+ */
+export async function dirInUse(dir: string): Promise<boolean> {
+  const real = await realpath(dir).catch(() => dir);
+  for (const e of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    for (const link of ['root', 'cwd']) {
+      const to = await readlink(`/proc/${e}/${link}`).catch(() => '');
+      if (within(to, real)) return true;
+    }
+    const argv = (await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv.some((a) => a.includes(dir) || a.includes(real))) return true;
+  }
+  return false;
 }
 
 async function umountWithRetry(target: string): Promise<void> {
@@ -76,7 +97,7 @@ export function mountsBelow(mountinfo: string, dir: string): string[] {
     .map((l) => l.split(' ')[4])
     .filter((p): p is string => p !== undefined)
     .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+    .filter((p) => within(p, dir));
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
@@ -85,7 +106,9 @@ export function mountsBelow(mountinfo: string, dir: string): string[] {
  * (mmdebstrap's /proc, /dev and /sys of its chroot) could not take down itself.
  */
 export async function unmountBelow(dir: string): Promise<void> {
-  for (const p of mountsBelow(await readFile('/proc/self/mountinfo', 'utf8'), dir)) await umountWithRetry(p);
+  // mountinfo names resolved paths: a cache reached through a symbolic link is found by its real one
+  const real = await realpath(dir).catch(() => dir);
+  for (const p of mountsBelow(await readFile('/proc/self/mountinfo', 'utf8'), real)) await umountWithRetry(p);
 }
 
 export async function mountDev(scope: CleanupScope, dev: string, target: string, label: string, options?: string): Promise<void> {

@@ -17,6 +17,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { execa } from 'execa';
 import { buildTestAppliance, makeTestKey, writeTestConfig, type TestAppliance } from '../helpers/appliance-image.js';
 import { enabledHostKeyGenerators, inspectImage } from './build-support.js';
+import { emulationEnv } from '../../src/targets/chroot.js';
 
 let dir: string;
 let app: TestAppliance;
@@ -104,7 +105,7 @@ test('smartd as the image runs it: idle, not failed, with nothing to watch (and 
     const unit = readFileSync(join(root, 'usr/lib/systemd/system/smartmontools.service'), 'utf8');
     assert.match(unit, /^ExecStart=\/usr\/sbin\/smartd -n \$smartd_opts$/m, 'the unit passes smartd_opts as the drop-in assumes');
     // the image's own smartd (qemu-user) in a root with no /dev mounted: no device to watch at all
-    const run = (args: string[]) => execa('timeout', ['15', 'chroot', root, '/usr/sbin/smartd', '-n', ...args], { reject: false, stdin: 'ignore' });
+    const run = (args: string[]) => execa('timeout', ['15', 'chroot', root, '/usr/sbin/smartd', '-n', ...args], { reject: false, stdin: 'ignore', env: emulationEnv('arm64') });
     const without = await run([]);
     assert.equal(without.exitCode, 17, `Debian's default gives up when it finds no device (exit 17): ${without.stdout.slice(-300)}`);
     const withOpts = await run(opts.split(' '));

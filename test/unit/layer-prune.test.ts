@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheDir, LAYER_FORMAT, layerPaths, type LayerMeta } from '../../src/image/cache.js';
@@ -29,7 +30,8 @@ async function withCache(fn: () => Promise<void>): Promise<void> {
 /** A stand-in layer last used `minutesAgo`. */
 function layer(key: string, minutesAgo: number, o: { parent?: string; format?: number; base?: Record<string, unknown> } = {}): void {
   const p = layerPaths(key);
-  writeFileSync(p.img, 'x'.repeat(4096));
+  // incompressible: the space it takes is counted on any file system
+  writeFileSync(p.img, randomBytes(4096));
   const meta: LayerMeta = { key, format: o.format ?? LAYER_FORMAT, created: '', base: o.base ?? DEBIAN, buildMs: 0, ...(o.parent ? { parent: o.parent } : {}) };
   writeFileSync(p.meta, JSON.stringify(meta));
   const t = new Date(Date.now() - minutesAgo * 60_000);
@@ -50,10 +52,12 @@ test('the packages layers used last stay with their bases; older ones, old forma
     layer('pk-on-gone', 1, { parent: 'base-never-built' });
     layer('pk-on-stock', 2, { parent: 'f'.repeat(64), base: { kind: 'image', sha256: 'f'.repeat(64) } });
     layer('old-format', 0, { format: LAYER_FORMAT - 1 });
+    // a newer syncpi's, sharing the cache: not this one's to judge
+    layer('new-format', 3000, { format: LAYER_FORMAT + 1 });
     const r = await pruneLayers(['pk6']);
     // kept: the 4 packages layers used last (pk-on-stock, pk1..pk3), pk6 (the caller's), their
     // base, and the 2 bases used last; pk-on-gone is an orphan whatever its age
-    assert.deepEqual(left(), ['base-now', 'base-old', 'pk-on-stock', 'pk1', 'pk2', 'pk3', 'pk6']);
+    assert.deepEqual(left(), ['base-now', 'base-old', 'new-format', 'pk-on-stock', 'pk1', 'pk2', 'pk3', 'pk6']);
     const why = Object.fromEntries(r.removed.map((x) => [x.key, x.why]));
     assert.deepEqual(Object.keys(why).sort(), ['base-older', 'base-oldest', 'old-format', 'pk-on-gone', 'pk-on-oldest', 'pk4', 'pk5']);
     assert.match(why['pk4']!, /not among the 4 packages layers used last/);
@@ -79,20 +83,51 @@ test('a layer a build takes up is the last to go; a base under a kept packages l
   });
 });
 
-test('what killed builds left goes: a partial layer image and a work tree of a gone process; a running build\'s stay', async () => {
+test('what killed builds left goes; what a running build holds, or a process still works in, stays', async () => {
   await withCache(async () => {
     const gone = spawn('true');
     await new Promise((res) => gone.on('exit', res));
     const dead = gone.pid!;
     const layers = cacheDir('layers');
     const work = cacheDir('work');
+    const aged = (path: string, minutes: number) => utimesSync(path, new Date(Date.now() - minutes * 60_000), new Date(Date.now() - minutes * 60_000));
     writeFileSync(join(layers, `k1.img.partial-${dead}`), 'x');
     writeFileSync(join(layers, `k2.img.partial-${process.pid}`), 'x');
+    // a layer image whose record never came (killed between the two renames), and a record half-written
+    writeFileSync(join(layers, 'k3.img'), 'x');
+    aged(join(layers, 'k3.img'), 120);
+    writeFileSync(join(layers, 'k4.json.tmp'), '{');
+    aged(join(layers, 'k4.json.tmp'), 120);
+    // the same, a moment ago: a build between its two renames right now
+    writeFileSync(join(layers, 'k5.img'), 'x');
+    writeFileSync(join(layers, 'k5.json.tmp'), '{');
     mkdirSync(join(work, `k1-${dead}`, 'root/etc'), { recursive: true });
     mkdirSync(join(work, `k2-${process.pid}`, 'root'), { recursive: true });
+    // its node gone, but a process (mmdebstrap's, say) still in the tree
+    const busy = join(work, `k6-${dead}`);
+    mkdirSync(join(busy, 'root'), { recursive: true });
+    const holder = spawn('sleep', ['30'], { cwd: join(busy, 'root') });
+    try {
+      await new Promise((res) => holder.on('spawn', res));
+      const r = await pruneLayers([]);
+      assert.deepEqual(r.leftovers.sort(), [join(layers, `k1.img.partial-${dead}`), join(layers, 'k3.img'), join(layers, 'k4.json.tmp'), join(work, `k1-${dead}`)].sort());
+      assert.deepEqual(readdirSync(layers).sort(), [`k2.img.partial-${process.pid}`, 'k5.img', 'k5.json.tmp']);
+      assert.deepEqual(readdirSync(work).sort(), [`k2-${process.pid}`, `k6-${dead}`]);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
+test('an unreadable record goes with its image; a record without an image is no layer and stays', async () => {
+  await withCache(async () => {
+    layer('fine', 1);
+    writeFileSync(layerPaths('garbled').img, 'x');
+    writeFileSync(layerPaths('garbled').meta, '{ not json');
+    writeFileSync(layerPaths('imageless').meta, JSON.stringify({ key: 'imageless', format: LAYER_FORMAT }));
     const r = await pruneLayers([]);
-    assert.deepEqual(r.leftovers.sort(), [join(layers, `k1.img.partial-${dead}`), join(work, `k1-${dead}`)].sort());
-    assert.deepEqual(readdirSync(layers), [`k2.img.partial-${process.pid}`]);
-    assert.deepEqual(readdirSync(work), [`k2-${process.pid}`]);
+    assert.deepEqual(r.removed.map((x) => `${x.key}: ${x.why}`), ['garbled: an unreadable record']);
+    assert.ok(!existsSync(layerPaths('garbled').img));
+    assert.deepEqual(left(), ['fine', 'imageless']);
   });
 });
