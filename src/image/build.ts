@@ -20,9 +20,9 @@ import { UserError } from '../util/errors.js';
 import { hostMirror } from './mirror.js';
 import { acquireBase } from './base.js';
 import { bootstrapImage, settleNetwork, type BootstrapTimes } from './bootstrap.js';
-import { baseLayerKey, cacheDir, LAYER_FORMAT, layerPaths, nearestPackagesLayer, packageLists, packagesLayerKey, readLayer, storeLayer, type LayerMeta } from './cache.js';
+import { baseLayerKey, cacheDir, LAYER_FORMAT, layerPaths, nearestPackagesLayer, packageLists, packagesLayerKey, storeLayer, type LayerMeta } from './cache.js';
 import { bindDebCache, debCacheDir, pruneDebCache } from './deb-cache.js';
-import { pruneLayers, touchLayer } from './layer-prune.js';
+import { pruneLayers, takeUpLayer, touchLayer } from './layer-prune.js';
 import { recipeVersion } from './recipe.js';
 import { attachImage, mountDev, tempMountpoint } from './loop.js';
 import { growFs, growImageFile, shrinkFs, truncateToRoot } from './resize.js';
@@ -139,9 +139,7 @@ async function debianBaseLayer(opts: BuildOptions, base: ResolvedBase, key: stri
   const { suite, arch } = plan.base;
   const paths = layerPaths(key);
   const debs = debCacheDir({ kind: 'debian', mirror: base.mirror!, suite, arch });
-  // touched before it is read: a prune running meanwhile sees it taken up
-  if (!opts.noCache) await touchLayer(key);
-  const cached = opts.noCache ? undefined : await readLayer(key);
+  const cached = opts.noCache ? undefined : await takeUpLayer(key);
   if (cached) {
     reporter.info(`reusing cached base layer ${key} (Debian ${suite} ${arch}, built ${cached.created})`);
     return { img: paths.img, parent: key, debs, layer: { reused: true, meta: cached } };
@@ -269,9 +267,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const keys = layerKeys(plan, base);
   const parent: BaseLayer = keys.base ? await debianBaseLayer(opts, base, keys.base) : { img: base.img!, parent: keys.parent, debs: debCacheDir({ kind: 'image', sha256: keys.parent }) };
   const key = keys.packages;
-  const lookup = !opts.noCache && parent.layer?.reused !== false;
-  if (lookup) await touchLayer(key);
-  let layer = lookup ? await readLayer(key) : undefined;
+  let layer = opts.noCache || parent.layer?.reused === false ? undefined : await takeUpLayer(key);
   const reused = layer !== undefined;
   if (layer) {
     reporter.info(`reusing cached packages layer ${key} (built ${layer.created}; the base + ${plan.packages.install.length} packages, ${plan.packages.purge.length} purge patterns)`);

@@ -6,10 +6,10 @@
  * bases those stand on; whatever a build still running holds, it leaves, and so it does with the
  * layers of a newer syncpi sharing the cache.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { readFile, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cacheDir, LAYER_FORMAT, layerPaths, type LayerMeta } from './cache.js';
+import { cacheDir, LAYER_FORMAT, layerPaths, readLayer, type LayerMeta } from './cache.js';
 import { removeTree } from './bootstrap.js';
 import { dirInUse, unmountBelow } from './loop.js';
 
@@ -28,6 +28,12 @@ export async function touchLayer(key: string): Promise<void> {
   await utimes(layerPaths(key).meta, now, now).catch(() => undefined);
 }
 
+/** A cached layer a build is about to use: touched before it is read, so a prune running meanwhile sees it taken up. */
+export async function takeUpLayer(key: string): Promise<LayerMeta | undefined> {
+  await touchLayer(key);
+  return readLayer(key);
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -37,10 +43,10 @@ function alive(pid: number): boolean {
   }
 }
 
-/** mtime of a regular file, undefined when it is gone (another build's prune) or no file. */
-function fileMtime(path: string): number | undefined {
+/** A regular file's status, undefined when it is gone (another build's prune) or no file. */
+function fileStat(path: string): Stats | undefined {
   const st = statSync(path, { throwIfNoEntry: false });
-  return st?.isFile() ? st.mtimeMs : undefined;
+  return st?.isFile() ? st : undefined;
 }
 
 interface Entry {
@@ -68,9 +74,11 @@ export async function pruneLayers(protect: readonly string[], keep = KEEP_LAYERS
 
   // a build writes KEY.img.partial-PID and works in work/KEY-PID; the PID says whether it still runs
   for (const n of names) {
+    const st = fileStat(join(dir, n));
+    if (!st) continue;
     const m = /\.partial-(\d+)$/.exec(n);
-    const stray = m ? !alive(Number(m[1])) : /\.json\.tmp$/.test(n) && now - (fileMtime(join(dir, n)) ?? now) > STRAY_AFTER_MS;
-    if (stray && fileMtime(join(dir, n)) !== undefined) {
+    const stray = m ? !alive(Number(m[1])) : /\.json\.tmp$/.test(n) && now - st.mtimeMs > STRAY_AFTER_MS;
+    if (stray) {
       await rm(join(dir, n), { force: true });
       result.leftovers.push(join(dir, n));
     }
@@ -89,11 +97,11 @@ export async function pruneLayers(protect: readonly string[], keep = KEEP_LAYERS
   for (const n of names.filter((x) => x.endsWith('.img'))) {
     const key = n.slice(0, -'.img'.length);
     const p = layerPaths(key);
-    const imgMtime = fileMtime(p.img);
-    if (imgMtime === undefined) continue;
-    const usedMs = fileMtime(p.meta);
+    const img = fileStat(p.img);
+    if (!img) continue;
+    const usedMs = fileStat(p.meta)?.mtimeMs;
     if (usedMs === undefined) {
-      if (now - imgMtime > STRAY_AFTER_MS && !existsSync(p.meta)) {
+      if (now - img.mtimeMs > STRAY_AFTER_MS && !existsSync(p.meta)) {
         await rm(p.img, { force: true });
         result.leftovers.push(p.img);
       }
@@ -105,7 +113,7 @@ export async function pruneLayers(protect: readonly string[], keep = KEEP_LAYERS
     } catch {
       meta = undefined; // unreadable, or removed a moment ago
     }
-    entries.push({ key, meta, usedMs, bytes: (statSync(p.img, { throwIfNoEntry: false })?.blocks ?? 0) * 512 });
+    entries.push({ key, meta, usedMs, bytes: img.blocks * 512 });
   }
   const recent = (a: Entry, b: Entry) => b.usedMs - a.usedMs;
   const kept = new Set(protect);
@@ -133,7 +141,7 @@ export async function pruneLayers(protect: readonly string[], keep = KEEP_LAYERS
     if (kept.has(e.key)) continue;
     const p = layerPaths(e.key);
     // a build that took it up meanwhile touched it: it stays
-    if (fileMtime(p.meta) !== e.usedMs) continue;
+    if (fileStat(p.meta)?.mtimeMs !== e.usedMs) continue;
     // the record first: without it the layer is absent to any build that looks now
     await rm(p.meta, { force: true });
     await rm(p.img, { force: true });

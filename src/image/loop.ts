@@ -43,12 +43,16 @@ const within = (path: string, dir: string): boolean => path === dir || path.star
  */
 async function processesRootedIn(dir: string): Promise<number[]> {
   const pids: number[] = [];
-  for (const e of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
-    const root = await readlink(`/proc/${e}/root`).catch(() => '');
-    if (within(root, dir)) pids.push(Number(e));
+  for (const pid of await otherPids()) {
+    const root = await readlink(`/proc/${pid}/root`).catch(() => '');
+    if (within(root, dir)) pids.push(pid);
   }
   return pids;
+}
+
+/** Every process but this one. */
+async function otherPids(): Promise<number[]> {
+  return (await readdir('/proc').catch(() => [] as string[])).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid).map(Number);
 }
 
 /**
@@ -58,13 +62,12 @@ async function processesRootedIn(dir: string): Promise<number[]> {
  */
 export async function dirInUse(dir: string): Promise<boolean> {
   const real = await realpath(dir).catch(() => dir);
-  for (const e of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+  for (const pid of await otherPids()) {
     for (const link of ['root', 'cwd']) {
-      const to = await readlink(`/proc/${e}/${link}`).catch(() => '');
+      const to = await readlink(`/proc/${pid}/${link}`).catch(() => '');
       if (within(to, real)) return true;
     }
-    const argv = (await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
     if (argv.some((a) => a.includes(dir) || a.includes(real))) return true;
   }
   return false;
